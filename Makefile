@@ -1,0 +1,136 @@
+# registry: an OCI distribution registry server.
+#
+#   make              build build/registry
+#   make run          install what is missing, build, serve on 127.0.0.1:5000 with ./data
+#   make test         install, build, run unit + black-box tests, then again under ASan+UBSan
+#   make check        unit + black-box tests (no sanitizers)
+#   make check-asan   the same suites under AddressSanitizer + UBSan
+#   make bench        benchmarks (never part of make test)
+#   make install      install the binary (PREFIX, DESTDIR)
+#   make lint         cppcheck + clang-tidy;  make format  clang-format -i
+
+# Compiler and optimisation; override on the command line (make CC=clang).
+CC       ?= cc
+OPT      ?= -O2 -g
+# Where `make install` puts things.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+# Build output directory.
+BUILD    ?= build
+# Address and port `make run` serves on, and its data directory.
+RUN_LISTEN ?= 127.0.0.1:5000
+RUN_ROOT   ?= ./data
+# Parallel jobs for criterion test binaries.
+TEST_JOBS  ?= 2
+
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
+
+# Debian packages: to build and run, and to test.
+DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
+            libinih-dev libjwt-dev libcrypt-dev
+DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl skopeo jq
+
+PKGS      := libmicrohttpd jansson lmdb openssl inih
+TEST_PKGS := libcurl criterion jansson openssl
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -DREGISTRY_VERSION='"$(VERSION)"' \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+CORE_SRC := common/err.c common/log.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/uploads.c \
+            api/errors.c api/base.c api/blobs.c api/uploads.c \
+            server/config.c server/router.c server/http.c
+MAIN_SRC := server/main.c
+UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
+BB_SRC   := $(wildcard conformance/test_*.c)
+HDRS     := $(wildcard */*.h)
+
+.PHONY: all deps deps-test run test check check-asan unit blackbox bench install lint format clean
+
+all: $(BUILD)/registry
+
+deps:
+	@./scripts/deps.sh $(DEB_RUN)
+
+deps-test:
+	@./scripts/deps.sh $(DEB_RUN) $(DEB_TEST)
+
+# --- the server ------------------------------------------------------------
+# $(1): build dir, $(2): extra flags
+define objs
+$(patsubst %.c,$(1)/obj/%.o,$(2))
+endef
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/asan/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(SAN) -c $< -o $@
+
+$(BUILD)/registry: $(call objs,$(BUILD),$(CORE_SRC) $(MAIN_SRC))
+	$(CC) $(OPT) -o $@ $^ $(LDFLAGS) $(LDLIBS_ALL)
+
+$(BUILD)/asan/registry: $(call objs,$(BUILD)/asan,$(CORE_SRC) $(MAIN_SRC))
+	$(CC) $(OPT) $(SAN) -o $@ $^ $(LDFLAGS) $(LDLIBS_ALL)
+
+run: deps $(BUILD)/registry
+	$(BUILD)/registry serve --listen $(RUN_LISTEN) --root $(RUN_ROOT)
+
+# --- tests -------------------------------------------------------------------
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+# Unit tests link the core objects (real LMDB, real files).
+$(BUILD)/tests/%: tests/%.c $(call objs,$(BUILD),$(CORE_SRC)) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $< $(call objs,$(BUILD),$(CORE_SRC)) \
+	    $(LDFLAGS) $(LDLIBS_ALL) $(TEST_LIBS)
+
+$(BUILD)/asan/tests/%: tests/%.c $(call objs,$(BUILD)/asan,$(CORE_SRC)) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(SAN) $(TEST_CFLAGS) -o $@ $< $(call objs,$(BUILD)/asan,$(CORE_SRC)) \
+	    $(LDFLAGS) $(LDLIBS_ALL) $(TEST_LIBS)
+
+# The black-box suite talks HTTP to a real server binary; it links nothing of ours.
+$(BUILD)/blackbox: $(BB_SRC) conformance/harness.c conformance/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $(BB_SRC) conformance/harness.c \
+	    $(LDFLAGS) $(TEST_LIBS) $(shell pkg-config --libs jansson)
+
+UNIT_BINS      = $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
+
+check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox
+	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
+
+# The server under test is the sanitized one; the test programs need not be.
+check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	REGISTRY_BIN=$(BUILD)/asan/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS_ASAN) $(BUILD)/blackbox
+
+test: deps-test
+	$(MAKE) check
+	$(MAKE) check-asan
+
+bench: deps-test $(BUILD)/registry
+	./bench/run.sh
+
+install: $(BUILD)/registry
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/registry $(DESTDIR)$(PREFIX)/bin/registry
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage api server
+	clang-tidy $(CORE_SRC) $(MAIN_SRC) -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
+
+format:
+	clang-format -i $(wildcard */*.c */*.h)
+
+clean:
+	rm -rf $(BUILD)

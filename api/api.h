@@ -1,0 +1,71 @@
+/* The OCI distribution API: one handler per (resource, method). The router
+ * in server/ picks the handler; handlers talk to storage/ and answer
+ * through api/req.h. */
+#ifndef REG_API_H
+#define REG_API_H
+
+#include <stddef.h>
+
+#include "req.h"
+
+struct blobstore;
+struct index;
+struct uploads;
+
+/* What handlers need, shared by every request; read-only once serving. */
+struct registry {
+    struct blobstore *bs;
+    struct index *ix;
+    struct uploads *us;
+    int delete_enabled;          /* [storage] delete */
+    size_t max_manifest_size;    /* bytes */
+};
+
+enum route_kind {
+    ROUTE_BASE,          /* /v2/ */
+    ROUTE_CATALOG,       /* /v2/_catalog */
+    ROUTE_BLOB,          /* /v2/<name>/blobs/<digest> */
+    ROUTE_UPLOAD_START,  /* /v2/<name>/blobs/uploads/ */
+    ROUTE_UPLOAD,        /* /v2/<name>/blobs/uploads/<uuid> */
+    ROUTE_MANIFEST,      /* /v2/<name>/manifests/<reference> */
+    ROUTE_TAGS,          /* /v2/<name>/tags/list */
+    ROUTE_REFERRERS,     /* /v2/<name>/referrers/<digest> */
+};
+
+#define ROUTE_NAME_MAX 255
+#define ROUTE_REF_MAX 255
+
+struct route {
+    enum route_kind kind;
+    char name[ROUTE_NAME_MAX + 1]; /* validated repository name */
+    char ref[ROUTE_REF_MAX + 1];   /* digest, tag or uuid; not yet validated */
+};
+
+/* A handler. begin runs when the headers are in and may already reply;
+ * body gets each piece of the request body; end runs when the body is
+ * complete and must reply unless begin did. An error from begin or body
+ * is answered with the error JSON. */
+struct handler {
+    int (*begin)(struct req *r, const struct route *rt);
+    int (*body)(struct req *r, const char *data, size_t len);
+    void (*end)(struct req *r);
+};
+
+/* The handler for method on kind; NULL when the method is not allowed. */
+const struct handler *api_handler(enum route_kind kind, const char *method);
+
+/* Answer with the OCI error JSON for err; detail may be NULL. */
+void api_error(struct req *r, int err, const char *detail);
+
+/* Repository name grammar of the distribution spec. */
+int api_name_valid(const char *s, size_t len);
+/* Tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. */
+int api_tag_valid(const char *s, size_t len);
+
+/* Handlers, one file each. */
+extern const struct handler api_base_get;
+extern const struct handler api_blob_get, api_blob_delete;
+extern const struct handler api_upload_start, api_upload_patch, api_upload_put, api_upload_get,
+    api_upload_delete;
+
+#endif

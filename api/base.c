@@ -1,0 +1,43 @@
+/* GET /v2/ and the table of handlers. */
+#include <string.h>
+
+#include "../common/err.h"
+#include "api.h"
+
+static int base_begin(struct req *r, const struct route *rt)
+{
+    (void)rt;
+    req_reply_buf(r, 200, "application/json", "{}", 2);
+    return REG_OK;
+}
+
+const struct handler api_base_get = {base_begin, NULL, NULL};
+
+struct method_handler {
+    enum route_kind kind;
+    const char *method;
+    const struct handler *h;
+};
+
+static const struct method_handler handlers[] = {
+    {ROUTE_BASE, "GET", &api_base_get},
+    {ROUTE_BASE, "HEAD", &api_base_get},
+    {ROUTE_BLOB, "GET", &api_blob_get},
+    {ROUTE_BLOB, "HEAD", &api_blob_get},
+    {ROUTE_BLOB, "DELETE", &api_blob_delete},
+    {ROUTE_UPLOAD_START, "POST", &api_upload_start},
+    {ROUTE_UPLOAD, "PATCH", &api_upload_patch},
+    {ROUTE_UPLOAD, "PUT", &api_upload_put},
+    {ROUTE_UPLOAD, "GET", &api_upload_get},
+    {ROUTE_UPLOAD, "DELETE", &api_upload_delete},
+};
+
+const struct handler *api_handler(enum route_kind kind, const char *method)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (handlers[i].kind == kind && strcmp(handlers[i].method, method) == 0)
+            return handlers[i].h;
+    return NULL;
+}

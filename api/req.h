@@ -1,0 +1,42 @@
+/* The request as handlers see it. server/http.c implements this on top of
+ * libmicrohttpd; handlers never see libmicrohttpd itself.
+ *
+ * Strings returned by req_header/req_query live as long as the request.
+ * A request is answered exactly once, by one of the req_reply_* calls. */
+#ifndef REG_REQ_H
+#define REG_REQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct req;
+struct registry;
+
+const char *req_method(const struct req *r);
+int req_is_head(const struct req *r);
+const char *req_header(struct req *r, const char *name);
+const char *req_query(struct req *r, const char *name);
+struct registry *req_registry(struct req *r);
+
+/* Per-request memory, freed when the request completes. NULL on failure. */
+void *req_alloc(struct req *r, size_t size);
+char *req_printf(struct req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Handler state, and the function that frees it when the request ends.
+ * aborted is true when the client went away or the reply failed. */
+void req_set_state(struct req *r, void *state, void (*done)(void *state, int aborted));
+void *req_state(struct req *r);
+
+/* Headers to send with the reply; value is copied. */
+int req_set_header(struct req *r, const char *name, const char *value);
+
+int req_replied(const struct req *r);
+void req_reply(struct req *r, unsigned status);
+/* buf is copied. */
+void req_reply_buf(struct req *r, unsigned status, const char *content_type, const void *buf,
+                   size_t len);
+/* Takes fd: the kernel sends len bytes from off (sendfile). */
+void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
+                  uint64_t len);
+
+#endif

@@ -1,0 +1,331 @@
+/* Blob uploads: POST /v2/NAME/blobs/uploads/ (session, monolithic or
+ * mount), PATCH/PUT/GET/DELETE /v2/NAME/blobs/uploads/UUID. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/err.h"
+#include "../storage/digest.h"
+#include "../storage/index.h"
+#include "../storage/uploads.h"
+#include "api.h"
+
+struct upstate {
+    struct upload *u;
+    const char *name;
+    struct digest want; /* PUT and monolithic POST */
+    int session;        /* POST that opens a session (no body expected) */
+};
+
+static void upstate_done(void *p, int aborted)
+{
+    struct upstate *st = p;
+
+    (void)aborted;
+    if (!st->u)
+        return;
+    /* Whatever arrived before the client went away stays resumable. */
+    upload_checkpoint(st->u);
+    upload_release(st->u);
+    st->u = NULL;
+}
+
+static struct upstate *upstate_new(struct req *r, const struct route *rt)
+{
+    struct upstate *st = req_alloc(r, sizeof(*st));
+
+    if (!st)
+        return NULL;
+    memset(st, 0, sizeof(*st));
+    st->name = rt->name;
+    req_set_state(r, st, upstate_done);
+    return st;
+}
+
+static int set_session_headers(struct req *r, const char *name, const char *uuid, uint64_t offset)
+{
+    char range[48];
+
+    snprintf(range, sizeof(range), "0-%" PRIu64, offset ? offset - 1 : 0);
+    if (req_set_header(r, "Location", req_printf(r, "/v2/%s/blobs/uploads/%s", name, uuid)) ||
+        req_set_header(r, "Range", range) || req_set_header(r, "Docker-Upload-UUID", uuid))
+        return REG_E_NOMEM;
+    return REG_OK;
+}
+
+static void reply_blob_created(struct req *r, const char *name, const char *digest)
+{
+    req_set_header(r, "Location", req_printf(r, "/v2/%s/blobs/%s", name, digest));
+    req_set_header(r, "Docker-Content-Digest", digest);
+    req_reply(r, 201);
+}
+
+/* Parse "a-b", "bytes a-b/total" or "bytes=a-b" into a start and a length. */
+static int parse_content_range(const char *h, uint64_t *start, uint64_t *len)
+{
+    unsigned long long a, b;
+    char *end;
+
+    if (strncmp(h, "bytes", 5) == 0) {
+        h += 5;
+        if (*h == ' ' || *h == '=')
+            h++;
+    }
+    if (*h < '0' || *h > '9')
+        return REG_E_UPLOAD_INVALID;
+    errno = 0;
+    a = strtoull(h, &end, 10);
+    if (errno || *end != '-' || end[1] < '0' || end[1] > '9')
+        return REG_E_UPLOAD_INVALID;
+    errno = 0;
+    b = strtoull(end + 1, &end, 10);
+    if (errno || (*end != '\0' && *end != '/') || b < a)
+        return REG_E_UPLOAD_INVALID;
+    *start = a;
+    *len = b - a + 1;
+    return REG_OK;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+
+    if (!s || *s < '0' || *s > '9')
+        return REG_E_UPLOAD_INVALID;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end != '\0')
+        return REG_E_UPLOAD_INVALID;
+    *out = v;
+    return REG_OK;
+}
+
+/* A chunk must continue the upload exactly where it stands. */
+static int check_chunk(struct req *r, struct upstate *st)
+{
+    const char *cr = req_header(r, "Content-Range");
+    const char *cl = req_header(r, "Content-Length");
+    uint64_t start, len, clen;
+    int rc;
+
+    if (!cr)
+        return REG_OK;
+    rc = parse_content_range(cr, &start, &len);
+    if (!rc && start != upload_offset(st->u))
+        rc = REG_E_UPLOAD_RANGE;
+    if (!rc && cl && (parse_u64(cl, &clen) || clen != len))
+        rc = REG_E_UPLOAD_RANGE;
+    if (rc == REG_E_UPLOAD_RANGE)
+        set_session_headers(r, st->name, upload_uuid(st->u), upload_offset(st->u));
+    return rc;
+}
+
+static int upload_body(struct req *r, const char *data, size_t len)
+{
+    struct upstate *st = req_state(r);
+
+    return upload_write(st->u, data, len);
+}
+
+/* POST ?mount=<digest>&from=<repo>: link when from holds the blob. */
+static int try_mount(struct req *r, const struct route *rt, const char *mount, int *mounted)
+{
+    struct registry *reg = req_registry(r);
+    const char *from = req_query(r, "from");
+    struct index_txn *t = NULL;
+    struct digest d;
+    int rc;
+
+    *mounted = 0;
+    rc = digest_parse(mount, strlen(mount), &d);
+    if (rc)
+        return rc;
+    if (!from || !api_name_valid(from, strlen(from)))
+        return REG_OK; /* fall back to a plain upload session */
+    rc = index_begin(reg->ix, 1, &t);
+    if (rc)
+        return rc;
+    rc = index_repo_has_blob(t, from, d.str);
+    if (rc == REG_E_BLOB_UNKNOWN) {
+        index_abort(t);
+        return REG_OK;
+    }
+    if (!rc)
+        rc = index_link_blob(t, rt->name, d.str);
+    if (rc) {
+        index_abort(t);
+        return rc;
+    }
+    rc = index_commit(t);
+    if (rc)
+        return rc;
+    *mounted = 1;
+    reply_blob_created(r, rt->name, d.str);
+    return REG_OK;
+}
+
+static int start_begin(struct req *r, const struct route *rt)
+{
+    struct registry *reg = req_registry(r);
+    const char *mount = req_query(r, "mount");
+    const char *digest = req_query(r, "digest");
+    struct upstate *st;
+    int rc, mounted;
+
+    if (mount) {
+        rc = try_mount(r, rt, mount, &mounted);
+        if (rc || mounted)
+            return rc;
+    }
+    st = upstate_new(r, rt);
+    if (!st)
+        return REG_E_NOMEM;
+    if (digest) {
+        rc = digest_parse(digest, strlen(digest), &st->want);
+        if (rc)
+            return rc;
+        return upload_create(reg->us, rt->name, 0, &st->u);
+    }
+    st->session = 1;
+    return upload_create(reg->us, rt->name, 1, &st->u);
+}
+
+static int start_body(struct req *r, const char *data, size_t len)
+{
+    struct upstate *st = req_state(r);
+
+    if (st->session)
+        return REG_OK; /* a body without ?digest= carries nothing to keep */
+    return upload_body(r, data, len);
+}
+
+static void start_end(struct req *r)
+{
+    struct upstate *st = req_state(r);
+    uint64_t size;
+    int rc;
+
+    if (st->session) {
+        rc = set_session_headers(r, st->name, upload_uuid(st->u), 0);
+        if (rc)
+            api_error(r, rc, NULL);
+        else
+            req_reply(r, 202);
+        return;
+    }
+    rc = upload_finish(st->u, &st->want, &size);
+    if (rc) {
+        api_error(r, rc, NULL);
+        return;
+    }
+    reply_blob_created(r, st->name, st->want.str);
+}
+
+static int resume(struct req *r, const struct route *rt, struct upstate **out)
+{
+    struct registry *reg = req_registry(r);
+    struct upstate *st;
+
+    if (!upload_uuid_valid(rt->ref, strlen(rt->ref)))
+        return REG_E_UPLOAD_UNKNOWN;
+    st = upstate_new(r, rt);
+    if (!st)
+        return REG_E_NOMEM;
+    *out = st;
+    return upload_resume(reg->us, rt->name, rt->ref, &st->u);
+}
+
+static int patch_begin(struct req *r, const struct route *rt)
+{
+    struct upstate *st;
+    int rc = resume(r, rt, &st);
+
+    return rc ? rc : check_chunk(r, st);
+}
+
+static void patch_end(struct req *r)
+{
+    struct upstate *st = req_state(r);
+    int rc = upload_checkpoint(st->u);
+
+    if (!rc)
+        rc = set_session_headers(r, st->name, upload_uuid(st->u), upload_offset(st->u));
+    if (rc) {
+        api_error(r, rc, NULL);
+        return;
+    }
+    req_reply(r, 202);
+}
+
+static int put_begin(struct req *r, const struct route *rt)
+{
+    const char *digest = req_query(r, "digest");
+    struct upstate *st;
+    struct digest want;
+    int rc;
+
+    if (!digest) {
+        api_error(r, REG_E_DIGEST_INVALID, "the digest query parameter is required");
+        return REG_OK;
+    }
+    rc = digest_parse(digest, strlen(digest), &want);
+    if (rc)
+        return rc;
+    rc = resume(r, rt, &st);
+    if (rc)
+        return rc;
+    st->want = want;
+    return check_chunk(r, st);
+}
+
+static void put_end(struct req *r)
+{
+    struct upstate *st = req_state(r);
+    uint64_t size;
+    int rc = upload_finish(st->u, &st->want, &size);
+
+    if (rc) {
+        api_error(r, rc, NULL);
+        return;
+    }
+    reply_blob_created(r, st->name, st->want.str);
+}
+
+static int get_begin(struct req *r, const struct route *rt)
+{
+    uint64_t offset;
+    int rc;
+
+    if (!upload_uuid_valid(rt->ref, strlen(rt->ref)))
+        return REG_E_UPLOAD_UNKNOWN;
+    rc = upload_status(req_registry(r)->us, rt->name, rt->ref, &offset);
+    if (rc)
+        return rc;
+    rc = set_session_headers(r, rt->name, rt->ref, offset);
+    if (rc)
+        return rc;
+    req_reply(r, 204);
+    return REG_OK;
+}
+
+static int delete_begin(struct req *r, const struct route *rt)
+{
+    struct upstate *st;
+    int rc = resume(r, rt, &st);
+
+    if (!rc)
+        rc = upload_cancel(st->u);
+    if (rc)
+        return rc;
+    req_reply(r, 204);
+    return REG_OK;
+}
+
+const struct handler api_upload_start = {start_begin, start_body, start_end};
+const struct handler api_upload_patch = {patch_begin, upload_body, patch_end};
+const struct handler api_upload_put = {put_begin, upload_body, put_end};
+const struct handler api_upload_get = {get_begin, NULL, NULL};
+const struct handler api_upload_delete = {delete_begin, NULL, NULL};

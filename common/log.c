@@ -1,0 +1,92 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+static enum log_level min_level = LOG_INFO;
+static enum log_format out_format = LOG_TEXT;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_setup(enum log_level level, enum log_format format)
+{
+    min_level = level;
+    out_format = format;
+}
+
+int log_enabled(enum log_level level)
+{
+    return level >= min_level;
+}
+
+static void timestamp(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Emit a finished line with one write so that threads never interleave. */
+static void emit(const char *line)
+{
+    fputs(line, stderr);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    char ts[40], msg[1024], line[2048];
+    va_list ap;
+
+    if (!log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    timestamp(ts, sizeof(ts));
+    if (out_format == LOG_JSON) {
+        json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg",
+                              msg);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+        snprintf(line, sizeof(line), "%s\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+    } else {
+        snprintf(line, sizeof(line), "%s %-5s %s\n", ts, level_names[level], msg);
+    }
+    emit(line);
+}
+
+void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
+                double ms)
+{
+    char ts[40], line[2048];
+
+    if (!log_enabled(LOG_INFO))
+        return;
+    timestamp(ts, sizeof(ts));
+    if (out_format == LOG_JSON) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f}", "time", ts, "level", "info",
+                              "method", method, "path", path, "status", (int)status, "bytes",
+                              (json_int_t)bytes, "ms", ms);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+        snprintf(line, sizeof(line), "%s\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+    } else {
+        snprintf(line, sizeof(line), "%s info  %s %s %u %llu %.1fms\n", ts, method, path, status,
+                 bytes, ms);
+    }
+    emit(line);
+}

@@ -1,0 +1,21 @@
+/* Logging to stderr, one line per event, as text or JSON. Thread-safe. */
+#ifndef REG_LOG_H
+#define REG_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_TEXT, LOG_JSON };
+
+void log_setup(enum log_level level, enum log_format format);
+int log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One access line: method, path (never the query), status, bytes, ms. */
+void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
+                double ms);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

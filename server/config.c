@@ -1,0 +1,183 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen, sizeof(c->listen), "127.0.0.1:5000");
+    c->threads = 4;
+    c->max_connections = 1024;
+    c->timeout = 120;
+    c->shutdown_timeout = 30;
+    c->max_manifest_size = 4 << 20;
+    snprintf(c->root, sizeof(c->root), "./data");
+    c->delete_enabled = 0;
+    c->index_max_size = (size_t)16 << 30;
+    c->log_level = LOG_INFO;
+    c->log_format = LOG_TEXT;
+}
+
+static int parse_uint(const char *v, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    unsigned long long n;
+    char *end;
+
+    if (*v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno || *end != '\0' || n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+/* Sizes take an optional K, M or G suffix (powers of 1024). */
+static int parse_size(const char *v, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    char buf[32];
+    size_t len = strlen(v);
+    unsigned shift = 0;
+
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, v, len + 1);
+    switch (buf[len - 1]) {
+    case 'K': case 'k': shift = 10; break;
+    case 'M': case 'm': shift = 20; break;
+    case 'G': case 'g': shift = 30; break;
+    default: break;
+    }
+    if (shift)
+        buf[len - 1] = '\0';
+    if (parse_uint(buf, 0, max >> shift, out))
+        return -1;
+    *out <<= shift;
+    return *out < min ? -1 : 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+static int pick(const char *v, const char *const *names, int n, int *out)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+#define BAD(...) (snprintf(err, errsize, __VA_ARGS__), REG_E_CONFIG)
+
+int config_set(struct config *c, const char *section, const char *key, const char *v, char *err,
+               size_t errsize)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    static const char *const formats[] = {"text", "json"};
+    unsigned long long n;
+
+#define IS(s, k) (!strcmp(section, s) && !strcmp(key, k))
+    if (IS("server", "listen")) {
+        if (!strchr(v, ':') || strlen(v) >= sizeof(c->listen))
+            return BAD("listen: expected host:port, got '%s'", v);
+        snprintf(c->listen, sizeof(c->listen), "%s", v);
+    } else if (IS("server", "threads")) {
+        if (parse_uint(v, 1, 256, &n))
+            return BAD("threads: expected 1..256, got '%s'", v);
+        c->threads = (unsigned)n;
+    } else if (IS("server", "max_connections")) {
+        if (parse_uint(v, 1, 65536, &n))
+            return BAD("max_connections: expected 1..65536, got '%s'", v);
+        c->max_connections = (unsigned)n;
+    } else if (IS("server", "timeout")) {
+        if (parse_uint(v, 1, 86400, &n))
+            return BAD("timeout: expected seconds 1..86400, got '%s'", v);
+        c->timeout = (unsigned)n;
+    } else if (IS("server", "shutdown_timeout")) {
+        if (parse_uint(v, 0, 3600, &n))
+            return BAD("shutdown_timeout: expected seconds 0..3600, got '%s'", v);
+        c->shutdown_timeout = (unsigned)n;
+    } else if (IS("server", "max_manifest_size")) {
+        if (parse_size(v, 1024, 64ULL << 20, &n))
+            return BAD("max_manifest_size: expected 1K..64M, got '%s'", v);
+        c->max_manifest_size = (size_t)n;
+    } else if (IS("storage", "root")) {
+        if (!*v || strlen(v) >= sizeof(c->root))
+            return BAD("root: expected a directory, got '%s'", v);
+        snprintf(c->root, sizeof(c->root), "%s", v);
+    } else if (IS("storage", "delete")) {
+        if (parse_bool(v, &c->delete_enabled))
+            return BAD("delete: expected true or false, got '%s'", v);
+    } else if (IS("storage", "index_max_size")) {
+        if (parse_size(v, 1ULL << 20, 1ULL << 40, &n))
+            return BAD("index_max_size: expected 1M..1024G, got '%s'", v);
+        c->index_max_size = (size_t)n;
+    } else if (IS("log", "level")) {
+        if (pick(v, levels, 4, &c->log_level))
+            return BAD("level: expected debug, info, warn or error, got '%s'", v);
+    } else if (IS("log", "format")) {
+        if (pick(v, formats, 2, &c->log_format))
+            return BAD("format: expected text or json, got '%s'", v);
+    } else {
+        return BAD("unknown key '%s' in [%s]", key, section);
+    }
+#undef IS
+    return REG_OK;
+}
+
+struct load_ctx {
+    struct config *c;
+    char msg[256];
+    int failed;
+};
+
+static int on_key(void *user, const char *section, const char *key, const char *value)
+{
+    struct load_ctx *lc = user;
+
+    if (lc->failed)
+        return 0;
+    if (config_set(lc->c, section, key, value, lc->msg, sizeof(lc->msg))) {
+        lc->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errsize)
+{
+    struct load_ctx lc;
+    int line;
+
+    memset(&lc, 0, sizeof(lc));
+    lc.c = c;
+    line = ini_parse(path, on_key, &lc);
+    if (line < 0)
+        return BAD("%s: cannot read: %s", path, line == -1 ? strerror(errno) : "out of memory");
+    if (line > 0)
+        return BAD("%s:%d: %s", path, line, lc.failed ? lc.msg : "syntax error");
+    return REG_OK;
+}

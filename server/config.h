@@ -1,0 +1,36 @@
+/* registry.conf: INI sections [server], [storage], [log]. Every key has a
+ * default, so no file is needed. */
+#ifndef REG_CONFIG_H
+#define REG_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+    /* [server] */
+    char listen[256];          /* host:port */
+    unsigned threads;          /* libmicrohttpd worker threads */
+    unsigned max_connections;  /* concurrent connections */
+    unsigned timeout;          /* idle seconds before a connection is dropped */
+    unsigned shutdown_timeout; /* seconds to let requests finish on SIGTERM */
+    size_t max_manifest_size;  /* bytes */
+    /* [storage] */
+    char root[4096];           /* data directory */
+    int delete_enabled;        /* allow DELETE of blobs and manifests */
+    size_t index_max_size;     /* LMDB map size, bytes */
+    /* [log] */
+    int log_level;             /* enum log_level */
+    int log_format;            /* enum log_format */
+};
+
+/* Fill c with the defaults. */
+void config_defaults(struct config *c);
+
+/* Read path over c. On error writes "file:line: what" into err and returns
+ * REG_E_CONFIG. */
+int config_load(struct config *c, const char *path, char *err, size_t errsize);
+
+/* Set one key as if read from a file ("server", "listen", "0.0.0.0:5000"). */
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char *err, size_t errsize);
+
+#endif

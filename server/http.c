@@ -1,0 +1,510 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "../api/api.h"
+#include "../common/err.h"
+#include "../common/log.h"
+#include "router.h"
+
+struct http_server {
+    struct MHD_Daemon *d;
+    struct registry *reg;
+    int fd;               /* listening socket */
+    unsigned port;
+    atomic_uint in_flight;
+};
+
+struct hdr {
+    struct hdr *next;
+    char *name;
+    char *value;
+};
+
+struct pool_block {
+    struct pool_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct req {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method;      /* libmicrohttpd's, lives as long as the request */
+    char *path;              /* copy, for the access log */
+    struct route rt;
+    const struct handler *h;
+    int err;                 /* error raised while the body streamed in */
+    struct hdr *hdrs;        /* reply headers */
+    int begun;               /* routed and handler begun */
+    int replied;
+    unsigned status;
+    unsigned long long bytes; /* reply body size */
+    void *state;
+    void (*done)(void *state, int aborted);
+    struct pool_block *pool;
+    struct timespec start;
+};
+
+#define POOL_BLOCK 4096
+
+void *req_alloc(struct req *r, size_t size)
+{
+    struct pool_block *b = r->pool;
+    size_t need = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    void *p;
+
+    if (!b || b->cap - b->used < need) {
+        size_t cap = need > POOL_BLOCK ? need : POOL_BLOCK;
+
+        b = malloc(sizeof(*b) + cap);
+        if (!b)
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        b->next = r->pool;
+        r->pool = b;
+    }
+    p = (char *)b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+char *req_printf(struct req *r, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char *s;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    s = req_alloc(r, (size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *req_method(const struct req *r)
+{
+    return r->method;
+}
+
+int req_is_head(const struct req *r)
+{
+    return strcmp(r->method, "HEAD") == 0;
+}
+
+const char *req_header(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_query(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct registry *req_registry(struct req *r)
+{
+    return r->srv->reg;
+}
+
+void req_set_state(struct req *r, void *state, void (*done)(void *state, int aborted))
+{
+    r->state = state;
+    r->done = done;
+}
+
+void *req_state(struct req *r)
+{
+    return r->state;
+}
+
+int req_set_header(struct req *r, const char *name, const char *value)
+{
+    struct hdr *h = req_alloc(r, sizeof(*h));
+
+    if (!h)
+        return REG_E_NOMEM;
+    h->name = req_printf(r, "%s", name);
+    h->value = req_printf(r, "%s", value);
+    if (!h->name || !h->value)
+        return REG_E_NOMEM;
+    h->next = r->hdrs;
+    r->hdrs = h;
+    return REG_OK;
+}
+
+int req_replied(const struct req *r)
+{
+    return r->replied;
+}
+
+static void queue(struct req *r, unsigned status, struct MHD_Response *resp, const char *ctype,
+                  unsigned long long bytes)
+{
+    struct hdr *h;
+
+    if (!resp) {
+        log_error("cannot create response");
+        r->replied = 1;
+        r->status = 500;
+        return;
+    }
+    MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0");
+    if (ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    for (h = r->hdrs; h; h = h->next)
+        MHD_add_response_header(resp, h->name, h->value);
+    if (MHD_queue_response(r->conn, status, resp) != MHD_YES)
+        log_error("cannot queue response");
+    MHD_destroy_response(resp);
+    r->replied = 1;
+    r->status = status;
+    r->bytes = bytes;
+}
+
+void req_reply_buf(struct req *r, unsigned status, const char *content_type, const void *buf,
+                   size_t len)
+{
+    struct MHD_Response *resp;
+
+    if (r->replied)
+        return;
+    resp = MHD_create_response_from_buffer(len, (void *)buf, MHD_RESPMEM_MUST_COPY);
+    queue(r, status, resp, content_type, len);
+}
+
+void req_reply(struct req *r, unsigned status)
+{
+    req_reply_buf(r, status, NULL, "", 0);
+}
+
+void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
+                  uint64_t len)
+{
+    struct MHD_Response *resp;
+
+    if (r->replied || len == 0) {
+        close(fd);
+        if (!r->replied)
+            req_reply_buf(r, status, content_type, "", 0);
+        return;
+    }
+    resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
+    if (!resp)
+        close(fd);
+    queue(r, status, resp, content_type, len);
+}
+
+static struct req *req_new(struct http_server *s, struct MHD_Connection *c, const char *method,
+                           const char *url)
+{
+    struct req *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->srv = s;
+    r->conn = c;
+    r->method = method;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->path = req_printf(r, "%s", url);
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    atomic_fetch_add(&s->in_flight, 1);
+    return r;
+}
+
+static void req_free(struct req *r)
+{
+    struct pool_block *b = r->pool, *n;
+
+    while (b) {
+        n = b->next;
+        free(b);
+        b = n;
+    }
+    free(r);
+}
+
+/* Control characters in a logged path could forge log lines. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '"' || *s == '\\')
+            *s = '?';
+}
+
+/* Does the request announce a body? */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return 1;
+    return cl && strcmp(cl, "0") != 0;
+}
+
+static void begin(struct req *r, const char *url)
+{
+    int rc;
+
+    r->begun = 1;
+    rc = router_match(url, &r->rt);
+    if (rc) {
+        api_error(r, rc, NULL);
+        return;
+    }
+    r->h = api_handler(r->rt.kind, r->method);
+    if (!r->h) {
+        api_error(r, REG_E_METHOD, NULL);
+        return;
+    }
+    if (r->h->begin) {
+        rc = r->h->begin(r, &r->rt);
+        if (rc && !r->replied)
+            api_error(r, rc, NULL);
+    }
+}
+
+/* libmicrohttpd calls this once with the headers, once per piece of body,
+ * and once more at the end. A reply queued in the first call makes it
+ * close the connection, so requests without a body start at the end; those
+ * with one start at once, so that a bad request is refused before its body
+ * is read. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *data,
+                                 size_t *data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    int rc;
+
+    (void)version;
+    if (!r) {
+        r = req_new(s, c, method, url);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        if (has_body(c))
+            begin(r, url);
+        return MHD_YES;
+    }
+    if (!r->begun)
+        begin(r, url);
+    if (*data_size) {
+        if (!r->replied && !r->err && r->h && r->h->body) {
+            rc = r->h->body(r, data, *data_size);
+            if (rc)
+                r->err = rc;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (!r->replied) {
+        if (r->err)
+            api_error(r, r->err, NULL);
+        else if (r->h && r->h->end)
+            r->h->end(r);
+    }
+    if (!r->replied)
+        api_error(r, REG_E_INTERNAL, "handler gave no reply");
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    struct timespec now;
+    double ms;
+
+    (void)c;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    if (r->done)
+        r->done(r->state, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
+         (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
+    sanitize(r->path);
+    log_access(r->method, r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
+               r->bytes, ms);
+    req_free(r);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_debug("microhttpd: %s", buf);
+}
+
+/* Split "host:port" or "[v6]:port". */
+static int split_listen(const char *listen, char *host, size_t hostsize, char *port,
+                        size_t portsize)
+{
+    const char *colon;
+    size_t hl;
+
+    if (listen[0] == '[') {
+        const char *end = strchr(listen, ']');
+
+        if (!end || end[1] != ':')
+            return REG_E_CONFIG;
+        hl = (size_t)(end - listen - 1);
+        listen++;
+        colon = end + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return REG_E_CONFIG;
+        hl = (size_t)(colon - listen);
+    }
+    if (hl >= hostsize || strlen(colon + 1) >= portsize || colon[1] == '\0')
+        return REG_E_CONFIG;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    snprintf(port, portsize, "%s", colon + 1);
+    return REG_OK;
+}
+
+static int open_listener(const char *addr, unsigned *port_out, int *fd_out)
+{
+    char host[256], port[16];
+    struct addrinfo hints, *res = NULL, *ai;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = -1, one = 1, rc;
+
+    rc = split_listen(addr, host, sizeof(host), port, sizeof(port));
+    if (rc)
+        return rc;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0) {
+        log_error("listen %s: cannot resolve", addr);
+        return REG_E_CONFIG;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        log_error("listen %s: %s", addr, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return REG_E_CONFIG;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
+    return REG_OK;
+}
+
+int http_start(const struct http_opts *o, struct registry *reg, struct http_server **out)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    int rc = REG_E_NOMEM;
+
+    *out = NULL;
+    if (!s)
+        goto out;
+    s->reg = reg;
+    s->fd = -1;
+    rc = open_listener(o->listen, &s->port, &s->fd);
+    if (rc)
+        goto out;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
+                            MHD_OPTION_LISTEN_SOCKET, s->fd,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
+                            MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        log_error("cannot start the HTTP daemon on %s", o->listen);
+        rc = REG_E_CONFIG;
+        goto out;
+    }
+    s->fd = -1; /* libmicrohttpd owns the listening socket now */
+    rc = REG_OK;
+out:
+    if (rc && s) {
+        if (s->fd >= 0)
+            close(s->fd);
+        free(s);
+        s = NULL;
+    }
+    *out = s;
+    return rc;
+}
+
+unsigned http_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_quiesce(struct http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+unsigned http_in_flight(const struct http_server *s)
+{
+    return atomic_load(&((struct http_server *)s)->in_flight);
+}
+
+void http_stop(struct http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->d);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s);
+}

@@ -1,0 +1,81 @@
+#include "router.h"
+
+#include <string.h>
+
+#include "../common/err.h"
+
+static int ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+static int set_name(struct route *out, const char *s, size_t len)
+{
+    if (!api_name_valid(s, len))
+        return REG_E_NAME_INVALID;
+    memcpy(out->name, s, len);
+    out->name[len] = '\0';
+    return REG_OK;
+}
+
+int router_match(const char *path, struct route *out)
+{
+    const char *rest, *slash, *last;
+    size_t len, restlen, lastlen;
+
+    memset(out, 0, sizeof(*out));
+    if (strncmp(path, "/v2", 3) != 0)
+        return REG_E_NOT_FOUND;
+    if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
+        out->kind = ROUTE_BASE;
+        return REG_OK;
+    }
+    if (path[3] != '/')
+        return REG_E_NOT_FOUND;
+    rest = path + 4;
+    len = strlen(rest);
+    if (strcmp(rest, "_catalog") == 0) {
+        out->kind = ROUTE_CATALOG;
+        return REG_OK;
+    }
+    if (ends_with(rest, len, "/tags/list")) {
+        out->kind = ROUTE_TAGS;
+        return set_name(out, rest, len - strlen("/tags/list"));
+    }
+    /* <prefix>/<last>: last may be empty (a trailing slash). */
+    slash = memrchr(rest, '/', len);
+    if (!slash)
+        return REG_E_NOT_FOUND;
+    last = slash + 1;
+    lastlen = len - (size_t)(last - rest);
+    restlen = (size_t)(slash - rest);
+    if (lastlen > ROUTE_REF_MAX)
+        return REG_E_NOT_FOUND;
+    if (ends_with(rest, restlen, "/blobs/uploads")) {
+        out->kind = lastlen ? ROUTE_UPLOAD : ROUTE_UPLOAD_START;
+        restlen -= strlen("/blobs/uploads");
+    } else if (lastlen == 7 && memcmp(last, "uploads", 7) == 0 &&
+               ends_with(rest, restlen, "/blobs")) {
+        out->kind = ROUTE_UPLOAD_START; /* no trailing slash */
+        lastlen = 0;
+        restlen -= strlen("/blobs");
+    } else if (ends_with(rest, restlen, "/blobs")) {
+        out->kind = ROUTE_BLOB;
+        restlen -= strlen("/blobs");
+    } else if (ends_with(rest, restlen, "/manifests")) {
+        out->kind = ROUTE_MANIFEST;
+        restlen -= strlen("/manifests");
+    } else if (ends_with(rest, restlen, "/referrers")) {
+        out->kind = ROUTE_REFERRERS;
+        restlen -= strlen("/referrers");
+    } else {
+        return REG_E_NOT_FOUND;
+    }
+    if (out->kind != ROUTE_UPLOAD_START && lastlen == 0)
+        return REG_E_NOT_FOUND;
+    memcpy(out->ref, last, lastlen);
+    out->ref[lastlen] = '\0';
+    return set_name(out, rest, restlen);
+}

@@ -1,0 +1,177 @@
+#include "blobstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+
+struct blobstore {
+    char root[PATH_MAX];
+    char index_dir[PATH_MAX];
+};
+
+static int mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path), i;
+
+    if (len == 0 || len >= sizeof(buf))
+        return REG_E_IO;
+    memcpy(buf, path, len + 1);
+    for (i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            log_error("mkdir %s: %s", buf, strerror(errno));
+            return REG_E_IO;
+        }
+        if (i < len)
+            buf[i] = '/';
+    }
+    return REG_OK;
+}
+
+int blobstore_open(const char *root, struct blobstore **out)
+{
+    static const char *const subdirs[] = {"blobs/sha256", "blobs/sha512", "uploads", "index"};
+    struct blobstore *bs = calloc(1, sizeof(*bs));
+    char path[PATH_MAX];
+    int rc = REG_E_NOMEM;
+    size_t i;
+
+    if (!bs)
+        goto out;
+    rc = REG_E_CONFIG;
+    if (snprintf(bs->root, sizeof(bs->root), "%s", root) >= (int)sizeof(bs->root))
+        goto out;
+    if (snprintf(bs->index_dir, sizeof(bs->index_dir), "%s/index", root) >=
+        (int)sizeof(bs->index_dir))
+        goto out;
+    for (i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", root, subdirs[i]);
+        rc = mkdir_p(path);
+        if (rc)
+            goto out;
+    }
+out:
+    if (rc) {
+        free(bs);
+        bs = NULL;
+    }
+    *out = bs;
+    return rc;
+}
+
+void blobstore_close(struct blobstore *bs)
+{
+    free(bs);
+}
+
+const char *blobstore_index_dir(struct blobstore *bs)
+{
+    return bs->index_dir;
+}
+
+/* <root>/blobs/<algo>/<2 hex> and the file inside it. */
+static int blob_paths(struct blobstore *bs, const struct digest *d, char *dir, char *file)
+{
+    const char *hex = digest_hex(d);
+    int n = snprintf(dir, PATH_MAX, "%s/blobs/%s/%.2s", bs->root, digest_algo_name(d->algo), hex);
+
+    if (n < 0 || n >= PATH_MAX)
+        return REG_E_IO;
+    n = snprintf(file, PATH_MAX, "%s/%s", dir, hex);
+    return (n < 0 || n >= PATH_MAX) ? REG_E_IO : REG_OK;
+}
+
+int blobstore_open_read(struct blobstore *bs, const struct digest *d, int *fd, uint64_t *size)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    struct stat st;
+    int rc = blob_paths(bs, d, dir, file), f;
+
+    if (rc)
+        return rc;
+    f = open(file, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        if (errno == ENOENT)
+            return REG_E_BLOB_UNKNOWN;
+        log_error("open %s: %s", file, strerror(errno));
+        return REG_E_IO;
+    }
+    if (fstat(f, &st) != 0) {
+        close(f);
+        return REG_E_IO;
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return REG_OK;
+}
+
+int blobstore_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = REG_OK;
+
+    if (fd < 0)
+        return REG_E_IO;
+    if (fsync(fd) != 0) {
+        log_error("fsync %s: %s", dir, strerror(errno));
+        rc = REG_E_IO;
+    }
+    close(fd);
+    return rc;
+}
+
+int blobstore_commit(struct blobstore *bs, int fd, const char *upload_path, const struct digest *d)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    struct stat st;
+    int rc = blob_paths(bs, d, dir, file);
+
+    if (rc)
+        return rc;
+    if (stat(file, &st) == 0) {
+        /* Same digest, same bytes: keep the existing file. */
+        unlink(upload_path);
+        return REG_OK;
+    }
+    if (fsync(fd) != 0) {
+        log_error("fsync %s: %s", upload_path, strerror(errno));
+        return REG_E_IO;
+    }
+    rc = mkdir_p(dir);
+    if (rc)
+        return rc;
+    if (rename(upload_path, file) != 0) {
+        log_error("rename %s -> %s: %s", upload_path, file, strerror(errno));
+        return REG_E_IO;
+    }
+    return blobstore_sync_dir(dir);
+}
+
+int blobstore_delete(struct blobstore *bs, const struct digest *d)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    int rc = blob_paths(bs, d, dir, file);
+
+    if (rc)
+        return rc;
+    if (unlink(file) != 0 && errno != ENOENT)
+        return REG_E_IO;
+    return REG_OK;
+}
+
+int blobstore_upload_path(struct blobstore *bs, const char *uuid, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s/uploads/%s", bs->root, uuid);
+
+    return (n < 0 || (size_t)n >= size) ? REG_E_IO : REG_OK;
+}

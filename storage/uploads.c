@@ -1,0 +1,459 @@
+#include "uploads.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+
+/* Sessions held by a request right now. Few at a time: a list is enough. */
+struct held {
+    struct held *next;
+    char uuid[UPLOAD_UUID_LEN + 1];
+};
+
+struct uploads {
+    struct blobstore *bs;
+    struct index *ix;
+    pthread_mutex_t lock;
+    struct held *held;
+};
+
+struct upload {
+    struct uploads *us;
+    char uuid[UPLOAD_UUID_LEN + 1];
+    char repo[256];
+    char path[PATH_MAX];
+    int fd;
+    int persist;      /* has an index record */
+    int ended;        /* finished or cancelled: nothing left to checkpoint */
+    uint64_t offset;  /* bytes written and hashed */
+    uint64_t saved;   /* offset of the last checkpoint */
+    struct hasher h;
+};
+
+int uploads_new(struct blobstore *bs, struct index *ix, struct uploads **out)
+{
+    struct uploads *us = calloc(1, sizeof(*us));
+
+    *out = NULL;
+    if (!us)
+        return REG_E_NOMEM;
+    us->bs = bs;
+    us->ix = ix;
+    pthread_mutex_init(&us->lock, NULL);
+    *out = us;
+    return REG_OK;
+}
+
+void uploads_free(struct uploads *us)
+{
+    if (!us)
+        return;
+    while (us->held) {
+        struct held *n = us->held->next;
+
+        free(us->held);
+        us->held = n;
+    }
+    pthread_mutex_destroy(&us->lock);
+    free(us);
+}
+
+int upload_uuid_valid(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len != UPLOAD_UUID_LEN)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int acquire(struct uploads *us, const char *uuid)
+{
+    struct held *h, *n;
+    int rc = REG_OK;
+
+    pthread_mutex_lock(&us->lock);
+    for (h = us->held; h; h = h->next)
+        if (strcmp(h->uuid, uuid) == 0) {
+            rc = REG_E_UPLOAD_BUSY;
+            goto out;
+        }
+    n = calloc(1, sizeof(*n));
+    if (!n) {
+        rc = REG_E_NOMEM;
+        goto out;
+    }
+    memcpy(n->uuid, uuid, UPLOAD_UUID_LEN);
+    n->next = us->held;
+    us->held = n;
+out:
+    pthread_mutex_unlock(&us->lock);
+    return rc;
+}
+
+static void release(struct uploads *us, const char *uuid)
+{
+    struct held **p, *h;
+
+    pthread_mutex_lock(&us->lock);
+    for (p = &us->held; *p; p = &(*p)->next)
+        if (strcmp((*p)->uuid, uuid) == 0) {
+            h = *p;
+            *p = h->next;
+            free(h);
+            break;
+        }
+    pthread_mutex_unlock(&us->lock);
+}
+
+static int new_uuid(char *out)
+{
+    unsigned char b[16];
+
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return REG_E_INTERNAL;
+    b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+    b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+    snprintf(out, UPLOAD_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    return REG_OK;
+}
+
+static struct upload *upload_alloc(struct uploads *us, const char *repo)
+{
+    struct upload *u = calloc(1, sizeof(*u));
+
+    if (!u)
+        return NULL;
+    u->us = us;
+    u->fd = -1;
+    snprintf(u->repo, sizeof(u->repo), "%s", repo);
+    return u;
+}
+
+static int save_record(struct upload *u)
+{
+    struct index_upload rec;
+    struct index_txn *t = NULL;
+    int rc;
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.repo, sizeof(rec.repo), "%s", u->repo);
+    rec.offset = u->offset;
+    rec.updated = (int64_t)time(NULL);
+    rec.algo = (uint32_t)u->h.algo;
+    rec.state_len = sizeof(u->h);
+    memcpy(rec.state, &u->h, sizeof(u->h));
+    rc = index_begin(u->us->ix, 1, &t);
+    if (rc)
+        return rc;
+    rc = index_put_upload(t, u->uuid, &rec);
+    if (rc) {
+        index_abort(t);
+        return rc;
+    }
+    rc = index_commit(t);
+    if (!rc)
+        u->saved = u->offset;
+    return rc;
+}
+
+int upload_create(struct uploads *us, const char *repo, int persist, struct upload **out)
+{
+    struct upload *u = upload_alloc(us, repo);
+    int rc = REG_E_NOMEM;
+
+    *out = NULL;
+    if (!u)
+        goto out;
+    rc = new_uuid(u->uuid);
+    if (rc)
+        goto out;
+    rc = acquire(us, u->uuid);
+    if (rc)
+        goto out;
+    hasher_init(&u->h, DIGEST_SHA256);
+    u->persist = persist;
+    rc = blobstore_upload_path(us->bs, u->uuid, u->path, sizeof(u->path));
+    if (rc)
+        goto out;
+    u->fd = open(u->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (u->fd < 0) {
+        log_error("create %s: %s", u->path, strerror(errno));
+        rc = REG_E_IO;
+        goto out;
+    }
+    if (persist)
+        rc = save_record(u);
+out:
+    if (rc && u) {
+        if (u->fd >= 0) {
+            close(u->fd);
+            unlink(u->path);
+            u->fd = -1;
+        }
+        u->ended = 1;
+        upload_release(u);
+        u = NULL;
+    }
+    *out = u;
+    return rc;
+}
+
+static int read_record(struct uploads *us, const char *repo, const char *uuid,
+                       struct index_upload *rec)
+{
+    struct index_txn *t = NULL;
+    int rc = index_begin(us->ix, 0, &t);
+
+    if (rc)
+        return rc;
+    rc = index_get_upload(t, uuid, rec);
+    index_abort(t);
+    if (rc == REG_OK && strcmp(rec->repo, repo) != 0)
+        rc = REG_E_UPLOAD_UNKNOWN;
+    return rc;
+}
+
+int upload_status(struct uploads *us, const char *repo, const char *uuid, uint64_t *offset)
+{
+    struct index_upload rec;
+    int rc = read_record(us, repo, uuid, &rec);
+
+    if (rc == REG_OK)
+        *offset = rec.offset;
+    return rc;
+}
+
+/* Hash the first len bytes of the file from scratch. */
+static int rehash(struct upload *u, enum digest_algo algo, uint64_t len)
+{
+    static const size_t bufsize = 1 << 20;
+    char *buf = malloc(bufsize);
+    uint64_t done = 0;
+    int rc = REG_OK;
+
+    if (!buf)
+        return REG_E_NOMEM;
+    hasher_init(&u->h, algo);
+    while (done < len) {
+        size_t want = len - done < bufsize ? (size_t)(len - done) : bufsize;
+        ssize_t n = pread(u->fd, buf, want, (off_t)done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = REG_E_IO;
+            break;
+        }
+        hasher_update(&u->h, buf, (size_t)n);
+        done += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
+}
+
+int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct upload **out)
+{
+    struct upload *u = upload_alloc(us, repo);
+    struct index_upload rec;
+    struct stat st;
+    int rc = REG_E_NOMEM, held = 0;
+
+    *out = NULL;
+    if (!u)
+        goto out;
+    memcpy(u->uuid, uuid, UPLOAD_UUID_LEN);
+    rc = acquire(us, u->uuid);
+    if (rc)
+        goto out;
+    held = 1;
+    /* Read the record only once we hold the session: it cannot move now. */
+    rc = read_record(us, repo, uuid, &rec);
+    if (rc)
+        goto out;
+    u->persist = 1;
+    rc = blobstore_upload_path(us->bs, u->uuid, u->path, sizeof(u->path));
+    if (rc)
+        goto out;
+    u->fd = open(u->path, O_RDWR | O_CLOEXEC);
+    if (u->fd < 0 || fstat(u->fd, &st) != 0) {
+        log_error("upload %s: file lost: %s", uuid, strerror(errno));
+        rc = REG_E_UPLOAD_UNKNOWN;
+        goto out;
+    }
+    if (rec.state_len == sizeof(u->h) && (uint64_t)st.st_size >= rec.offset) {
+        /* Bytes past the checkpoint were never acknowledged: drop them. */
+        if ((uint64_t)st.st_size > rec.offset && ftruncate(u->fd, (off_t)rec.offset) != 0) {
+            rc = REG_E_IO;
+            goto out;
+        }
+        memcpy(&u->h, rec.state, sizeof(u->h));
+        u->offset = rec.offset;
+    } else {
+        log_warn("upload %s: no usable hash state, rehashing %lld bytes", uuid,
+                 (long long)st.st_size);
+        rc = rehash(u, DIGEST_SHA256, (uint64_t)st.st_size);
+        if (rc)
+            goto out;
+        u->offset = (uint64_t)st.st_size;
+    }
+    u->saved = rec.offset; /* a rehash moves offset past the record */
+    if (lseek(u->fd, (off_t)u->offset, SEEK_SET) < 0)
+        rc = REG_E_IO;
+out:
+    if (rc && u) {
+        u->ended = 1;
+        if (!held)
+            u->uuid[0] = '\0';
+        upload_release(u);
+        u = NULL;
+    }
+    *out = u;
+    return rc;
+}
+
+const char *upload_uuid(const struct upload *u)
+{
+    return u->uuid;
+}
+
+uint64_t upload_offset(const struct upload *u)
+{
+    return u->offset;
+}
+
+int upload_write(struct upload *u, const void *data, size_t len)
+{
+    const char *p = data;
+    size_t left = len;
+
+    while (left > 0) {
+        ssize_t n = write(u->fd, p, left);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_error("write %s: %s", u->path, strerror(errno));
+            return REG_E_IO;
+        }
+        /* Hash exactly what reached the file, so offset and hash agree. */
+        hasher_update(&u->h, p, (size_t)n);
+        u->offset += (uint64_t)n;
+        p += n;
+        left -= (size_t)n;
+    }
+    return REG_OK;
+}
+
+int upload_checkpoint(struct upload *u)
+{
+    if (u->ended || !u->persist || u->offset == u->saved)
+        return REG_OK;
+    if (fdatasync(u->fd) != 0) {
+        log_error("fdatasync %s: %s", u->path, strerror(errno));
+        return REG_E_IO;
+    }
+    return save_record(u);
+}
+
+int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
+{
+    struct index_txn *t = NULL;
+    struct digest got;
+    int rc;
+
+    if (expect->algo != u->h.algo) {
+        rc = rehash(u, expect->algo, u->offset);
+        if (rc)
+            return rc;
+    }
+    hasher_peek(&u->h, &got);
+    if (strcmp(got.str, expect->str) != 0) {
+        log_info("upload %s: digest mismatch: computed %s, client said %s", u->uuid, got.str,
+                 expect->str);
+        upload_cancel(u);
+        return REG_E_DIGEST_INVALID;
+    }
+    rc = blobstore_commit(u->us->bs, u->fd, u->path, expect);
+    if (rc)
+        return rc;
+    rc = index_begin(u->us->ix, 1, &t);
+    if (rc)
+        return rc;
+    rc = index_add_blob(t, expect->str, u->offset);
+    if (!rc)
+        rc = index_link_blob(t, u->repo, expect->str);
+    if (!rc && u->persist)
+        rc = index_del_upload(t, u->uuid);
+    if (rc) {
+        index_abort(t);
+        return rc;
+    }
+    rc = index_commit(t);
+    if (rc)
+        return rc;
+    u->ended = 1;
+    *size = u->offset;
+    return REG_OK;
+}
+
+int upload_cancel(struct upload *u)
+{
+    struct index_txn *t = NULL;
+    int rc = REG_OK;
+
+    if (u->ended)
+        return REG_OK;
+    u->ended = 1;
+    if (u->persist) {
+        rc = index_begin(u->us->ix, 1, &t);
+        if (!rc)
+            rc = index_del_upload(t, u->uuid);
+        if (!rc)
+            rc = index_commit(t);
+        else
+            index_abort(t);
+    }
+    /* The record goes first: a file without a record is only litter. */
+    if (unlink(u->path) != 0 && errno != ENOENT)
+        rc = rc ? rc : REG_E_IO;
+    return rc;
+}
+
+void upload_release(struct upload *u)
+{
+    if (!u)
+        return;
+    if (u->fd >= 0)
+        close(u->fd);
+    if (!u->persist && !u->ended)
+        unlink(u->path); /* a monolithic upload that never finished */
+    if (u->uuid[0])
+        release(u->us, u->uuid);
+    free(u);
+}
