@@ -170,6 +170,12 @@ static void queue(struct req *r, unsigned status, struct MHD_Response *resp, con
         r->status = 500;
         return;
     }
+    /* Release handler state (an upload session) before the client can see
+     * the reply and send its next request, which may need that state. */
+    if (r->done) {
+        r->done(r->state, 0);
+        r->done = NULL;
+    }
     MHD_add_response_header(resp, "Docker-Distribution-API-Version", "registry/2.0");
     if (ctype)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
