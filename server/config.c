@@ -150,18 +150,40 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 
 struct load_ctx {
     struct config *c;
+    FILE *f;
+    int lineno;      /* lines read so far */
+    int bad_line;    /* line of the first error, 0 when none */
     char msg[256];
-    int failed;
 };
+
+/* inih's reader: count lines ourselves so that the message and the line
+ * number always belong to the same error, and refuse lines longer than
+ * inih's buffer instead of letting it split them. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct load_ctx *lc = stream;
+    size_t len;
+
+    if (lc->bad_line || !fgets(str, num, lc->f))
+        return NULL;
+    lc->lineno++;
+    len = strlen(str);
+    if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(lc->f)) {
+        lc->bad_line = lc->lineno;
+        snprintf(lc->msg, sizeof(lc->msg), "line longer than %d characters", num - 2);
+        return NULL;
+    }
+    return str;
+}
 
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
     struct load_ctx *lc = user;
 
-    if (lc->failed)
+    if (lc->bad_line)
         return 0;
     if (config_set(lc->c, section, key, value, lc->msg, sizeof(lc->msg))) {
-        lc->failed = 1;
+        lc->bad_line = lc->lineno;
         return 0;
     }
     return 1;
@@ -174,10 +196,16 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
 
     memset(&lc, 0, sizeof(lc));
     lc.c = c;
-    line = ini_parse(path, on_key, &lc);
+    lc.f = fopen(path, "r");
+    if (!lc.f)
+        return BAD("%s: cannot read: %s", path, strerror(errno));
+    line = ini_parse_stream(read_line, &lc, on_key, &lc);
+    fclose(lc.f);
     if (line < 0)
-        return BAD("%s: cannot read: %s", path, line == -1 ? strerror(errno) : "out of memory");
+        return BAD("%s: cannot read: out of memory", path);
+    if (lc.bad_line)
+        return BAD("%s:%d: %s", path, lc.bad_line, lc.msg);
     if (line > 0)
-        return BAD("%s:%d: %s", path, line, lc.failed ? lc.msg : "syntax error");
+        return BAD("%s:%d: syntax error", path, line);
     return REG_OK;
 }

@@ -147,9 +147,19 @@ int blobstore_commit(struct blobstore *bs, int fd, const char *upload_path, cons
         log_error("fsync %s: %s", upload_path, strerror(errno));
         return REG_E_IO;
     }
-    rc = mkdir_p(dir);
-    if (rc)
-        return rc;
+    if (stat(dir, &st) != 0) {
+        /* A new shard directory: its own name must be durable too. */
+        char parent[PATH_MAX];
+
+        rc = mkdir_p(dir);
+        if (rc)
+            return rc;
+        snprintf(parent, sizeof(parent), "%s", dir);
+        *strrchr(parent, '/') = '\0';
+        rc = blobstore_sync_dir(parent);
+        if (rc)
+            return rc;
+    }
     if (rename(upload_path, file) != 0) {
         log_error("rename %s -> %s: %s", upload_path, file, strerror(errno));
         return REG_E_IO;

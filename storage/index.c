@@ -10,11 +10,11 @@
 #include "../common/err.h"
 #include "../common/log.h"
 
-enum { DB_BLOB, DB_REPO_BLOB, DB_REPO, DB_UPLOAD, DB_MANIFEST, DB_MANIFEST_DATA,
+enum { DB_BLOB, DB_REPO_BLOB, DB_BLOB_REPO, DB_REPO, DB_UPLOAD, DB_MANIFEST, DB_MANIFEST_DATA,
        DB_TAG, DB_REFERRER, DB__COUNT };
 
 static const char *const db_names[DB__COUNT] = {
-    "blob", "repo_blob", "repo", "upload", "manifest", "manifest_data", "tag", "referrer",
+    "blob", "repo_blob", "blob_repo", "repo", "upload", "manifest", "manifest_data", "tag", "referrer",
 };
 
 struct index {
@@ -236,6 +236,10 @@ int index_link_blob(struct index_txn *t, const char *repo, const char *digest)
     if (rc)
         return rc;
     rc = kv_put(t, DB_REPO_BLOB, &k, "", 0);
+    if (!rc)
+        rc = key_make(&k, digest, repo);
+    if (!rc)
+        rc = kv_put(t, DB_BLOB_REPO, &k, "", 0);
     return rc ? rc : index_add_repo(t, repo);
 }
 
@@ -244,7 +248,11 @@ int index_unlink_blob(struct index_txn *t, const char *repo, const char *digest)
     struct key k;
     int rc = key_make(&k, repo, digest);
 
-    return rc ? rc : kv_del(t, DB_REPO_BLOB, &k);
+    if (!rc)
+        rc = kv_del(t, DB_REPO_BLOB, &k);
+    if (!rc)
+        rc = key_make(&k, digest, repo);
+    return rc ? rc : kv_del(t, DB_BLOB_REPO, &k);
 }
 
 int index_repo_has_blob(struct index_txn *t, const char *repo, const char *digest)
@@ -322,4 +330,457 @@ int index_del_upload(struct index_txn *t, const char *uuid)
     int rc = key_make(&k, uuid, NULL);
 
     return rc ? rc : kv_del(t, DB_UPLOAD, &k);
+}
+
+/* ---- manifests, tags, referrers ---------------------------------------- */
+
+static int key_make3(struct key *k, const char *a, const char *b, const char *c)
+{
+    size_t cl = strlen(c);
+    int rc = key_make(k, a, b);
+
+    if (rc)
+        return rc;
+    if (k->len + 1 + cl > KEY_MAX)
+        return REG_E_INTERNAL;
+    k->buf[k->len] = '\0';
+    memcpy(k->buf + k->len + 1, c, cl);
+    k->len += 1 + cl;
+    return REG_OK;
+}
+
+/* Visit keys that start with prefix (plen bytes), beginning after the key
+ * prefix+after when after is given. fn returns non-zero to stop. */
+typedef int (*scan_fn)(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v);
+
+static int scan(struct index_txn *t, int db, const char *prefix, size_t plen, const char *after,
+                scan_fn fn, void *arg)
+{
+    MDB_cursor *cur = NULL;
+    struct key start;
+    MDB_val k, v;
+    int rc, op = MDB_SET_RANGE, stop = 0;
+    size_t al = after ? strlen(after) : 0;
+
+    if (plen + al > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(start.buf, prefix, plen);
+    memcpy(start.buf + plen, after ? after : "", al);
+    start.len = plen + al;
+    rc = map_mdb(mdb_cursor_open(t->txn, t->ix->dbi[db], &cur), REG_E_INDEX);
+    if (rc)
+        return rc;
+    k.mv_size = start.len;
+    k.mv_data = start.buf;
+    if (start.len == 0)
+        op = MDB_FIRST;
+    for (;;) {
+        int mrc = mdb_cursor_get(cur, &k, &v, op);
+
+        op = MDB_NEXT;
+        if (mrc == MDB_NOTFOUND)
+            break;
+        rc = map_mdb(mrc, REG_E_INDEX);
+        if (rc)
+            break;
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if (after && k.mv_size == start.len && memcmp(k.mv_data, start.buf, start.len) == 0)
+            continue; /* "after" is exclusive */
+        stop = fn(arg, cur, &k, &v);
+        if (stop < 0) {
+            rc = REG_E_INDEX;
+            break;
+        }
+        if (stop)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+struct manifest_hdr {
+    uint64_t size;
+    int64_t created;
+    uint16_t mt_len, at_len, subj_len, pad;
+    uint32_t nrefs;
+};
+
+static int blob_ref(struct index_txn *t, const char *digest, int delta)
+{
+    struct index_blob b;
+    struct key k;
+    int rc = index_get_blob(t, digest, &b);
+
+    if (rc == REG_E_BLOB_UNKNOWN)
+        return REG_OK; /* a manifest digest (index child) or a foreign layer */
+    if (rc)
+        return rc;
+    if (delta > 0)
+        b.refcount++;
+    else if (b.refcount > 0)
+        b.refcount--;
+    rc = key_make(&k, digest, NULL);
+    return rc ? rc : kv_put(t, DB_BLOB, &k, &b, sizeof(b));
+}
+
+static int data_ref(struct index_txn *t, const char *digest, int delta, const void *data,
+                    size_t len)
+{
+    struct key k;
+    MDB_val v, mk;
+    uint64_t count = 0;
+    int rc = key_make(&k, digest, NULL);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_MANIFEST_DATA, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    if (rc && rc != REG_E_MANIFEST_UNKNOWN)
+        return rc;
+    if (rc == REG_OK) {
+        if (v.mv_size < sizeof(count))
+            return REG_E_INDEX;
+        memcpy(&count, v.mv_data, sizeof(count));
+    }
+    if (delta < 0) {
+        if (rc || count <= 1)
+            return kv_del(t, DB_MANIFEST_DATA, &k);
+        count--;
+        /* Rewrite the count in place: MDB_RESERVE would copy the bytes anyway. */
+        mk.mv_size = k.len;
+        mk.mv_data = k.buf;
+        {
+            size_t dl = v.mv_size;
+            char *copy = malloc(dl);
+
+            if (!copy)
+                return REG_E_NOMEM;
+            memcpy(copy, v.mv_data, dl);
+            memcpy(copy, &count, sizeof(count));
+            v.mv_data = copy;
+            rc = map_mdb(mdb_put(t->txn, t->ix->dbi[DB_MANIFEST_DATA], &mk, &v, 0), REG_E_INDEX);
+            free(copy);
+        }
+        return rc;
+    }
+    /* delta > 0: store the bytes with count + 1 */
+    count++;
+    mk.mv_size = k.len;
+    mk.mv_data = k.buf;
+    v.mv_size = sizeof(count) + len;
+    rc = map_mdb(mdb_put(t->txn, t->ix->dbi[DB_MANIFEST_DATA], &mk, &v, MDB_RESERVE), REG_E_INDEX);
+    if (rc)
+        return rc;
+    memcpy(v.mv_data, &count, sizeof(count));
+    memcpy((char *)v.mv_data + sizeof(count), data, len);
+    return REG_OK;
+}
+
+int index_put_manifest(struct index_txn *t, const char *repo, const char *digest,
+                       const struct index_manifest *m, const char *const *refs, size_t nrefs,
+                       const void *data, size_t len, int *created)
+{
+    struct manifest_hdr h;
+    struct index_manifest old;
+    struct key k;
+    size_t vlen, i, off;
+    char *buf = NULL;
+    int rc;
+
+    *created = 0;
+    rc = index_get_manifest(t, repo, digest, &old);
+    if (rc == REG_OK)
+        return index_add_repo(t, repo); /* same bytes, same digest: nothing new */
+    if (rc != REG_E_MANIFEST_UNKNOWN)
+        return rc;
+    memset(&h, 0, sizeof(h));
+    h.size = m->size;
+    h.created = m->created;
+    h.mt_len = (uint16_t)strnlen(m->media_type, sizeof(m->media_type));
+    h.at_len = (uint16_t)strnlen(m->artifact_type, sizeof(m->artifact_type));
+    h.subj_len = (uint16_t)strnlen(m->subject, sizeof(m->subject));
+    h.nrefs = (uint32_t)nrefs;
+    vlen = sizeof(h) + h.mt_len + h.at_len + h.subj_len;
+    for (i = 0; i < nrefs; i++)
+        vlen += strlen(refs[i]) + 1;
+    buf = malloc(vlen);
+    if (!buf)
+        return REG_E_NOMEM;
+    memcpy(buf, &h, sizeof(h));
+    off = sizeof(h);
+    memcpy(buf + off, m->media_type, h.mt_len);
+    off += h.mt_len;
+    memcpy(buf + off, m->artifact_type, h.at_len);
+    off += h.at_len;
+    memcpy(buf + off, m->subject, h.subj_len);
+    off += h.subj_len;
+    for (i = 0; i < nrefs; i++) {
+        size_t l = strlen(refs[i]) + 1;
+
+        memcpy(buf + off, refs[i], l);
+        off += l;
+    }
+    rc = key_make(&k, repo, digest);
+    if (!rc)
+        rc = kv_put(t, DB_MANIFEST, &k, buf, vlen);
+    free(buf);
+    for (i = 0; !rc && i < nrefs; i++)
+        rc = blob_ref(t, refs[i], +1);
+    if (!rc)
+        rc = data_ref(t, digest, +1, data, len);
+    if (!rc)
+        rc = index_add_repo(t, repo);
+    if (!rc)
+        *created = 1;
+    return rc;
+}
+
+/* Parse a manifest record; refs (may be NULL) gets a pointer into v. */
+static int parse_manifest(const MDB_val *v, struct index_manifest *out, const char **refs,
+                          size_t *refs_len, uint32_t *nrefs)
+{
+    struct manifest_hdr h;
+    const char *p = v->mv_data;
+    size_t need;
+
+    if (v->mv_size < sizeof(h))
+        return REG_E_INDEX;
+    memcpy(&h, p, sizeof(h));
+    need = sizeof(h) + h.mt_len + h.at_len + h.subj_len;
+    if (v->mv_size < need || h.mt_len >= sizeof(out->media_type) ||
+        h.at_len >= sizeof(out->artifact_type) || h.subj_len >= sizeof(out->subject))
+        return REG_E_INDEX;
+    memset(out, 0, sizeof(*out));
+    out->size = h.size;
+    out->created = h.created;
+    p += sizeof(h);
+    memcpy(out->media_type, p, h.mt_len);
+    p += h.mt_len;
+    memcpy(out->artifact_type, p, h.at_len);
+    p += h.at_len;
+    memcpy(out->subject, p, h.subj_len);
+    p += h.subj_len;
+    if (refs) {
+        *refs = p;
+        *refs_len = v->mv_size - need;
+        *nrefs = h.nrefs;
+    }
+    return REG_OK;
+}
+
+int index_get_manifest(struct index_txn *t, const char *repo, const char *digest,
+                       struct index_manifest *out)
+{
+    struct key k;
+    MDB_val v;
+    int rc = key_make(&k, repo, digest);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_MANIFEST, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    return rc ? rc : parse_manifest(&v, out, NULL, NULL, NULL);
+}
+
+int index_get_manifest_data(struct index_txn *t, const char *digest, const void **data,
+                            size_t *len)
+{
+    struct key k;
+    MDB_val v;
+    int rc = key_make(&k, digest, NULL);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_MANIFEST_DATA, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    if (rc)
+        return rc;
+    if (v.mv_size < sizeof(uint64_t))
+        return REG_E_INDEX;
+    *data = (const char *)v.mv_data + sizeof(uint64_t);
+    *len = v.mv_size - sizeof(uint64_t);
+    return REG_OK;
+}
+
+struct untag_ctx {
+    const char *digest;
+    size_t dlen;
+};
+
+static int untag_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct untag_ctx *c = arg;
+
+    (void)k;
+    if (v->mv_size == c->dlen && memcmp(v->mv_data, c->digest, c->dlen) == 0)
+        return mdb_cursor_del(cur, 0) ? -1 : 0;
+    return 0;
+}
+
+int index_delete_manifest(struct index_txn *t, const char *repo, const char *digest)
+{
+    struct index_manifest m;
+    struct untag_ctx uc = {digest, strlen(digest)};
+    struct key k;
+    MDB_val v;
+    const char *refs;
+    size_t refs_len, off = 0;
+    uint32_t nrefs, i;
+    char *copy = NULL, prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1;
+    int rc = key_make(&k, repo, digest);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_MANIFEST, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    if (rc)
+        return rc;
+    rc = parse_manifest(&v, &m, &refs, &refs_len, &nrefs);
+    if (rc)
+        return rc;
+    /* The record's memory is LMDB's and goes stale with the first write. */
+    copy = malloc(refs_len + 1);
+    if (!copy)
+        return REG_E_NOMEM;
+    memcpy(copy, refs, refs_len);
+    copy[refs_len] = '\0';
+    rc = kv_del(t, DB_MANIFEST, &k);
+    for (i = 0; !rc && i < nrefs && off < refs_len; i++) {
+        rc = blob_ref(t, copy + off, -1);
+        off += strlen(copy + off) + 1;
+    }
+    free(copy);
+    if (!rc)
+        rc = data_ref(t, digest, -1, NULL, 0);
+    if (!rc && m.subject[0]) {
+        rc = key_make3(&k, repo, m.subject, digest);
+        if (!rc)
+            rc = kv_del(t, DB_REFERRER, &k);
+    }
+    if (!rc && plen <= KEY_MAX) {
+        memcpy(prefix, repo, plen); /* includes the '\0' separator */
+        rc = scan(t, DB_TAG, prefix, plen, NULL, untag_one, &uc);
+    }
+    return rc;
+}
+
+int index_put_tag(struct index_txn *t, const char *repo, const char *tag, const char *digest)
+{
+    struct key k;
+    int rc = key_make(&k, repo, tag);
+
+    return rc ? rc : kv_put(t, DB_TAG, &k, digest, strlen(digest));
+}
+
+int index_get_tag(struct index_txn *t, const char *repo, const char *tag, char *out, size_t size)
+{
+    struct key k;
+    MDB_val v;
+    int rc = key_make(&k, repo, tag);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_TAG, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    if (rc)
+        return rc;
+    if (v.mv_size >= size)
+        return REG_E_INDEX;
+    memcpy(out, v.mv_data, v.mv_size);
+    out[v.mv_size] = '\0';
+    return REG_OK;
+}
+
+int index_del_tag(struct index_txn *t, const char *repo, const char *tag)
+{
+    struct key k;
+    MDB_val v;
+    int rc = key_make(&k, repo, tag);
+
+    if (rc)
+        return rc;
+    rc = kv_get(t, DB_TAG, &k, &v, REG_E_MANIFEST_UNKNOWN);
+    return rc ? rc : kv_del(t, DB_TAG, &k);
+}
+
+int index_put_referrer(struct index_txn *t, const char *repo, const char *subject,
+                       const char *digest, const char *desc, size_t len)
+{
+    struct key k;
+    int rc = key_make3(&k, repo, subject, digest);
+
+    return rc ? rc : kv_put(t, DB_REFERRER, &k, desc, len);
+}
+
+struct list_ctx {
+    size_t plen;     /* prefix bytes to strip from each key */
+    size_t n, seen;
+    int more;
+    index_name_cb name_cb;
+    index_value_cb value_cb;
+    void *arg;
+};
+
+static int list_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct list_ctx *c = arg;
+
+    (void)cur;
+    if (c->value_cb)
+        return c->value_cb(c->arg, v->mv_data, v->mv_size);
+    if (c->seen == c->n) {
+        c->more = 1;
+        return 1;
+    }
+    c->seen++;
+    return c->name_cb(c->arg, (const char *)k->mv_data + c->plen, k->mv_size - c->plen);
+}
+
+static int list_names(struct index_txn *t, int db, const char *prefix, size_t plen,
+                      const char *last, size_t n, index_name_cb cb, void *arg, int *more)
+{
+    struct list_ctx c = {plen, n, 0, 0, cb, NULL, arg};
+    int rc = scan(t, db, prefix, plen, last, list_one, &c);
+
+    *more = c.more;
+    return rc;
+}
+
+int index_list_tags(struct index_txn *t, const char *repo, const char *last, size_t n,
+                    index_name_cb cb, void *arg, int *more)
+{
+    char prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, repo, plen);
+    return list_names(t, DB_TAG, prefix, plen, last, n, cb, arg, more);
+}
+
+int index_list_repos(struct index_txn *t, const char *last, size_t n, index_name_cb cb, void *arg,
+                     int *more)
+{
+    return list_names(t, DB_REPO, "", 0, last, n, cb, arg, more);
+}
+
+int index_list_referrers(struct index_txn *t, const char *repo, const char *subject,
+                         index_value_cb cb, void *arg)
+{
+    struct list_ctx c = {0, 0, 0, 0, NULL, cb, arg};
+    struct key k;
+    int rc = key_make3(&k, repo, subject, "");
+
+    if (rc)
+        return rc;
+    return scan(t, DB_REFERRER, k.buf, k.len, NULL, list_one, &c);
+}
+
+int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg)
+{
+    char prefix[KEY_MAX];
+    size_t plen = strlen(digest) + 1;
+    int more;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, digest, plen);
+    return list_names(t, DB_BLOB_REPO, prefix, plen, NULL, SIZE_MAX, cb, arg, &more);
 }

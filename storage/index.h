@@ -4,8 +4,16 @@
  *   blob        digest              -> struct index_blob
  *   repo_blob   repo \0 digest      -> ""   (blob visible in repo)
  *   repo        repo                -> creation time
+ *   blob_repo   digest \0 repo      -> ""   (reverse of repo_blob)
  *   upload      uuid                -> upload record (see index_upload)
- *   manifest, manifest_data, tag, referrer: filled by the manifest API.
+ *   manifest    repo \0 digest      -> media type, size, artifactType,
+ *                                      subject and the digests it references
+ *   manifest_data digest            -> refcount + the manifest bytes
+ *   tag         repo \0 tag         -> digest
+ *   referrer    repo \0 subject \0 digest -> descriptor JSON
+ *
+ * A blob's refcount counts the (repository, manifest) pairs that reference
+ * it; garbage collection deletes blobs whose count is zero.
  *
  * Reads run in read transactions that never block writers (MVCC); all
  * writes of one operation happen in one write transaction. */
@@ -65,5 +73,57 @@ int index_repo_exists(struct index_txn *t, const char *repo);
 int index_put_upload(struct index_txn *t, const char *uuid, const struct index_upload *u);
 int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload *out);
 int index_del_upload(struct index_txn *t, const char *uuid);
+
+/* Manifests. */
+struct index_manifest {
+    char media_type[128];
+    char artifact_type[128];          /* "" when none */
+    char subject[136];                /* subject digest, "" when none */
+    uint64_t size;
+    int64_t created;
+};
+
+/* Store a manifest in repo: its record, its bytes (shared between repos)
+ * and, the first time it enters repo, a reference on each of refs (blob
+ * digests; absent blobs are not counted). *created is set to 1 when the
+ * manifest is new in repo. */
+int index_put_manifest(struct index_txn *t, const char *repo, const char *digest,
+                       const struct index_manifest *m, const char *const *refs, size_t nrefs,
+                       const void *data, size_t len, int *created);
+/* REG_E_MANIFEST_UNKNOWN when repo has no such manifest. */
+int index_get_manifest(struct index_txn *t, const char *repo, const char *digest,
+                       struct index_manifest *out);
+/* The stored bytes; valid until the transaction ends. */
+int index_get_manifest_data(struct index_txn *t, const char *digest, const void **data,
+                            size_t *len);
+/* Remove a manifest from repo with its tags and its referrer entry, and drop
+ * its references. REG_E_MANIFEST_UNKNOWN when absent. */
+int index_delete_manifest(struct index_txn *t, const char *repo, const char *digest);
+
+/* Tags. get: REG_E_MANIFEST_UNKNOWN when absent; out holds DIGEST_STR_MAX. */
+int index_put_tag(struct index_txn *t, const char *repo, const char *tag, const char *digest);
+int index_get_tag(struct index_txn *t, const char *repo, const char *tag, char *out, size_t size);
+int index_del_tag(struct index_txn *t, const char *repo, const char *tag);
+
+/* Referrers: desc is the descriptor JSON of the referring manifest. */
+int index_put_referrer(struct index_txn *t, const char *repo, const char *subject,
+                       const char *digest, const char *desc, size_t len);
+
+/* Listing callbacks return 0 to go on, non-zero to stop. */
+typedef int (*index_name_cb)(void *arg, const char *name, size_t len);
+typedef int (*index_value_cb)(void *arg, const void *value, size_t len);
+
+/* Tags of repo after last (NULL: from the start), in byte order, at most
+ * n; *more is set when further tags remain. */
+int index_list_tags(struct index_txn *t, const char *repo, const char *last, size_t n,
+                    index_name_cb cb, void *arg, int *more);
+/* Repositories after last, at most n, like index_list_tags. */
+int index_list_repos(struct index_txn *t, const char *last, size_t n, index_name_cb cb, void *arg,
+                     int *more);
+/* Every referrer descriptor of subject in repo. */
+int index_list_referrers(struct index_txn *t, const char *repo, const char *subject,
+                         index_value_cb cb, void *arg);
+/* Repositories in which the blob is visible, in order, until cb stops. */
+int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg);
 
 #endif

@@ -207,8 +207,16 @@ int upload_create(struct uploads *us, const char *repo, int persist, struct uplo
         rc = REG_E_IO;
         goto out;
     }
-    if (persist)
-        rc = save_record(u);
+    if (persist) {
+        char dir[PATH_MAX];
+
+        /* The file's name must be durable before the record points at it. */
+        snprintf(dir, sizeof(dir), "%s", u->path);
+        *strrchr(dir, '/') = '\0';
+        rc = blobstore_sync_dir(dir);
+        if (!rc)
+            rc = save_record(u);
+    }
 out:
     if (rc && u) {
         if (u->fd >= 0) {
@@ -306,23 +314,27 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
         rc = REG_E_UPLOAD_UNKNOWN;
         goto out;
     }
-    if (rec.state_len == sizeof(u->h) && (uint64_t)st.st_size >= rec.offset) {
-        /* Bytes past the checkpoint were never acknowledged: drop them. */
-        if ((uint64_t)st.st_size > rec.offset && ftruncate(u->fd, (off_t)rec.offset) != 0) {
-            rc = REG_E_IO;
-            goto out;
-        }
+    if ((uint64_t)st.st_size < rec.offset) {
+        log_error("upload %s: file shorter than its checkpoint", uuid);
+        rc = REG_E_UPLOAD_UNKNOWN;
+        goto out;
+    }
+    /* Bytes past the checkpoint were never acknowledged: drop them. */
+    if ((uint64_t)st.st_size > rec.offset && ftruncate(u->fd, (off_t)rec.offset) != 0) {
+        rc = REG_E_IO;
+        goto out;
+    }
+    if (rec.state_len == sizeof(u->h)) {
         memcpy(&u->h, rec.state, sizeof(u->h));
-        u->offset = rec.offset;
     } else {
-        log_warn("upload %s: no usable hash state, rehashing %lld bytes", uuid,
-                 (long long)st.st_size);
-        rc = rehash(u, DIGEST_SHA256, (uint64_t)st.st_size);
+        log_warn("upload %s: no usable hash state, rehashing %llu bytes", uuid,
+                 (unsigned long long)rec.offset);
+        rc = rehash(u, rec.algo == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256, rec.offset);
         if (rc)
             goto out;
-        u->offset = (uint64_t)st.st_size;
     }
-    u->saved = rec.offset; /* a rehash moves offset past the record */
+    u->offset = rec.offset;
+    u->saved = rec.offset;
     if (lseek(u->fd, (off_t)u->offset, SEEK_SET) < 0)
         rc = REG_E_IO;
 out:
@@ -352,6 +364,8 @@ int upload_write(struct upload *u, const void *data, size_t len)
     const char *p = data;
     size_t left = len;
 
+    if (u->ended)
+        return REG_E_UPLOAD_UNKNOWN;
     while (left > 0) {
         ssize_t n = write(u->fd, p, left);
 
