@@ -41,7 +41,8 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 CORE_SRC := common/err.c common/log.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/uploads.c \
-            api/errors.c api/base.c api/blobs.c api/uploads.c \
+            api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
+            api/referrers.c api/listing.c \
             server/config.c server/router.c server/http.c
 MAIN_SRC := server/main.c
 UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
@@ -107,11 +108,14 @@ UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox
 	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
+	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
 
 # The server under test is the sanitized one; the test programs need not be.
 check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS_ASAN) $(BUILD)/blackbox
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	REGISTRY_BIN=$(BUILD)/asan/registry ./conformance/clients/run.sh
 
 test: deps-test
 	$(MAKE) check

@@ -67,5 +67,7 @@ extern const struct handler api_base_get;
 extern const struct handler api_blob_get, api_blob_delete;
 extern const struct handler api_upload_start, api_upload_patch, api_upload_put, api_upload_get,
     api_upload_delete;
+extern const struct handler api_manifest_put, api_manifest_get, api_manifest_delete;
+extern const struct handler api_tags_get, api_catalog_get, api_referrers_get;
 
 #endif

@@ -30,6 +30,13 @@ static const struct method_handler handlers[] = {
     {ROUTE_UPLOAD, "PUT", &api_upload_put},
     {ROUTE_UPLOAD, "GET", &api_upload_get},
     {ROUTE_UPLOAD, "DELETE", &api_upload_delete},
+    {ROUTE_MANIFEST, "GET", &api_manifest_get},
+    {ROUTE_MANIFEST, "HEAD", &api_manifest_get},
+    {ROUTE_MANIFEST, "PUT", &api_manifest_put},
+    {ROUTE_MANIFEST, "DELETE", &api_manifest_delete},
+    {ROUTE_TAGS, "GET", &api_tags_get},
+    {ROUTE_CATALOG, "GET", &api_catalog_get},
+    {ROUTE_REFERRERS, "GET", &api_referrers_get},
 };
 
 const struct handler *api_handler(enum route_kind kind, const char *method)

@@ -33,7 +33,7 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_RANGE] = {416, "SIZE_INVALID"},
     [REG_E_SIZE_INVALID] = {400, "SIZE_INVALID"},
     [REG_E_TOO_LARGE] = {413, "SIZE_INVALID"},
-    [REG_E_TAG_INVALID] = {400, "TAG_INVALID"},
+    [REG_E_TAG_INVALID] = {400, "MANIFEST_INVALID"},
     [REG_E_MANIFEST_INVALID] = {400, "MANIFEST_INVALID"},
     [REG_E_MANIFEST_UNKNOWN] = {404, "MANIFEST_UNKNOWN"},
     [REG_E_MANIFEST_BLOB_UNKNOWN] = {400, "MANIFEST_BLOB_UNKNOWN"},
@@ -41,6 +41,7 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_UNAUTHORIZED] = {401, "UNAUTHORIZED"},
     [REG_E_DENIED] = {403, "DENIED"},
     [REG_E_TOOMANY] = {429, "TOOMANYREQUESTS"},
+    [REG_E_PAGINATION] = {400, "UNSUPPORTED"},
 };
 
 void api_error(struct req *r, int err, const char *detail)

@@ -11,12 +11,15 @@
 
 struct req;
 struct registry;
+struct route;
 
 const char *req_method(const struct req *r);
 int req_is_head(const struct req *r);
 const char *req_header(struct req *r, const char *name);
 const char *req_query(struct req *r, const char *name);
 struct registry *req_registry(struct req *r);
+/* The matched route (struct route of api/api.h). */
+const struct route *req_route(struct req *r);
 
 /* Per-request memory, freed when the request completes. NULL on failure. */
 void *req_alloc(struct req *r, size_t size);

@@ -130,32 +130,47 @@ static int upload_body(struct req *r, const char *data, size_t len)
     return upload_write(st->u, data, len);
 }
 
-/* POST ?mount=<digest>&from=<repo>: link when from holds the blob. */
+/* The caller may read repo. Every caller may, until auth/ decides. */
+static int may_read(void *arg, const char *repo, size_t len)
+{
+    int *found = arg;
+
+    (void)repo;
+    (void)len;
+    *found = 1;
+    return 1;
+}
+
+/* POST ?mount=<digest>[&from=<repo>]: link the blob when from holds it, or,
+ * without from, when any repository the caller may read holds it. */
 static int try_mount(struct req *r, const struct route *rt, const char *mount, int *mounted)
 {
     struct registry *reg = req_registry(r);
     const char *from = req_query(r, "from");
     struct index_txn *t = NULL;
     struct digest d;
-    int rc;
+    int rc, found = 0;
 
     *mounted = 0;
     rc = digest_parse(mount, strlen(mount), &d);
     if (rc)
         return rc;
-    if (!from || !api_name_valid(from, strlen(from)))
+    if (from && !api_name_valid(from, strlen(from)))
         return REG_OK; /* fall back to a plain upload session */
     rc = index_begin(reg->ix, 1, &t);
     if (rc)
         return rc;
-    rc = index_repo_has_blob(t, from, d.str);
-    if (rc == REG_E_BLOB_UNKNOWN) {
-        index_abort(t);
-        return REG_OK;
+    if (from) {
+        rc = index_repo_has_blob(t, from, d.str);
+        found = rc == REG_OK;
+        if (rc == REG_E_BLOB_UNKNOWN)
+            rc = REG_OK;
+    } else {
+        rc = index_blob_repos(t, d.str, may_read, &found);
     }
-    if (!rc)
+    if (!rc && found)
         rc = index_link_blob(t, rt->name, d.str);
-    if (rc) {
+    if (rc || !found) {
         index_abort(t);
         return rc;
     }

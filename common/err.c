@@ -28,6 +28,7 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_UNAUTHORIZED] = "authentication required",
     [REG_E_DENIED] = "requested access to the resource is denied",
     [REG_E_TOOMANY] = "too many requests",
+    [REG_E_PAGINATION] = "the n parameter must be a non-negative integer",
 };
 
 const char *reg_strerror(int err)

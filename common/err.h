@@ -32,6 +32,7 @@ enum reg_err {
     REG_E_UNAUTHORIZED,     /* authentication required */
     REG_E_DENIED,           /* authenticated but not allowed */
     REG_E_TOOMANY,          /* rate limited */
+    REG_E_PAGINATION,       /* n is not a non-negative integer */
     REG_E__COUNT
 };
 

@@ -215,7 +215,13 @@ void http(struct server *s, const char *method, const char *path, const void *bo
     if (body || !strcmp(method, "PUT") || !strcmp(method, "POST") || !strcmp(method, "PATCH")) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        list = curl_slist_append(list, "Content-Type: application/octet-stream");
+        const char *const *hp;
+        int has_ct = 0;
+
+        for (hp = hdrs; hp && *hp; hp++)
+            has_ct |= strncasecmp(*hp, "Content-Type:", 13) == 0;
+        if (!has_ct)
+            list = curl_slist_append(list, "Content-Type: application/octet-stream");
     }
     list = curl_slist_append(list, "Expect:");
     for (; hdrs && *hdrs; hdrs++)

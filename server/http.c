@@ -128,6 +128,11 @@ struct registry *req_registry(struct req *r)
     return r->srv->reg;
 }
 
+const struct route *req_route(struct req *r)
+{
+    return &r->rt;
+}
+
 void req_set_state(struct req *r, void *state, void (*done)(void *state, int aborted))
 {
     r->state = state;

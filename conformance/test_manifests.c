@@ -1,0 +1,490 @@
+/* Manifests, tags, referrers and catalog against a real server. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "harness.h"
+
+#define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+static struct server srv;
+
+static void setup(void)
+{
+    server_start(&srv, "[storage]\ndelete = true\n");
+}
+
+static void setup_nodelete(void)
+{
+    server_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    server_destroy(&srv);
+}
+
+TestSuite(manifests, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(manifests_nodelete, .init = setup_nodelete, .fini = teardown, .timeout = 60);
+TestSuite(listing, .init = setup, .fini = teardown, .timeout = 120);
+
+/* An image in repo: a config and one layer pushed, manifest text in out. */
+static void make_image(const char *repo, const char *mt, const char *extra, char *out,
+                       size_t size)
+{
+    char cfg[200], layer[200], *data = rand_bytes(512);
+    const char *cfg_body = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+    int docker = !strcmp(mt, DOCKER_MANIFEST);
+
+    push_blob(&srv, repo, cfg_body, strlen(cfg_body), cfg, sizeof(cfg));
+    push_blob(&srv, repo, data, 512, layer, sizeof(layer));
+    snprintf(out, size,
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":"
+             "\"%s\",\"size\":512}]%s}",
+             mt,
+             docker ? "application/vnd.docker.container.image.v1+json"
+                    : "application/vnd.oci.image.config.v1+json",
+             cfg, strlen(cfg_body),
+             docker ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
+                    : "application/vnd.oci.image.layer.v1.tar+gzip",
+             layer, extra ? extra : "");
+    free(data);
+}
+
+static long put_manifest(const char *repo, const char *ref, const char *ct, const char *body,
+                         size_t len, struct resp *out)
+{
+    char path[600], cth[200];
+    const char *h[] = {cth, NULL};
+    struct resp r;
+    long st;
+
+    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, ref);
+    snprintf(cth, sizeof(cth), "Content-Type: %s", ct);
+    http(&srv, "PUT", path, body, len, ct ? h : NULL, &r);
+    st = r.status;
+    if (out)
+        *out = r;
+    else
+        resp_free(&r);
+    return st;
+}
+
+static long get_status(const char *method, const char *path, char *code, size_t csize)
+{
+    struct resp r;
+    long st;
+
+    http(&srv, method, path, NULL, 0, NULL, &r);
+    st = r.status;
+    if (code)
+        resp_error_code(&r, code, csize);
+    resp_free(&r);
+    return st;
+}
+
+static void expect_put_error(const char *repo, const char *ref, const char *ct, const char *body,
+                             size_t len, long status, const char *code)
+{
+    struct resp r;
+    char c[64];
+
+    put_manifest(repo, ref, ct, body, len, &r);
+    cr_expect_eq(r.status, status, "PUT %s:%s: %ld %s", repo, ref, r.status, r.body);
+    cr_expect_str_eq(resp_error_code(&r, c, sizeof(c)), code, "%s", r.body);
+    resp_free(&r);
+}
+
+Test(manifests, oci_manifest_by_tag_round_trips_byte_identical)
+{
+    char m[2048], d[200], path[600], v[256];
+    struct resp r;
+
+    make_image("app", OCI_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    cr_assert_eq(put_manifest("app", "v1", OCI_MANIFEST, m, strlen(m), &r), 201, "%s", r.body);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
+    snprintf(path, sizeof(path), "/v2/app/manifests/%s", d);
+    cr_assert_str_eq(resp_header(&r, "Location", v, sizeof(v)), path);
+    resp_free(&r);
+    http(&srv, "GET", "/v2/app/manifests/v1", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.len, strlen(m));
+    cr_assert_eq(memcmp(r.body, m, r.len), 0);
+    cr_assert_str_eq(resp_header(&r, "Content-Type", v, sizeof(v)), OCI_MANIFEST);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
+    resp_free(&r);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(memcmp(r.body, m, r.len), 0);
+    resp_free(&r);
+    http(&srv, "HEAD", "/v2/app/manifests/v1", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.len, 0);
+    snprintf(path, sizeof(path), "%zu", strlen(m));
+    cr_assert_str_eq(resp_header(&r, "Content-Length", v, sizeof(v)), path);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
+    resp_free(&r);
+}
+
+Test(manifests, docker_schema2_and_manifest_list_are_stored_with_their_type)
+{
+    char m[2048], d[200], list[2048], v[256];
+    struct resp r;
+
+    make_image("dock", DOCKER_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    cr_assert_eq(put_manifest("dock", d, DOCKER_MANIFEST, m, strlen(m), NULL), 201);
+    snprintf(list, sizeof(list),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":%zu,\"platform\":{\"architecture\":\"amd64\","
+             "\"os\":\"linux\"}}]}",
+             DOCKER_LIST, DOCKER_MANIFEST, d, strlen(m));
+    cr_assert_eq(put_manifest("dock", "multi", DOCKER_LIST, list, strlen(list), NULL), 201);
+    http(&srv, "GET", "/v2/dock/manifests/multi", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(resp_header(&r, "Content-Type", v, sizeof(v)), DOCKER_LIST);
+    resp_free(&r);
+}
+
+Test(manifests, index_naming_absent_manifest_is_manifest_blob_unknown)
+{
+    char idx[1024];
+
+    snprintf(idx, sizeof(idx),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+             "\"digest\":\"sha256:%064d\",\"size\":10}]}",
+             OCI_INDEX, OCI_MANIFEST, 0);
+    expect_put_error("idx", "latest", OCI_INDEX, idx, strlen(idx), 400, "MANIFEST_BLOB_UNKNOWN");
+    cr_assert_eq(get_status("GET", "/v2/idx/manifests/latest", NULL, 0), 404);
+}
+
+Test(manifests, manifest_naming_absent_blob_is_rejected_and_not_stored)
+{
+    char m[2048], code[64];
+
+    snprintf(m, sizeof(m),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:%064d\","
+             "\"size\":2},\"layers\":[]}",
+             OCI_MANIFEST, 0);
+    expect_put_error("nob", "v1", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_BLOB_UNKNOWN");
+    cr_assert_eq(get_status("GET", "/v2/nob/manifests/v1", code, sizeof(code)), 404);
+    cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
+}
+
+Test(manifests, blobs_of_another_repository_do_not_count)
+{
+    char m[2048];
+
+    make_image("owner", OCI_MANIFEST, NULL, m, sizeof(m));
+    expect_put_error("thief", "v1", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_BLOB_UNKNOWN");
+}
+
+Test(manifests, invalid_manifests_are_manifest_invalid)
+{
+    char m[2048], bad[2200];
+    const char *schema1 = "{\"schemaVersion\":1,\"name\":\"x\",\"tag\":\"y\",\"fsLayers\":[]}";
+
+    make_image("bad", OCI_MANIFEST, NULL, m, sizeof(m));
+    expect_put_error("bad", "a", OCI_MANIFEST, "{not json", 9, 400, "MANIFEST_INVALID");
+    expect_put_error("bad", "a", OCI_MANIFEST, "[]", 2, 400, "MANIFEST_INVALID");
+    expect_put_error("bad", "a", "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                     schema1, strlen(schema1), 400, "MANIFEST_INVALID");
+    /* Content-Type says index, body says manifest. */
+    expect_put_error("bad", "a", OCI_INDEX, m, strlen(m), 400, "MANIFEST_INVALID");
+    /* mediaType missing and Content-Type generic. */
+    snprintf(bad, sizeof(bad), "%s", m);
+    {
+        char *p = strstr(bad, "\"mediaType\":\"" OCI_MANIFEST "\",");
+
+        cr_assert(p);
+        memmove(p, p + strlen("\"mediaType\":\"" OCI_MANIFEST "\","),
+                strlen(p + strlen("\"mediaType\":\"" OCI_MANIFEST "\",")) + 1);
+    }
+    expect_put_error("bad", "a", "application/json", bad, strlen(bad), 400, "MANIFEST_INVALID");
+    /* ... but the same with the right Content-Type is a valid OCI manifest. */
+    cr_assert_eq(put_manifest("bad", "ok", OCI_MANIFEST, bad, strlen(bad), NULL), 201);
+    /* Unknown mediaType. */
+    snprintf(bad, sizeof(bad), "%s", m);
+    memcpy(strstr(bad, "oci.image.manifest"), "oci.image.manifesX", 18);
+    expect_put_error("bad", "a", "application/json", bad, strlen(bad), 400, "MANIFEST_INVALID");
+    /* Duplicate keys, a broken descriptor. */
+    expect_put_error("bad", "a", OCI_MANIFEST,
+                     "{\"schemaVersion\":2,\"schemaVersion\":2}", 37, 400, "MANIFEST_INVALID");
+    snprintf(bad, sizeof(bad),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"x\","
+             "\"digest\":\"sha256:nothex\",\"size\":2},\"layers\":[]}", OCI_MANIFEST);
+    expect_put_error("bad", "a", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
+    cr_assert_eq(get_status("GET", "/v2/bad/manifests/a", NULL, 0), 404);
+}
+
+Test(manifests, oversized_manifest_is_413)
+{
+    size_t len = (4 << 20) + 10;
+    char *big = malloc(len);
+
+    memset(big, ' ', len);
+    big[0] = '{';
+    big[len - 1] = '}';
+    expect_put_error("big", "v1", OCI_MANIFEST, big, len, 413, "SIZE_INVALID");
+    free(big);
+}
+
+Test(manifests, invalid_tag_and_mismatching_digest_reference)
+{
+    char m[2048], tag[200];
+
+    make_image("ref", OCI_MANIFEST, NULL, m, sizeof(m));
+    expect_put_error("ref", "-bad", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
+    expect_put_error("ref", ".bad", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
+    memset(tag, 'a', 129);
+    tag[129] = '\0';
+    expect_put_error("ref", tag, OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
+    tag[128] = '\0';
+    cr_assert_eq(put_manifest("ref", tag, OCI_MANIFEST, m, strlen(m), NULL), 201);
+    expect_put_error("ref", "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                     OCI_MANIFEST, m, strlen(m), 400, "DIGEST_INVALID");
+}
+
+Test(manifests, pushing_the_same_manifest_again_is_idempotent)
+{
+    char m[2048], d1[200], d2[200];
+    struct resp r;
+
+    make_image("idem", OCI_MANIFEST, NULL, m, sizeof(m));
+    cr_assert_eq(put_manifest("idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
+    resp_header(&r, "Docker-Content-Digest", d1, sizeof(d1));
+    resp_free(&r);
+    cr_assert_eq(put_manifest("idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
+    resp_header(&r, "Docker-Content-Digest", d2, sizeof(d2));
+    resp_free(&r);
+    cr_assert_str_eq(d1, d2);
+    cr_assert_eq(put_manifest("idem", d1, OCI_MANIFEST, m, strlen(m), NULL), 201);
+}
+
+Test(manifests, subject_is_accepted_before_it_exists_and_listed_as_referrer)
+{
+    char m[2048], art[4096], subj[200], ad[200], path[600], v[256], extra[1024];
+    struct resp r;
+
+    make_image("ref", OCI_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), subj, sizeof(subj));
+    snprintf(extra, sizeof(extra),
+             ",\"artifactType\":\"application/vnd.example.sbom\",\"subject\":{\"mediaType\":"
+             "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"annotations\":{\"org.example\":\"yes\"}",
+             OCI_MANIFEST, subj, strlen(m));
+    make_image("ref", OCI_MANIFEST, extra, art, sizeof(art));
+    digest_str("sha256", art, strlen(art), ad, sizeof(ad));
+    /* The subject is not pushed yet. */
+    cr_assert_eq(put_manifest("ref", ad, OCI_MANIFEST, art, strlen(art), &r), 201, "%s", r.body);
+    cr_assert_str_eq(resp_header(&r, "OCI-Subject", v, sizeof(v)), subj);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/ref/referrers/%s", subj);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(resp_header(&r, "Content-Type", v, sizeof(v)), OCI_INDEX);
+    cr_assert(strstr(r.body, ad), "%s", r.body);
+    cr_assert(strstr(r.body, "\"artifactType\":\"application/vnd.example.sbom\""), "%s", r.body);
+    cr_assert(strstr(r.body, "\"org.example\":\"yes\""), "%s", r.body);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/ref/referrers/%s?artifactType=application/vnd.example.sbom",
+             subj);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert(strstr(r.body, ad));
+    cr_assert_str_eq(resp_header(&r, "OCI-Filters-Applied", v, sizeof(v)), "artifactType");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/ref/referrers/%s?artifactType=application/other", subj);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(!strstr(r.body, ad));
+    cr_assert(strstr(r.body, "\"manifests\":[]"), "%s", r.body);
+    resp_free(&r);
+    /* Deleting the referrer removes it from the list. */
+    snprintf(path, sizeof(path), "/v2/ref/manifests/%s", ad);
+    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
+    snprintf(path, sizeof(path), "/v2/ref/referrers/%s", subj);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert(!strstr(r.body, ad), "%s", r.body);
+    resp_free(&r);
+}
+
+Test(manifests, referrers_of_unknown_digest_is_empty_index)
+{
+    struct resp r;
+    char code[64];
+
+    http(&srv, "GET", "/v2/none/referrers/sha256:" "1111111111111111111111111111111111111111111111111111111111111111", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"manifests\":[]"));
+    resp_free(&r);
+    cr_assert_eq(get_status("GET", "/v2/none/referrers/sha256:bad", code, sizeof(code)), 400);
+    cr_assert_str_eq(code, "DIGEST_INVALID");
+}
+
+Test(manifests, delete_by_tag_removes_only_the_tag)
+{
+    char m[2048], d[200], path[600];
+
+    make_image("del", OCI_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    cr_assert_eq(put_manifest("del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(put_manifest("del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(get_status("DELETE", "/v2/del/manifests/a", NULL, 0), 202);
+    cr_assert_eq(get_status("GET", "/v2/del/manifests/a", NULL, 0), 404);
+    cr_assert_eq(get_status("GET", "/v2/del/manifests/b", NULL, 0), 200);
+    snprintf(path, sizeof(path), "/v2/del/manifests/%s", d);
+    cr_assert_eq(get_status("GET", path, NULL, 0), 200);
+}
+
+Test(manifests, delete_by_digest_removes_manifest_and_its_tags)
+{
+    char m[2048], d[200], path[600], code[64];
+    struct resp r;
+
+    make_image("del", OCI_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    cr_assert_eq(put_manifest("del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(put_manifest("del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    snprintf(path, sizeof(path), "/v2/del/manifests/%s", d);
+    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(get_status("GET", path, code, sizeof(code)), 404);
+    cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
+    cr_assert_eq(get_status("GET", "/v2/del/manifests/a", NULL, 0), 404);
+    cr_assert_eq(get_status("GET", "/v2/del/manifests/b", NULL, 0), 404);
+    http(&srv, "GET", "/v2/del/tags/list", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"tags\":[]"), "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(get_status("DELETE", path, code, sizeof(code)), 404);
+    cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
+    cr_assert_eq(get_status("DELETE", "/v2/del/manifests/nosuchtag", code, sizeof(code)), 404);
+}
+
+Test(manifests_nodelete, delete_is_unsupported_when_disabled)
+{
+    char m[2048], code[64];
+
+    make_image("nd", OCI_MANIFEST, NULL, m, sizeof(m));
+    cr_assert_eq(put_manifest("nd", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(get_status("DELETE", "/v2/nd/manifests/a", code, sizeof(code)), 405);
+    cr_assert_str_eq(code, "UNSUPPORTED");
+    cr_assert_eq(get_status("GET", "/v2/nd/manifests/a", NULL, 0), 200);
+}
+
+Test(manifests, mount_without_from_links_a_blob_stored_elsewhere)
+{
+    char data[] = "dedup me", d[200], path[600], v[256];
+    struct resp r;
+
+    push_blob(&srv, "somewhere/else", data, strlen(data), d, sizeof(d));
+    snprintf(path, sizeof(path), "/v2/mine/blobs/uploads/?mount=%s", d);
+    http(&srv, "POST", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 201);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/mine/blobs/%s", d);
+    cr_assert_eq(get_status("GET", path, NULL, 0), 200);
+    snprintf(path, sizeof(path), "/v2/mine/blobs/uploads/?mount=sha256:%064d", 0);
+    cr_assert_eq(get_status("POST", path, NULL, 0), 202, "unknown blob: a plain session");
+}
+
+/* Follow Link headers from first, collecting the JSON bodies' names. */
+static int follow(const char *first, const char *key, char *all, size_t size)
+{
+    char url[1024], link[1024];
+    struct resp r;
+    int pages = 0;
+
+    snprintf(url, sizeof(url), "%s", first);
+    all[0] = '\0';
+    for (;;) {
+        const char *p, *q;
+
+        http(&srv, "GET", url, NULL, 0, NULL, &r);
+        cr_assert_eq(r.status, 200, "%s: %s", url, r.body);
+        p = strstr(r.body, key);
+        cr_assert(p, "%s", r.body);
+        strncat(all, p + strlen(key), size - strlen(all) - 1);
+        pages++;
+        if (!resp_header(&r, "Link", link, sizeof(link))) {
+            resp_free(&r);
+            break;
+        }
+        p = strchr(link, '<');
+        q = strchr(link, '>');
+        cr_assert(p && q && strstr(link, "rel=\"next\""), "%s", link);
+        snprintf(url, sizeof(url), "%.*s", (int)(q - p - 1), p + 1);
+        resp_free(&r);
+        cr_assert_lt(pages, 100);
+    }
+    return pages;
+}
+
+Test(listing, tags_list_pages_in_lexical_order_with_link)
+{
+    const char *tags[] = {"v3", "latest", "v1", "v10", "v2", "a", "B"};
+    char m[2048], all[4096];
+    struct resp r;
+    size_t i;
+
+    make_image("pg", OCI_MANIFEST, NULL, m, sizeof(m));
+    for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        cr_assert_eq(put_manifest("pg", tags[i], OCI_MANIFEST, m, strlen(m), NULL), 201);
+    http(&srv, "GET", "/v2/pg/tags/list", NULL, 0, NULL, &r);
+    cr_assert_str_eq(r.body,
+                     "{\"name\":\"pg\",\"tags\":[\"B\",\"a\",\"latest\",\"v1\",\"v10\",\"v2\","
+                     "\"v3\"]}");
+    cr_assert(!resp_header(&r, "Link", all, sizeof(all)));
+    resp_free(&r);
+    cr_assert_eq(follow("/v2/pg/tags/list?n=3", "\"tags\":", all, sizeof(all)), 3);
+    cr_assert_str_eq(all, "[\"B\",\"a\",\"latest\"]}[\"v1\",\"v10\",\"v2\"]}[\"v3\"]}");
+    http(&srv, "GET", "/v2/pg/tags/list?n=0", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"tags\":[]"));
+    cr_assert(!resp_header(&r, "Link", all, sizeof(all)), "n=0: no Link");
+    resp_free(&r);
+    /* last need not exist: the list goes on after it lexically. */
+    http(&srv, "GET", "/v2/pg/tags/list?last=v0&n=2", NULL, 0, NULL, &r);
+    cr_assert(strstr(r.body, "[\"v1\",\"v10\"]"), "%s", r.body);
+    resp_free(&r);
+    http(&srv, "GET", "/v2/pg/tags/list?last=zzz", NULL, 0, NULL, &r);
+    cr_assert(strstr(r.body, "\"tags\":[]"), "%s", r.body);
+    resp_free(&r);
+}
+
+Test(listing, bad_n_is_400_and_unknown_repository_404)
+{
+    char code[64], m[2048];
+
+    make_image("n", OCI_MANIFEST, NULL, m, sizeof(m));
+    cr_assert_eq(put_manifest("n", "t", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=-1", code, sizeof(code)), 400);
+    cr_assert_str_neq(code, "");
+    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=abc", NULL, 0), 400);
+    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=99999999999999999999999", NULL, 0), 400);
+    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=1000000", NULL, 0), 200, "huge n clamps");
+    cr_assert_eq(get_status("GET", "/v2/_catalog?n=x", NULL, 0), 400);
+    cr_assert_eq(get_status("GET", "/v2/nosuch/tags/list", code, sizeof(code)), 404);
+    cr_assert_str_eq(code, "NAME_UNKNOWN");
+}
+
+Test(listing, catalog_pages_through_repositories)
+{
+    const char *repos[] = {"zeta", "alpha/one", "alpha/two", "beta", "alpha"};
+    char all[4096], data[] = "x", d[200];
+    size_t i;
+
+    for (i = 0; i < sizeof(repos) / sizeof(repos[0]); i++)
+        push_blob(&srv, repos[i], data, 1, d, sizeof(d));
+    cr_assert_eq(follow("/v2/_catalog?n=2", "\"repositories\":", all, sizeof(all)), 3);
+    cr_assert_str_eq(all, "[\"alpha\",\"alpha/one\"]}[\"alpha/two\",\"beta\"]}[\"zeta\"]}");
+    cr_assert_eq(follow("/v2/_catalog", "\"repositories\":", all, sizeof(all)), 1);
+    cr_assert_str_eq(all, "[\"alpha\",\"alpha/one\",\"alpha/two\",\"beta\",\"zeta\"]}");
+}
