@@ -29,6 +29,9 @@ struct uploads {
     struct held *held;
 };
 
+/* Bytes between two writeback kicks. */
+#define WRITEBACK_STEP (8u << 20)
+
 struct upload {
     struct uploads *us;
     char uuid[UPLOAD_UUID_LEN + 1];
@@ -39,6 +42,7 @@ struct upload {
     int ended;        /* finished or cancelled: nothing left to checkpoint */
     uint64_t offset;  /* bytes written and hashed */
     uint64_t saved;   /* offset of the last checkpoint */
+    uint64_t flushed; /* offset up to which writeback has been started */
     struct hasher h;
 };
 
@@ -335,6 +339,7 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
     }
     u->offset = rec.offset;
     u->saved = rec.offset;
+    u->flushed = rec.offset;
     if (lseek(u->fd, (off_t)u->offset, SEEK_SET) < 0)
         rc = REG_E_IO;
 out:
@@ -380,6 +385,14 @@ int upload_write(struct upload *u, const void *data, size_t len)
         u->offset += (uint64_t)n;
         p += n;
         left -= (size_t)n;
+    }
+    /* Start writeback as data arrives, so the fsync at commit has little
+     * left to do. It only initiates I/O: durability still comes from the
+     * fsync. */
+    if (u->offset - u->flushed >= WRITEBACK_STEP) {
+        sync_file_range(u->fd, (off_t)u->flushed, (off_t)(u->offset - u->flushed),
+                        SYNC_FILE_RANGE_WRITE);
+        u->flushed = u->offset;
     }
     return REG_OK;
 }
