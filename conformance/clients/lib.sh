@@ -1,0 +1,314 @@
+# shellcheck shell=bash
+# Shared helpers for the real-client interop scripts (skopeo.sh, ...).
+# Source it from bash:  . "$(dirname "$0")/lib.sh"
+#
+# Needs: bash, coreutils, tar, gzip, jq. Nothing here touches the network
+# beyond 127.0.0.1.
+#
+# Environment:
+#   REGISTRY_BIN      server binary (default build/registry, relative to the repo)
+#   CLIENT_TIMEOUT    seconds any one client command may take (default 60)
+#   CLIENT_RESULTS    if set, finish() appends "name passed failed skipped" to it
+#   CLIENTS_REQUIRE   space-separated tools that must be present: a missing one
+#                     fails instead of being skipped
+#   CLIENT_LOG_DIR    if set, each server's log is copied there when it stops
+
+set -u
+
+CLIENTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$CLIENTS_DIR/../.." && pwd)
+REGISTRY_BIN=${REGISTRY_BIN:-build/registry}
+case $REGISTRY_BIN in /*) ;; *) REGISTRY_BIN=$REPO_ROOT/$REGISTRY_BIN ;; esac
+CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-60}
+CLIENT_NAME=${CLIENT_NAME:-$(basename "$0" .sh)}
+
+PASS_COUNT=0
+FAIL_COUNT=0
+SKIP_COUNT=0
+
+# --- reporting -----------------------------------------------------------------
+pass() { PASS_COUNT=$((PASS_COUNT + 1)); printf 'PASS  %s: %s\n' "$CLIENT_NAME" "$*"; }
+fail() { FAIL_COUNT=$((FAIL_COUNT + 1)); printf 'FAIL  %s: %s\n' "$CLIENT_NAME" "$*"; }
+skip() { SKIP_COUNT=$((SKIP_COUNT + 1)); printf 'SKIP  %s: %s\n' "$CLIENT_NAME" "$*"; }
+note() { printf '      %s\n' "$*"; }
+
+# check DESCRIPTION COMMAND...: run COMMAND, pass or fail on its status.
+# Its output goes to $WORK/last.out and is shown (tail) on failure.
+check() {
+    local desc=$1; shift
+    if "$@" >"$WORK/last.out" 2>&1; then
+        pass "$desc"
+    else
+        fail "$desc (status $?)"
+        show_tail "$WORK/last.out"
+        return 1
+    fi
+}
+
+show_tail() { [ -s "$1" ] && tail -n "${2:-15}" "$1" | sed 's/^/      | /'; return 0; }
+
+# run COMMAND...: the command under the per-command timeout.
+run() { timeout --kill-after=5 "$CLIENT_TIMEOUT" "$@"; }
+
+# finish: print this client's totals, record them, exit (non-zero on failure).
+finish() {
+    printf '%s: %d passed, %d failed, %d skipped\n' \
+        "$CLIENT_NAME" "$PASS_COUNT" "$FAIL_COUNT" "$SKIP_COUNT"
+    if [ -n "${CLIENT_RESULTS:-}" ]; then
+        printf '%s %d %d %d\n' "$CLIENT_NAME" "$PASS_COUNT" "$FAIL_COUNT" "$SKIP_COUNT" \
+            >>"$CLIENT_RESULTS"
+    fi
+    [ "$FAIL_COUNT" -eq 0 ] && exit 0
+    exit 1
+}
+
+# require_tool TOOL: skip the whole client (and exit) when TOOL is missing,
+# unless it is listed in CLIENTS_REQUIRE, then it is a failure.
+require_tool() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    case " ${CLIENTS_REQUIRE:-} " in
+        *" $1 "*) fail "$1 is not installed (required by CLIENTS_REQUIRE)" ;;
+        *) skip "$1 is not installed; $CLIENT_NAME interop not run" ;;
+    esac
+    finish
+}
+
+# --- temp space and cleanup ------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/regclients.XXXXXX") || exit 1
+SERVER_PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        [ -n "$pid" ] || continue
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        fi
+    done
+    SERVER_PIDS=()
+    [ -n "${WORK:-}" ] && [ -d "$WORK" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM HUP
+
+# --- the registry under test -----------------------------------------------------
+# registry_start [CONFIG_TEXT]: start a server on a free 127.0.0.1 port with a fresh
+# root. Sets REG_PID, REG_ADDR (host:port), REG_ROOT, REG_LOG, REG_DIR.
+# Returns non-zero (after reporting a failure) if it does not become ready.
+REG_N=0
+registry_start() {
+    local config_text=${1:-} args ready
+    REG_N=$((REG_N + 1))
+    REG_DIR=$WORK/registry$REG_N
+    REG_ROOT=$REG_DIR/root
+    REG_LOG=$REG_DIR/server.log
+    ready=$REG_DIR/ready
+    mkdir -p "$REG_ROOT"
+    args=(serve --listen 127.0.0.1:0 --root "$REG_ROOT" --ready-file "$ready")
+    if [ -n "$config_text" ]; then
+        printf '%b\n' "$config_text" >"$REG_DIR/registry.conf"
+        args+=(--config "$REG_DIR/registry.conf")
+    fi
+    if [ ! -x "$REGISTRY_BIN" ]; then
+        fail "registry binary $REGISTRY_BIN not found (run make)"
+        return 1
+    fi
+    "$REGISTRY_BIN" "${args[@]}" </dev/null >>"$REG_LOG" 2>&1 &
+    REG_PID=$!
+    SERVER_PIDS+=("$REG_PID")
+    REG_ADDR=
+    for _ in $(seq 200); do
+        if [ -s "$ready" ]; then
+            REG_ADDR=$(head -n1 "$ready")
+            case $REG_ADDR in 127.0.0.1:[0-9]*) break ;; *) REG_ADDR= ;; esac
+        fi
+        kill -0 "$REG_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -z "$REG_ADDR" ]; then
+        fail "registry did not become ready ($REGISTRY_BIN)"
+        show_tail "$REG_LOG" 30
+        return 1
+    fi
+    note "registry $REG_ADDR (pid $REG_PID, root $REG_ROOT)"
+}
+
+# registry_stop [PID]: SIGTERM the server and require exit status 0 (under
+# AddressSanitizer a leak or sanitizer error makes it non-zero).
+registry_stop() {
+    local pid=${1:-$REG_PID} rc watchdog i
+    kill -TERM "$pid" 2>/dev/null
+    # Watchdog: SIGKILL the server if it has not stopped in 40 s. Its sleep is
+    # killed with it and it holds no stdout, so nothing outlives this function.
+    (
+        exec >/dev/null 2>&1
+        sleep 40 &
+        s=$!
+        trap 'kill "$s"; exit 0' TERM
+        wait "$s" && kill -KILL "$pid"
+    ) &
+    watchdog=$!
+    wait "$pid"
+    rc=$?
+    kill "$watchdog" 2>/dev/null
+    wait "$watchdog" 2>/dev/null
+    for i in "${!SERVER_PIDS[@]}"; do
+        [ "${SERVER_PIDS[$i]}" = "$pid" ] && unset 'SERVER_PIDS[i]'
+    done
+    if [ -n "${CLIENT_LOG_DIR:-}" ]; then
+        mkdir -p "$CLIENT_LOG_DIR" && cp "$REG_LOG" "$CLIENT_LOG_DIR/$CLIENT_NAME-$(basename "$REG_DIR").log"
+    fi
+    if [ "$rc" -eq 0 ]; then
+        pass "server stopped cleanly (exit 0)"
+    else
+        fail "server exit status $rc at stop (crash, leak or sanitizer error)"
+        show_tail "$REG_LOG" 40
+    fi
+}
+
+# registry_log_check: fail if the server log shows a sanitizer report.
+registry_log_check() {
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$REG_LOG" 2>/dev/null; then
+        fail "sanitizer report in server log"
+        grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$REG_LOG" |
+            head -40 | sed 's/^/      | /'
+    fi
+}
+
+# --- OCI image builders (no network) ---------------------------------------------
+# All JSON goes through jq. Blobs are content-addressed under DIR/blobs/sha256/.
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+size_of() { stat -c %s "$1"; }
+
+# oci_layout_init DIR: an empty OCI image layout.
+oci_layout_init() {
+    mkdir -p "$1/blobs/sha256"
+    jq -n '{imageLayoutVersion: "1.0.0"}' >"$1/oci-layout"
+    jq -n '{schemaVersion: 2, manifests: []}' >"$1/index.json"
+}
+
+# oci_put_blob DIR FILE: move FILE into the layout, print its descriptor
+# fields "sha256:HEX SIZE".
+oci_put_blob() {
+    local hex size
+    hex=$(sha256_of "$2")
+    size=$(size_of "$2")
+    mv -f "$2" "$1/blobs/sha256/$hex"
+    echo "sha256:$hex $size"
+}
+
+# oci_blob_path DIR DIGEST
+oci_blob_path() { echo "$1/blobs/sha256/${2#sha256:}"; }
+
+# make_layer DIR: a gzip'd tar holding one random file; print
+# "DIGEST SIZE DIFFID" (DIFFID = sha256 of the uncompressed tar).
+make_layer() {
+    local dir=$1 tmp name diffid
+    tmp=$(mktemp -d "$WORK/layer.XXXXXX")
+    name=file-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    mkdir -p "$tmp/content"
+    head -c $((1024 + RANDOM % 4096)) /dev/urandom >"$tmp/content/$name"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        -C "$tmp/content" -cf "$tmp/layer.tar" "$name"
+    diffid=sha256:$(sha256_of "$tmp/layer.tar")
+    gzip -n -c "$tmp/layer.tar" >"$tmp/layer.tar.gz"
+    echo "$(oci_put_blob "$dir" "$tmp/layer.tar.gz") $diffid"
+    rm -rf "$tmp"
+}
+
+# make_image DIR ARCH NLAYERS: layers, config and OCI image manifest in DIR
+# (index.json untouched); print the manifest descriptor as compact JSON.
+make_image() {
+    local dir=$1 arch=$2 n=$3 i d s diff layers='[]' diffs='[]' cfg man
+    for ((i = 0; i < n; i++)); do
+        read -r d s diff < <(make_layer "$dir")
+        layers=$(jq -c --arg d "$d" --argjson s "$s" \
+            '. + [{mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: $d, size: $s}]' \
+            <<<"$layers")
+        diffs=$(jq -c --arg d "$diff" '. + [$d]' <<<"$diffs")
+    done
+    cfg=$(mktemp "$WORK/config.XXXXXX")
+    jq -n --arg arch "$arch" --argjson diffs "$diffs" '{
+        created: "1970-01-01T00:00:00Z",
+        architecture: $arch,
+        os: "linux",
+        config: {Env: ["PATH=/usr/bin:/bin"], Cmd: ["/bin/sh"]},
+        rootfs: {type: "layers", diff_ids: $diffs},
+        history: [$diffs[] | {created: "1970-01-01T00:00:00Z", created_by: "lib.sh make_layer"}]
+    }' >"$cfg"
+    read -r d s < <(oci_put_blob "$dir" "$cfg")
+    man=$(mktemp "$WORK/manifest.XXXXXX")
+    # Pretty-printed on purpose: byte-identity checks then also cover whitespace.
+    jq -n --arg cd "$d" --argjson cs "$s" --argjson layers "$layers" '{
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
+        layers: $layers
+    }' >"$man"
+    read -r d s < <(oci_put_blob "$dir" "$man")
+    jq -nc --arg d "$d" --argjson s "$s" \
+        '{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s}'
+}
+
+# oci_add_ref DIR DESCRIPTOR_JSON TAG: list DESCRIPTOR in DIR/index.json under TAG.
+oci_add_ref() {
+    local tmp
+    tmp=$(mktemp "$WORK/index.XXXXXX")
+    jq --argjson desc "$2" --arg tag "$3" \
+        '.manifests += [$desc + {annotations: {"org.opencontainers.image.ref.name": $tag}}]' \
+        "$1/index.json" >"$tmp" && mv -f "$tmp" "$1/index.json"
+}
+
+# build_oci_image DIR TAG NLAYERS [ARCH]: a layout (created if needed) holding one
+# image under TAG. Prints the manifest digest.
+build_oci_image() {
+    local dir=$1 tag=$2 n=$3 arch=${4:-amd64} desc
+    [ -f "$dir/oci-layout" ] || oci_layout_init "$dir"
+    desc=$(make_image "$dir" "$arch" "$n")
+    oci_add_ref "$dir" "$desc" "$tag"
+    jq -r .digest <<<"$desc"
+}
+
+# build_oci_index DIR TAG [NLAYERS]: a layout (created if needed) holding a
+# multi-arch OCI image index (linux/amd64 + linux/arm64) under TAG. Prints the
+# index digest.
+build_oci_index() {
+    local dir=$1 tag=$2 n=${3:-2} amd arm idx d s
+    [ -f "$dir/oci-layout" ] || oci_layout_init "$dir"
+    amd=$(make_image "$dir" amd64 "$n")
+    arm=$(make_image "$dir" arm64 "$n")
+    idx=$(mktemp "$WORK/imageindex.XXXXXX")
+    jq -n --argjson amd "$amd" --argjson arm "$arm" '{
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [
+            $amd + {platform: {architecture: "amd64", os: "linux"}},
+            $arm + {platform: {architecture: "arm64", os: "linux", variant: "v8"}}
+        ]
+    }' >"$idx"
+    read -r d s < <(oci_put_blob "$dir" "$idx")
+    oci_add_ref "$dir" "$(jq -nc --arg d "$d" --argjson s "$s" \
+        '{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $s}')" "$tag"
+    echo "$d"
+}
+
+# oci_ref_digest DIR TAG: the digest TAG names in DIR/index.json.
+oci_ref_digest() {
+    jq -r --arg t "$2" \
+        '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
+        "$1/index.json" | head -n1
+}
+
+# oci_layout_verify DIR: every blob under DIR/blobs/sha256 hashes to its name.
+oci_layout_verify() {
+    local f bad=0
+    for f in "$1"/blobs/sha256/*; do
+        [ -f "$f" ] || continue
+        [ "$(sha256_of "$f")" = "$(basename "$f")" ] || { echo "bad blob $f"; bad=1; }
+    done
+    return $bad
+}
