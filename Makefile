@@ -28,7 +28,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 # Debian packages: to build and run, and to test.
 DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
             libinih-dev libjwt-dev libcrypt-dev
-DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl skopeo jq
+DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl skopeo jq podman buildah containerd
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih
 TEST_PKGS := libcurl criterion jansson openssl
@@ -51,7 +51,7 @@ HDRS     := $(wildcard */*.h)
 
 .PHONY: all deps deps-test run test check check-asan unit blackbox bench install lint format clean
 
-all: $(BUILD)/registry
+all: $(BUILD)/registry $(BUILD)/conformance
 
 deps:
 	@./scripts/deps.sh $(DEB_RUN)
@@ -103,17 +103,26 @@ $(BUILD)/blackbox: $(BB_SRC) conformance/harness.c conformance/harness.h
 	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $(BB_SRC) conformance/harness.c \
 	    $(LDFLAGS) $(TEST_LIBS) $(shell pkg-config --libs jansson)
 
+# The conformance suite: a standalone tool for any registry (docs/conformance.md).
+$(BUILD)/conformance: conformance/suite.c conformance/suite_tests.c conformance/suite.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ conformance/suite.c conformance/suite_tests.c \
+	    $(LDFLAGS) $(shell pkg-config --libs libcurl jansson openssl)
+
 UNIT_BINS      = $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
-check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox
+check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance
 	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
+	REGISTRY_BIN=$(BUILD)/registry ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
 
 # The server under test is the sanitized one; the test programs need not be.
-check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox
+check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox $(BUILD)/conformance
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS_ASAN) $(BUILD)/blackbox
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	REGISTRY_BIN=$(BUILD)/asan/registry ./conformance/run
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./conformance/clients/run.sh
 
@@ -124,7 +133,7 @@ test: deps-test
 bench: deps-test $(BUILD)/registry
 	./bench/run.sh
 
-install: $(BUILD)/registry
+install: $(BUILD)/registry $(BUILD)/conformance
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/registry $(DESTDIR)$(PREFIX)/bin/registry
 
