@@ -49,7 +49,8 @@ UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
 BB_SRC   := $(wildcard conformance/test_*.c)
 HDRS     := $(wildcard */*.h)
 
-.PHONY: all deps deps-test run test check check-asan unit blackbox bench install lint format clean
+.PHONY: all deps deps-test run test check check-asan unit blackbox bench install lint format clean \
+        conformance-compare
 
 all: $(BUILD)/registry $(BUILD)/conformance
 
@@ -129,6 +130,11 @@ check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox $(BUILD)/
 test: deps-test
 	$(MAKE) check
 	$(MAKE) check-asan
+
+# The suite against Debian's docker-registry (Distribution 2.8) and against ours.
+conformance-compare: deps-test $(BUILD)/registry $(BUILD)/conformance
+	@./scripts/deps.sh docker-registry python3
+	./conformance/compare.sh
 
 bench: deps-test $(BUILD)/registry
 	./bench/run.sh

@@ -19,6 +19,11 @@ struct cf_config cf;
 static const char *const workflow_names[CF__WORKFLOWS] = {"pull", "push", "content-discovery",
                                                           "content-management", "extra"};
 
+#define ACCEPT_MANIFESTS                                                                           \
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "       \
+    "application/vnd.docker.distribution.manifest.v2+json, "                                       \
+    "application/vnd.docker.distribution.manifest.list.v2+json"
+
 static CURL *curl;
 static char auth_header[8192]; /* "Authorization: ..." for the current scope, or "" */
 
@@ -157,6 +162,10 @@ static int perform(const char *method, const char *url, const char *const *hdrs,
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
     list = curl_slist_append(list, "Expect:");
+    /* Clients say which manifest types they take; some registries answer
+     * 404 to a manifest GET that does not list its type. */
+    if (strstr(url, "/manifests/") && (!strcmp(method, "GET") || !strcmp(method, "HEAD")))
+        list = curl_slist_append(list, "Accept: " ACCEPT_MANIFESTS);
     if (body || len == 0)
         list = curl_slist_append(list, "Content-Type:"); /* no default form type */
     if (auth && *auth)
@@ -400,7 +409,7 @@ int main(int argc, char **argv)
         printf("usage: conformance\n\nEnvironment: OCI_ROOT_URL (required), OCI_NAMESPACE, "
                "OCI_CROSSMOUNT_NAMESPACE,\nOCI_USERNAME, OCI_PASSWORD, OCI_TEST_PULL, "
                "OCI_TEST_PUSH, OCI_TEST_CONTENT_DISCOVERY,\nOCI_TEST_CONTENT_MANAGEMENT, "
-               "OCI_TEST_EXTRA, OCI_DELETE_MANIFEST_BEFORE_BLOBS,\nOCI_RESTART_CMD, "
+               "OCI_TEST_EXTRA, OCI_DELETE_MANIFEST_BEFORE_BLOBS,\nOCI_RESTART_CMD, OCI_REFERRERS, "
                "OCI_REPORT_DIR. See docs/conformance.md.\n");
         return 0;
     }
@@ -429,6 +438,7 @@ int main(int argc, char **argv)
     cf.delete_manifest_before_blobs = env_flag("OCI_DELETE_MANIFEST_BEFORE_BLOBS", 1);
     cf.restart_cmd = getenv("OCI_RESTART_CMD");
     cf.report_dir = getenv("OCI_REPORT_DIR");
+    cf.require_referrers = env_flag("OCI_REFERRERS", 0);
     curl_global_init(CURL_GLOBAL_ALL);
     curl = curl_easy_init();
     for (n = 0; cf_tests[n].name; n++)

@@ -17,6 +17,7 @@ struct cf_config {
     int delete_manifest_before_blobs; /* OCI_DELETE_MANIFEST_BEFORE_BLOBS */
     const char *restart_cmd;   /* OCI_RESTART_CMD: restarts the registry, keeping data */
     const char *report_dir;    /* OCI_REPORT_DIR: junit.xml goes there */
+    int require_referrers;     /* OCI_REFERRERS=1: the referrers API must be there */
 };
 
 extern struct cf_config cf;

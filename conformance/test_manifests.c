@@ -427,9 +427,9 @@ static int follow(const char *first, const char *key, char *all, size_t size)
     return pages;
 }
 
-Test(listing, tags_list_pages_in_lexical_order_with_link)
+Test(listing, tags_list_pages_in_case_insensitive_lexical_order_with_link)
 {
-    const char *tags[] = {"v3", "latest", "v1", "v10", "v2", "a", "B"};
+    const char *tags[] = {"v3", "latest", "v1", "v10", "v2", "a", "B", "A"};
     char m[2048], all[4096];
     struct resp r;
     size_t i;
@@ -439,12 +439,12 @@ Test(listing, tags_list_pages_in_lexical_order_with_link)
         cr_assert_eq(put_manifest("pg", tags[i], OCI_MANIFEST, m, strlen(m), NULL), 201);
     http(&srv, "GET", "/v2/pg/tags/list", NULL, 0, NULL, &r);
     cr_assert_str_eq(r.body,
-                     "{\"name\":\"pg\",\"tags\":[\"B\",\"a\",\"latest\",\"v1\",\"v10\",\"v2\","
+                     "{\"name\":\"pg\",\"tags\":[\"A\",\"a\",\"B\",\"latest\",\"v1\",\"v10\",\"v2\","
                      "\"v3\"]}");
     cr_assert(!resp_header(&r, "Link", all, sizeof(all)));
     resp_free(&r);
     cr_assert_eq(follow("/v2/pg/tags/list?n=3", "\"tags\":", all, sizeof(all)), 3);
-    cr_assert_str_eq(all, "[\"B\",\"a\",\"latest\"]}[\"v1\",\"v10\",\"v2\"]}[\"v3\"]}");
+    cr_assert_str_eq(all, "[\"A\",\"a\",\"B\"]}[\"latest\",\"v1\",\"v10\"]}[\"v2\",\"v3\"]}");
     http(&srv, "GET", "/v2/pg/tags/list?n=0", NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"tags\":[]"));

@@ -1,5 +1,6 @@
 #include "index.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,35 @@ static int map_mdb(int rc, int notfound)
     return REG_E_INDEX;
 }
 
+/* Tag keys (repo \0 tag) sort by repo bytes, then by tag case-insensitively
+ * as the distribution spec orders tag lists, then by bytes so that "A" and
+ * "a" stay two keys. LMDB needs the same function on every open. */
+static int tag_cmp(const MDB_val *a, const MDB_val *b)
+{
+    const unsigned char *pa = a->mv_data, *pb = b->mv_data;
+    size_t la = a->mv_size, lb = b->mv_size, i, n = la < lb ? la : lb;
+    size_t ra, rb;
+    int c;
+
+    for (ra = 0; ra < la && pa[ra]; ra++)
+        ;
+    for (rb = 0; rb < lb && pb[rb]; rb++)
+        ;
+    c = memcmp(pa, pb, ra < rb ? ra : rb);
+    if (c || ra != rb)
+        return c ? c : (ra < rb ? -1 : 1);
+    for (i = ra; i < n; i++) {
+        int ca = tolower(pa[i]), cb = tolower(pb[i]);
+
+        if (ca != cb)
+            return ca - cb;
+    }
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    c = memcmp(pa, pb, la);
+    return c;
+}
+
 int index_open(const char *dir, size_t map_size, struct index **out)
 {
     struct index *ix = calloc(1, sizeof(*ix));
@@ -87,6 +117,8 @@ int index_open(const char *dir, size_t map_size, struct index **out)
         goto out;
     for (i = 0; i < DB__COUNT; i++) {
         rc = map_mdb(mdb_dbi_open(txn, db_names[i], MDB_CREATE, &ix->dbi[i]), REG_E_INDEX);
+        if (!rc && i == DB_TAG)
+            rc = map_mdb(mdb_set_compare(txn, ix->dbi[i], tag_cmp), REG_E_INDEX);
         if (rc)
             goto out;
     }
