@@ -30,7 +30,7 @@ DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev libl
             libinih-dev libjwt-dev libcrypt-dev
 DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl skopeo jq podman buildah containerd
 
-PKGS      := libmicrohttpd jansson lmdb openssl inih
+PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt
 TEST_PKGS := libcurl criterion jansson openssl
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -42,7 +42,8 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 CORE_SRC := common/err.c common/log.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/uploads.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
-            api/referrers.c api/listing.c \
+            api/referrers.c api/listing.c api/token.c \
+            auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
             server/config.c server/router.c server/http.c
 MAIN_SRC := server/main.c
 UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
@@ -145,7 +146,7 @@ install: $(BUILD)/registry $(BUILD)/conformance
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage api server
+	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage api server auth
 	clang-tidy $(CORE_SRC) $(MAIN_SRC) -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
 
 format:

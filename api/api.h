@@ -11,6 +11,7 @@
 struct blobstore;
 struct index;
 struct uploads;
+struct auth;
 
 /* What handlers need, shared by every request; read-only once serving. */
 struct registry {
@@ -19,6 +20,8 @@ struct registry {
     struct uploads *us;
     int delete_enabled;          /* [storage] delete */
     size_t max_manifest_size;    /* bytes */
+    struct auth *auth;           /* never NULL; mode none lets everything through */
+    int tls;                     /* serving HTTPS */
 };
 
 enum route_kind {
@@ -30,6 +33,7 @@ enum route_kind {
     ROUTE_MANIFEST,      /* /v2/<name>/manifests/<reference> */
     ROUTE_TAGS,          /* /v2/<name>/tags/list */
     ROUTE_REFERRERS,     /* /v2/<name>/referrers/<digest> */
+    ROUTE_TOKEN,         /* /token: the built-in token service */
 };
 
 #define ROUTE_NAME_MAX 255
@@ -69,5 +73,6 @@ extern const struct handler api_upload_start, api_upload_patch, api_upload_put, 
     api_upload_delete;
 extern const struct handler api_manifest_put, api_manifest_get, api_manifest_delete;
 extern const struct handler api_tags_get, api_catalog_get, api_referrers_get;
+extern const struct handler api_token_get, api_token_post;
 
 #endif

@@ -37,6 +37,8 @@ static const struct method_handler handlers[] = {
     {ROUTE_TAGS, "GET", &api_tags_get},
     {ROUTE_CATALOG, "GET", &api_catalog_get},
     {ROUTE_REFERRERS, "GET", &api_referrers_get},
+    {ROUTE_TOKEN, "GET", &api_token_get},
+    {ROUTE_TOKEN, "POST", &api_token_post},
 };
 
 const struct handler *api_handler(enum route_kind kind, const char *method)

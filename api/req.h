@@ -18,6 +18,13 @@ int req_is_head(const struct req *r);
 const char *req_header(struct req *r, const char *name);
 const char *req_query(struct req *r, const char *name);
 struct registry *req_registry(struct req *r);
+/* Every value of a repeated query parameter, at most max; returns the count. */
+size_t req_query_all(struct req *r, const char *name, const char **out, size_t max);
+/* The caller's address, for logs and throttling. */
+const char *req_client(struct req *r);
+/* Whether the caller may do action (ACL_* of auth/acl.h) on repo (NULL:
+ * registry-wide). Always true without auth. */
+int req_may(struct req *r, const char *repo, unsigned action);
 /* The matched route (struct route of api/api.h). */
 const struct route *req_route(struct req *r);
 

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "../common/err.h"
+#include "../auth/acl.h"
 #include "../storage/index.h"
 #include "api.h"
 #include "listing.h"
@@ -13,6 +14,7 @@
 struct collect {
     json_t *arr;
     char last[ROUTE_NAME_MAX + 1]; /* the last name added */
+    struct req *filter;            /* catalog: list only what this caller may pull */
 };
 
 static int add_name(void *arg, const char *name, size_t len)
@@ -20,9 +22,11 @@ static int add_name(void *arg, const char *name, size_t len)
     struct collect *c = arg;
 
     if (len > ROUTE_NAME_MAX)
-        return 0;
+        return INDEX_SKIP;
     memcpy(c->last, name, len);
     c->last[len] = '\0';
+    if (c->filter && !req_may(c->filter, c->last, ACL_PULL))
+        return INDEX_SKIP;
     return json_array_append_new(c->arr, json_stringn(name, len)) ? -1 : 0;
 }
 
@@ -42,7 +46,7 @@ static int tags_begin(struct req *r, const struct route *rt)
 {
     struct registry *reg = req_registry(r);
     struct index_txn *t = NULL;
-    struct collect c = {NULL, ""};
+    struct collect c = {NULL, "", NULL};
     json_t *body = NULL;
     const char *last;
     size_t n;
@@ -77,13 +81,15 @@ static int catalog_begin(struct req *r, const struct route *rt)
 {
     struct registry *reg = req_registry(r);
     struct index_txn *t = NULL;
-    struct collect c = {NULL, ""};
+    struct collect c = {NULL, "", NULL};
     json_t *body = NULL;
     const char *last;
     size_t n;
     int rc, more = 0;
 
     (void)rt;
+    if (!req_may(r, NULL, ACL_CATALOG))
+        c.filter = r;
     rc = listing_params(r, 1000, &n, &last);
     if (rc)
         return rc;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/err.h"
+#include "../auth/acl.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
 #include "../storage/uploads.h"
@@ -130,15 +131,23 @@ static int upload_body(struct req *r, const char *data, size_t len)
     return upload_write(st->u, data, len);
 }
 
-/* The caller may read repo. Every caller may, until auth/ decides. */
+struct mount_search {
+    struct req *r;
+    int found;
+};
+
+/* Stop at the first repository holding the blob that the caller may read. */
 static int may_read(void *arg, const char *repo, size_t len)
 {
-    int *found = arg;
+    struct mount_search *m = arg;
+    char name[ROUTE_NAME_MAX + 1];
 
-    (void)repo;
-    (void)len;
-    *found = 1;
-    return 1;
+    if (len > ROUTE_NAME_MAX)
+        return 0;
+    memcpy(name, repo, len);
+    name[len] = '\0';
+    m->found = req_may(m->r, name, ACL_PULL);
+    return m->found;
 }
 
 /* POST ?mount=<digest>[&from=<repo>]: link the blob when from holds it, or,
@@ -148,6 +157,7 @@ static int try_mount(struct req *r, const struct route *rt, const char *mount, i
     struct registry *reg = req_registry(r);
     const char *from = req_query(r, "from");
     struct index_txn *t = NULL;
+    struct mount_search ms = {r, 0};
     struct digest d;
     int rc, found = 0;
 
@@ -155,8 +165,9 @@ static int try_mount(struct req *r, const struct route *rt, const char *mount, i
     rc = digest_parse(mount, strlen(mount), &d);
     if (rc)
         return rc;
-    if (from && !api_name_valid(from, strlen(from)))
-        return REG_OK; /* fall back to a plain upload session */
+    /* Without read access to from, fall back to a plain upload session. */
+    if (from && (!api_name_valid(from, strlen(from)) || !req_may(r, from, ACL_PULL)))
+        return REG_OK;
     rc = index_begin(reg->ix, 1, &t);
     if (rc)
         return rc;
@@ -166,7 +177,8 @@ static int try_mount(struct req *r, const struct route *rt, const char *mount, i
         if (rc == REG_E_BLOB_UNKNOWN)
             rc = REG_OK;
     } else {
-        rc = index_blob_repos(t, d.str, may_read, &found);
+        rc = index_blob_repos(t, d.str, may_read, &ms);
+        found = ms.found;
     }
     if (!rc && found)
         rc = index_link_blob(t, rt->name, d.str);

@@ -9,6 +9,7 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../auth/acl.h"
 
 void config_defaults(struct config *c)
 {
@@ -24,6 +25,56 @@ void config_defaults(struct config *c)
     c->index_max_size = (size_t)16 << 30;
     c->log_level = LOG_INFO;
     c->log_format = LOG_TEXT;
+    c->auth_mode = 0;
+    snprintf(c->auth_service, sizeof(c->auth_service), "registry");
+    snprintf(c->auth_issuer, sizeof(c->auth_issuer), "registry-token-issuer");
+    c->auth_token_ttl = 900;
+    c->auth_leeway = 60;
+}
+
+static void free_list(char **v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void config_free(struct config *c)
+{
+    free_list(c->auth_rules, c->auth_nrules);
+    free_list(c->groups, c->ngroups);
+    c->auth_rules = c->groups = NULL;
+    c->auth_nrules = c->ngroups = 0;
+}
+
+static int push_list(char ***v, size_t *n, const char *a, const char *b)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    size_t len = strlen(a) + (b ? strlen(b) + 1 : 0) + 1;
+
+    if (!nv)
+        return REG_E_NOMEM;
+    *v = nv;
+    nv[*n] = malloc(len);
+    if (!nv[*n])
+        return REG_E_NOMEM;
+    snprintf(nv[*n], len, b ? "%s=%s" : "%s", a, b ? b : "");
+    (*n)++;
+    return REG_OK;
+}
+
+/* A path or string key copied into a fixed buffer. */
+static int set_str(char *dst, size_t size, const char *key, const char *v, char *err,
+                   size_t errsize)
+{
+    if (strlen(v) >= size) {
+        snprintf(err, errsize, "%s: longer than %zu characters", key, size - 1);
+        return REG_E_CONFIG;
+    }
+    snprintf(dst, size, "%s", v);
+    return REG_OK;
 }
 
 static int parse_uint(const char *v, unsigned long long min, unsigned long long max,
@@ -97,6 +148,7 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     static const char *const formats[] = {"text", "json"};
+    static const char *const modes[] = {"none", "basic", "token"};
     unsigned long long n;
 
 #define IS(s, k) (!strcmp(section, s) && !strcmp(key, k))
@@ -141,6 +193,44 @@ int config_set(struct config *c, const char *section, const char *key, const cha
     } else if (IS("log", "format")) {
         if (pick(v, formats, 2, &c->log_format))
             return BAD("format: expected text or json, got '%s'", v);
+    } else if (IS("server", "tls_cert")) {
+        return set_str(c->tls_cert, sizeof(c->tls_cert), key, v, err, errsize);
+    } else if (IS("server", "tls_key")) {
+        return set_str(c->tls_key, sizeof(c->tls_key), key, v, err, errsize);
+    } else if (IS("auth", "mode")) {
+        if (pick(v, modes, 3, &c->auth_mode))
+            return BAD("mode: expected none, basic or token, got '%s'", v);
+    } else if (IS("auth", "htpasswd")) {
+        return set_str(c->auth_htpasswd, sizeof(c->auth_htpasswd), key, v, err, errsize);
+    } else if (IS("auth", "realm")) {
+        return set_str(c->auth_realm, sizeof(c->auth_realm), key, v, err, errsize);
+    } else if (IS("auth", "service")) {
+        return set_str(c->auth_service, sizeof(c->auth_service), key, v, err, errsize);
+    } else if (IS("auth", "issuer")) {
+        return set_str(c->auth_issuer, sizeof(c->auth_issuer), key, v, err, errsize);
+    } else if (IS("auth", "key")) {
+        return set_str(c->auth_key, sizeof(c->auth_key), key, v, err, errsize);
+    } else if (IS("auth", "trust")) {
+        return set_str(c->auth_trust, sizeof(c->auth_trust), key, v, err, errsize);
+    } else if (IS("auth", "token_ttl")) {
+        if (parse_uint(v, 10, 86400, &n))
+            return BAD("token_ttl: expected seconds 10..86400, got '%s'", v);
+        c->auth_token_ttl = (long)n;
+    } else if (IS("auth", "leeway")) {
+        if (parse_uint(v, 0, 600, &n))
+            return BAD("leeway: expected seconds 0..600, got '%s'", v);
+        c->auth_leeway = (long)n;
+    } else if (IS("auth", "rule")) {
+        struct acl *probe = NULL;
+        int rc = acl_new(&probe);
+
+        /* Check the rule here, so that a bad one is reported with its line. */
+        if (!rc)
+            rc = acl_add_rule(probe, v, err, errsize);
+        acl_free(probe);
+        return rc ? rc : push_list(&c->auth_rules, &c->auth_nrules, v, NULL);
+    } else if (!strcmp(section, "groups")) {
+        return push_list(&c->groups, &c->ngroups, key, v);
     } else {
         return BAD("unknown key '%s' in [%s]", key, section);
     }

@@ -13,6 +13,8 @@ struct config {
     unsigned timeout;          /* idle seconds before a connection is dropped */
     unsigned shutdown_timeout; /* seconds to let requests finish on SIGTERM */
     size_t max_manifest_size;  /* bytes */
+    char tls_cert[4096];       /* PEM certificate (chain); with tls_key serves HTTPS */
+    char tls_key[4096];        /* PEM private key */
     /* [storage] */
     char root[4096];           /* data directory */
     int delete_enabled;        /* allow DELETE of blobs and manifests */
@@ -20,10 +22,27 @@ struct config {
     /* [log] */
     int log_level;             /* enum log_level */
     int log_format;            /* enum log_format */
+    /* [auth] */
+    int auth_mode;             /* enum auth_mode */
+    char auth_htpasswd[4096];
+    char auth_realm[512];
+    char auth_service[256];
+    char auth_issuer[256];
+    char auth_key[4096];
+    char auth_trust[4096];
+    long auth_token_ttl;       /* seconds */
+    long auth_leeway;          /* seconds */
+    char **auth_rules;         /* "WHO ACTIONS REPOS", repeatable key "rule" */
+    size_t auth_nrules;
+    /* [groups] */
+    char **groups;             /* "name=member, member" */
+    size_t ngroups;
 };
 
 /* Fill c with the defaults. */
 void config_defaults(struct config *c);
+/* Free what config_set allocated (rules, groups). */
+void config_free(struct config *c);
 
 /* Read path over c. On error writes "file:line: what" into err and returns
  * REG_E_CONFIG. */

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 
 #include "../api/api.h"
+#include "../auth/auth.h"
 #include "../common/err.h"
 #include "../common/log.h"
 #include "router.h"
@@ -57,6 +58,8 @@ struct req {
     void (*done)(void *state, int aborted);
     struct pool_block *pool;
     struct timespec start;
+    struct auth_identity id; /* who is calling (anonymous when auth is off) */
+    char client[64];         /* peer address */
 };
 
 #define POOL_BLOCK 4096
@@ -126,6 +129,43 @@ const char *req_query(struct req *r, const char *name)
 struct registry *req_registry(struct req *r)
 {
     return r->srv->reg;
+}
+
+struct query_all {
+    const char *name;
+    const char **out;
+    size_t max, n;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct query_all *q = cls;
+
+    (void)kind;
+    if (value && !strcmp(key, q->name) && q->n < q->max)
+        q->out[q->n++] = value;
+    return MHD_YES;
+}
+
+size_t req_query_all(struct req *r, const char *name, const char **out, size_t max)
+{
+    struct query_all q = {name, out, max, 0};
+
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &q);
+    return q.n;
+}
+
+const char *req_client(struct req *r)
+{
+    return r->client;
+}
+
+int req_may(struct req *r, const char *repo, unsigned action)
+{
+    struct auth *a = r->srv->reg->auth;
+
+    return auth_mode(a) == AUTH_NONE || (auth_rights(a, &r->id, repo) & action) == action;
 }
 
 const struct route *req_route(struct req *r)
@@ -227,6 +267,20 @@ void req_reply_fd(struct req *r, unsigned status, const char *content_type, int 
     queue(r, status, resp, content_type, len);
 }
 
+static void peer_address(struct MHD_Connection *c, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(out, size, "unknown");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+                  (socklen_t)size);
+}
+
 static struct req *req_new(struct http_server *s, struct MHD_Connection *c, const char *method,
                            const char *url)
 {
@@ -234,6 +288,7 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c, cons
 
     if (!r)
         return NULL;
+    peer_address(c, r->client, sizeof(r->client));
     r->srv = s;
     r->conn = c;
     r->method = method;
@@ -251,6 +306,7 @@ static void req_free(struct req *r)
 {
     struct pool_block *b = r->pool, *n;
 
+    auth_identity_clear(&r->id);
     while (b) {
         n = b->next;
         free(b);
@@ -277,6 +333,75 @@ static int has_body(struct MHD_Connection *c)
     return cl && strcmp(cl, "0") != 0;
 }
 
+/* What a route needs: ACL_* actions on the route's repository; 0 with
+ * need_user for endpoints that only need a known caller. */
+static unsigned needed_actions(const struct req *r, int *registry_wide)
+{
+    *registry_wide = 0;
+    switch (r->rt.kind) {
+    case ROUTE_BASE:
+    case ROUTE_TOKEN:
+        return 0;
+    case ROUTE_CATALOG:
+        *registry_wide = 1;
+        return 0;
+    case ROUTE_UPLOAD_START:
+    case ROUTE_UPLOAD:
+        return ACL_PUSH;
+    case ROUTE_BLOB:
+    case ROUTE_MANIFEST:
+        if (!strcmp(r->method, "DELETE"))
+            return ACL_DELETE;
+        if (!strcmp(r->method, "PUT"))
+            return ACL_PUSH;
+        return ACL_PULL;
+    case ROUTE_TAGS:
+    case ROUTE_REFERRERS:
+        return ACL_PULL;
+    }
+    return ACL_ALL;
+}
+
+/* The check every request passes through. Returns non-zero when it
+ * answered (401, 403 or 429). */
+static int authorize(struct req *r)
+{
+    struct auth *a = r->srv->reg->auth;
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+    unsigned need;
+    char challenge[1024];
+    int rc, wide, known;
+
+    if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN)
+        return 0;
+    need = needed_actions(r, &wide);
+    rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
+    if (rc == REG_E_TOOMANY) {
+        req_set_header(r, "Retry-After", "30");
+        api_error(r, rc, "too many failed logins from this address");
+        return 1;
+    }
+    known = r->id.authenticated || r->id.has_token;
+    if (!rc) {
+        if (need == 0 && (known || (wide && auth_rights(a, &r->id, NULL) & ACL_CATALOG)))
+            return 0;
+        if (need && (auth_rights(a, &r->id, r->rt.name) & need) == need)
+            return 0;
+    }
+    /* A known user without the right: 403 in basic mode; a token without
+     * the scope: 401 so that the client asks for a better token. */
+    if (!rc && known && auth_mode(a) == AUTH_BASIC) {
+        api_error(r, REG_E_DENIED, NULL);
+        return 1;
+    }
+    if (auth_challenge(a, host, r->srv->reg->tls ? "https" : "http", wide ? NULL : r->rt.name,
+                       wide ? ACL_CATALOG : need, !rc && known, challenge,
+                       sizeof(challenge)) == REG_OK)
+        req_set_header(r, "WWW-Authenticate", challenge);
+    api_error(r, REG_E_UNAUTHORIZED, NULL);
+    return 1;
+}
+
 static void begin(struct req *r, const char *url)
 {
     int rc;
@@ -292,6 +417,8 @@ static void begin(struct req *r, const char *url)
         api_error(r, REG_E_METHOD, NULL);
         return;
     }
+    if (authorize(r))
+        return;
     if (r->h->begin) {
         rc = r->h->begin(r, &r->rt);
         if (rc && !r->replied)
@@ -454,7 +581,12 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
 {
     struct http_server *s = calloc(1, sizeof(*s));
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | (o->tls_cert ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {
+        {o->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)o->tls_cert},
+        {o->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)o->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
     int rc = REG_E_NOMEM;
 
     *out = NULL;
@@ -473,6 +605,7 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                            MHD_OPTION_ARRAY, tls,
                             MHD_OPTION_END);
     if (!s->d) {
         log_error("cannot start the HTTP daemon on %s", o->listen);

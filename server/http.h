@@ -13,6 +13,8 @@ struct http_opts {
     unsigned threads;        /* libmicrohttpd thread pool size */
     unsigned max_connections;
     unsigned timeout;        /* idle seconds before a connection is closed */
+    const char *tls_cert;    /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
+    const char *tls_key;     /* PEM text; must outlive the server */
 };
 
 /* Bind and start serving. REG_E_CONFIG when listen is unusable. */

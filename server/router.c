@@ -26,6 +26,10 @@ int router_match(const char *path, struct route *out)
     size_t len, restlen, lastlen;
 
     memset(out, 0, sizeof(*out));
+    if (strcmp(path, "/token") == 0) {
+        out->kind = ROUTE_TOKEN;
+        return REG_OK;
+    }
     if (strncmp(path, "/v2", 3) != 0)
         return REG_E_NOT_FOUND;
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {

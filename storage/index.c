@@ -753,6 +753,7 @@ struct list_ctx {
 static int list_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
 {
     struct list_ctx *c = arg;
+    int rc;
 
     (void)cur;
     if (c->value_cb)
@@ -762,7 +763,12 @@ static int list_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val 
         return 1;
     }
     c->seen++;
-    return c->name_cb(c->arg, (const char *)k->mv_data + c->plen, k->mv_size - c->plen);
+    rc = c->name_cb(c->arg, (const char *)k->mv_data + c->plen, k->mv_size - c->plen);
+    if (rc == INDEX_SKIP) {
+        c->seen--;
+        rc = 0;
+    }
+    return rc;
 }
 
 static int list_names(struct index_txn *t, int db, const char *prefix, size_t plen,

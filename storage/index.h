@@ -109,7 +109,9 @@ int index_del_tag(struct index_txn *t, const char *repo, const char *tag);
 int index_put_referrer(struct index_txn *t, const char *repo, const char *subject,
                        const char *digest, const char *desc, size_t len);
 
-/* Listing callbacks return 0 to go on, non-zero to stop. */
+/* Listing callbacks return 0 to go on, INDEX_SKIP to go on without counting
+ * the entry against n, anything else to stop. */
+#define INDEX_SKIP 2
 typedef int (*index_name_cb)(void *arg, const char *name, size_t len);
 typedef int (*index_value_cb)(void *arg, const void *value, size_t len);
 

@@ -1,0 +1,506 @@
+#include "token.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jwt.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+
+/* A public key we can verify with. */
+struct tkey {
+    char *pem;            /* SubjectPublicKeyInfo PEM, what libjwt takes */
+    size_t pem_len;
+    int is_ec;
+    int bits;             /* EC curve size */
+    char kid_libtrust[64]; /* docker_auth, Distribution 2.8 */
+    char kid_jwk[64];      /* RFC 7638 thumbprint, Distribution 3 */
+};
+
+struct token_signer {
+    char *priv_pem;
+    size_t priv_len;
+    jwt_alg_t alg;
+    struct tkey pub;
+};
+
+struct token_verifier {
+    struct tkey *keys;
+    size_t n;
+};
+
+static void b64url(const unsigned char *in, size_t len, char *out, size_t size)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t i, o = 0;
+    unsigned v;
+
+    for (i = 0; i + 2 < len && o + 4 < size; i += 3) {
+        v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+        out[o++] = tbl[v & 63];
+    }
+    if (i < len && o + 4 < size) {
+        v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
+        out[o++] = tbl[v >> 18];
+        out[o++] = tbl[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[o++] = tbl[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+}
+
+/* Decode base64url (no padding) into out; returns length or -1. */
+static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t size)
+{
+    char buf[4096];
+    size_t i, n = len;
+    int got;
+
+    if (len + 4 >= sizeof(buf) || (len + 3) / 4 * 3 > size)
+        return -1;
+    for (i = 0; i < len; i++)
+        buf[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    while (n % 4)
+        buf[n++] = '=';
+    got = EVP_DecodeBlock(out, (unsigned char *)buf, (int)n);
+    if (got < 0)
+        return -1;
+    /* EVP_DecodeBlock counts padding as zero bytes. */
+    return got - (int)(n - len);
+}
+
+/* libtrust key id: base32 of the first 240 bits of sha256(DER SPKI), in
+ * groups of four. */
+static void libtrust_kid(EVP_PKEY *pk, char *out, size_t size)
+{
+    static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    unsigned char *der = NULL, md[32];
+    char raw[49];
+    int len = i2d_PUBKEY(pk, &der), bit, o = 0;
+    size_t i, w = 0;
+
+    out[0] = '\0';
+    if (len <= 0)
+        return;
+    EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    for (bit = 0; bit < 240; bit += 5) {
+        int byte = bit / 8, off = bit % 8;
+        unsigned v = ((unsigned)md[byte] << 8 | md[byte + 1]) >> (11 - off);
+
+        raw[o++] = b32[v & 31];
+    }
+    raw[o] = '\0';
+    for (i = 0; i < 48 && w + 2 < size; i++) {
+        if (i && i % 4 == 0)
+            out[w++] = ':';
+        out[w++] = raw[i];
+    }
+    out[w] = '\0';
+}
+
+/* RFC 7638 thumbprint of the key's JWK. */
+static void jwk_thumbprint(EVP_PKEY *pk, int is_ec, int bits, char *out, size_t size)
+{
+    unsigned char a[1024], b[1024], md[32];
+    char ea[1400], eb[1400], json[3000];
+    size_t alen = 0, blen = 0;
+    int n;
+
+    out[0] = '\0';
+    if (is_ec) {
+        unsigned char pt[200];
+        size_t ptlen = 0, c;
+
+        if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
+                                             &ptlen) ||
+            ptlen < 3 || pt[0] != 4)
+            return;
+        c = (ptlen - 1) / 2;
+        b64url(pt + 1, c, ea, sizeof(ea));
+        b64url(pt + 1 + c, c, eb, sizeof(eb));
+        n = snprintf(json, sizeof(json), "{\"crv\":\"P-%d\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+                     bits, ea, eb);
+    } else {
+        BIGNUM *bn_n = NULL, *bn_e = NULL;
+
+        if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &bn_n) ||
+            !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &bn_e) ||
+            BN_num_bytes(bn_n) > (int)sizeof(a) || BN_num_bytes(bn_e) > (int)sizeof(b)) {
+            BN_free(bn_n);
+            BN_free(bn_e);
+            return;
+        }
+        alen = (size_t)BN_bn2bin(bn_n, a);
+        blen = (size_t)BN_bn2bin(bn_e, b);
+        BN_free(bn_n);
+        BN_free(bn_e);
+        b64url(b, blen, eb, sizeof(eb));
+        b64url(a, alen, ea, sizeof(ea));
+        n = snprintf(json, sizeof(json), "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", eb, ea);
+    }
+    if (n <= 0 || n >= (int)sizeof(json))
+        return;
+    EVP_Digest(json, (size_t)n, md, NULL, EVP_sha256(), NULL);
+    b64url(md, sizeof(md), out, size);
+}
+
+static int tkey_init(struct tkey *k, EVP_PKEY *pk)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    int id = EVP_PKEY_get_base_id(pk);
+
+    memset(k, 0, sizeof(*k));
+    if (id != EVP_PKEY_RSA && id != EVP_PKEY_EC) {
+        BIO_free(bio);
+        return REG_E_CONFIG;
+    }
+    k->is_ec = id == EVP_PKEY_EC;
+    k->bits = EVP_PKEY_get_bits(pk);
+    if (!bio || !PEM_write_bio_PUBKEY(bio, pk)) {
+        BIO_free(bio);
+        return REG_E_NOMEM;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    k->pem = malloc((size_t)len + 1);
+    if (!k->pem) {
+        BIO_free(bio);
+        return REG_E_NOMEM;
+    }
+    memcpy(k->pem, data, (size_t)len);
+    k->pem[len] = '\0';
+    k->pem_len = (size_t)len;
+    BIO_free(bio);
+    libtrust_kid(pk, k->kid_libtrust, sizeof(k->kid_libtrust));
+    jwk_thumbprint(pk, k->is_ec, k->bits, k->kid_jwk, sizeof(k->kid_jwk));
+    return REG_OK;
+}
+
+static jwt_alg_t key_alg(const struct tkey *k)
+{
+    if (!k->is_ec)
+        return JWT_ALG_RS256;
+    return k->bits == 256 ? JWT_ALG_ES256 : k->bits == 384 ? JWT_ALG_ES384 : JWT_ALG_ES512;
+}
+
+/* Whether a token's alg fits the key: RS* for RSA, the curve's ES* for EC. */
+static int alg_fits(jwt_alg_t alg, const struct tkey *k)
+{
+    if (!k->is_ec)
+        return alg == JWT_ALG_RS256 || alg == JWT_ALG_RS384 || alg == JWT_ALG_RS512;
+    return alg == key_alg(k);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+            buf[n] = '\0';
+            *len = (size_t)n;
+        } else {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+int token_signer_load(const char *path, struct token_signer **out, char *err, size_t errsize)
+{
+    struct token_signer *s = calloc(1, sizeof(*s));
+    EVP_PKEY *pk = NULL;
+    BIO *bio = NULL;
+    int rc = REG_E_CONFIG;
+
+    *out = NULL;
+    if (!s)
+        return REG_E_NOMEM;
+    s->priv_pem = read_file(path, &s->priv_len);
+    if (!s->priv_pem) {
+        snprintf(err, errsize, "key %s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    bio = BIO_new_mem_buf(s->priv_pem, (int)s->priv_len);
+    pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    if (!pk || tkey_init(&s->pub, pk) != REG_OK) {
+        snprintf(err, errsize, "key %s: not a PEM RSA or EC private key", path);
+        goto out;
+    }
+    s->alg = key_alg(&s->pub);
+    rc = REG_OK;
+out:
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+    if (rc) {
+        token_signer_free(s);
+        s = NULL;
+    }
+    *out = s;
+    return rc;
+}
+
+void token_signer_free(struct token_signer *s)
+{
+    if (!s)
+        return;
+    if (s->priv_pem)
+        OPENSSL_cleanse(s->priv_pem, s->priv_len);
+    free(s->priv_pem);
+    free(s->pub.pem);
+    free(s);
+}
+
+const char *token_signer_kid(const struct token_signer *s)
+{
+    return s->pub.kid_libtrust;
+}
+
+int token_issue(const struct token_signer *s, const char *issuer, const char *subject,
+                const char *audience, long ttl, json_t *access, time_t now, char **out)
+{
+    unsigned char rnd[16];
+    char jti[40], *claims = NULL;
+    json_t *grants = NULL;
+    jwt_t *jwt = NULL;
+    int rc = REG_E_INTERNAL;
+
+    *out = NULL;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return REG_E_INTERNAL;
+    b64url(rnd, sizeof(rnd), jti, sizeof(jti));
+    grants = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:O}", "iss", issuer, "sub",
+                       subject, "aud", audience, "exp", (json_int_t)(now + ttl), "nbf",
+                       (json_int_t)(now - 1), "iat", (json_int_t)now, "jti", jti, "access",
+                       access);
+    claims = grants ? json_dumps(grants, JSON_COMPACT) : NULL;
+    if (!claims || jwt_new(&jwt))
+        goto out;
+    if (jwt_set_alg(jwt, s->alg, (const unsigned char *)s->priv_pem, (int)s->priv_len) ||
+        jwt_add_header(jwt, "kid", s->pub.kid_libtrust) || jwt_add_grants_json(jwt, claims))
+        goto out;
+    *out = jwt_encode_str(jwt);
+    rc = *out ? REG_OK : REG_E_INTERNAL;
+out:
+    jwt_free(jwt);
+    free(claims);
+    json_decref(grants);
+    return rc;
+}
+
+int token_verifier_new(struct token_verifier **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? REG_OK : REG_E_NOMEM;
+}
+
+void token_verifier_free(struct token_verifier *v)
+{
+    size_t i;
+
+    if (!v)
+        return;
+    for (i = 0; i < v->n; i++)
+        free(v->keys[i].pem);
+    free(v->keys);
+    free(v);
+}
+
+static int add_key(struct token_verifier *v, const struct tkey *k)
+{
+    struct tkey *nk = realloc(v->keys, (v->n + 1) * sizeof(*nk));
+
+    if (!nk)
+        return REG_E_NOMEM;
+    v->keys = nk;
+    nk[v->n] = *k;
+    nk[v->n].pem = strdup(k->pem);
+    if (!nk[v->n].pem)
+        return REG_E_NOMEM;
+    v->n++;
+    return REG_OK;
+}
+
+int token_verifier_add_signer(struct token_verifier *v, const struct token_signer *s)
+{
+    return add_key(v, &s->pub);
+}
+
+int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err,
+                           size_t errsize)
+{
+    size_t len = 0, added = 0;
+    char *text = read_file(path, &len);
+    const char *p;
+    int rc = REG_OK;
+
+    if (!text) {
+        snprintf(err, errsize, "trust %s: cannot read: %s", path, strerror(errno));
+        return REG_E_CONFIG;
+    }
+    /* Each PEM block in turn: a certificate or a public key. */
+    for (p = strstr(text, "-----BEGIN "); p && !rc; p = strstr(p + 1, "-----BEGIN ")) {
+        BIO *bio = BIO_new_mem_buf(p, (int)(len - (size_t)(p - text)));
+        EVP_PKEY *pk = NULL;
+        struct tkey k;
+
+        if (!bio) {
+            rc = REG_E_NOMEM;
+            break;
+        }
+        if (!strncmp(p, "-----BEGIN CERTIFICATE-----", 27)) {
+            X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+            pk = x ? X509_get_pubkey(x) : NULL;
+            X509_free(x);
+        } else if (!strncmp(p, "-----BEGIN PUBLIC KEY-----", 26)) {
+            pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+        }
+        BIO_free(bio);
+        if (!pk)
+            continue;
+        if (tkey_init(&k, pk) == REG_OK) {
+            rc = add_key(v, &k);
+            free(k.pem);
+            added++;
+        }
+        EVP_PKEY_free(pk);
+    }
+    free(text);
+    if (!rc && !added) {
+        snprintf(err, errsize, "trust %s: no certificate or public key (RSA or EC) in it", path);
+        rc = REG_E_CONFIG;
+    }
+    return rc;
+}
+
+/* The header's alg and kid, read before anything is verified. */
+static int read_header(const char *token, char *alg, size_t asize, char *kid, size_t ksize)
+{
+    const char *dot = strchr(token, '.');
+    unsigned char buf[2048];
+    json_t *h;
+    int n, rc = REG_E_UNAUTHORIZED;
+
+    if (!dot)
+        return rc;
+    n = b64url_decode(token, (size_t)(dot - token), buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return rc;
+    h = json_loadb((const char *)buf, (size_t)n, 0, NULL);
+    if (h && json_is_string(json_object_get(h, "alg"))) {
+        snprintf(alg, asize, "%s", json_string_value(json_object_get(h, "alg")));
+        snprintf(kid, ksize, "%s",
+                 json_is_string(json_object_get(h, "kid"))
+                     ? json_string_value(json_object_get(h, "kid"))
+                     : "");
+        rc = REG_OK;
+    }
+    json_decref(h);
+    return rc;
+}
+
+static int audience_ok(jwt_t *jwt, const char *audience)
+{
+    char *aud_json;
+    json_t *aud;
+    size_t i;
+    int ok = 0;
+
+    if (!audience)
+        return 1;
+    aud_json = jwt_get_grants_json(jwt, "aud");
+    aud = aud_json ? json_loads(aud_json, JSON_DECODE_ANY, NULL) : NULL;
+    free(aud_json);
+    if (json_is_string(aud))
+        ok = !strcmp(json_string_value(aud), audience);
+    for (i = 0; json_is_array(aud) && i < json_array_size(aud); i++)
+        ok |= json_is_string(json_array_get(aud, i)) &&
+              !strcmp(json_string_value(json_array_get(aud, i)), audience);
+    json_decref(aud);
+    return ok;
+}
+
+int token_verify(const struct token_verifier *v, const char *token, const char *issuer,
+                 const char *audience, long leeway, time_t now, struct token_claims *out)
+{
+    char alg_name[32], kid[128];
+    jwt_alg_t alg;
+    jwt_t *jwt = NULL;
+    const char *iss, *sub;
+    char *access;
+    long exp, nbf;
+    size_t i;
+    int pass;
+
+    memset(out, 0, sizeof(*out));
+    if (strlen(token) > 16384 || read_header(token, alg_name, sizeof(alg_name), kid,
+                                             sizeof(kid)))
+        return REG_E_UNAUTHORIZED;
+    alg = jwt_str_alg(alg_name);
+    if (alg == JWT_ALG_NONE || alg == JWT_ALG_INVAL || alg == JWT_ALG_HS256 ||
+        alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512) {
+        log_info("token refused: algorithm %s", alg_name);
+        return REG_E_UNAUTHORIZED;
+    }
+    /* Keys named by kid first, then any key the algorithm fits. */
+    for (pass = 0; pass < 2 && !jwt; pass++)
+        for (i = 0; i < v->n && !jwt; i++) {
+            const struct tkey *k = &v->keys[i];
+            int named = kid[0] && (!strcmp(kid, k->kid_libtrust) || !strcmp(kid, k->kid_jwk));
+
+            if ((pass == 0) != named || !alg_fits(alg, k))
+                continue;
+            if (jwt_decode(&jwt, token, (const unsigned char *)k->pem, (int)k->pem_len) != 0)
+                jwt = NULL;
+        }
+    if (!jwt || jwt_get_alg(jwt) != alg)
+        goto bad;
+    iss = jwt_get_grant(jwt, "iss");
+    if (issuer && (!iss || strcmp(iss, issuer) != 0))
+        goto bad;
+    if (!audience_ok(jwt, audience))
+        goto bad;
+    errno = 0;
+    exp = jwt_get_grant_int(jwt, "exp");
+    if (errno || now > exp + leeway)
+        goto bad;
+    errno = 0;
+    nbf = jwt_get_grant_int(jwt, "nbf");
+    if (!errno && now + leeway < nbf)
+        goto bad;
+    sub = jwt_get_grant(jwt, "sub");
+    snprintf(out->subject, sizeof(out->subject), "%s", sub ? sub : "");
+    access = jwt_get_grants_json(jwt, "access");
+    out->access = access ? json_loads(access, JSON_DECODE_ANY, NULL) : NULL;
+    free(access);
+    jwt_free(jwt);
+    return REG_OK;
+bad:
+    jwt_free(jwt);
+    return REG_E_UNAUTHORIZED;
+}
