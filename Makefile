@@ -28,7 +28,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 # Debian packages: to build and run, and to test.
 DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
             libinih-dev libjwt-dev libcrypt-dev
-DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl skopeo jq podman buildah containerd
+DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl openssl skopeo jq podman buildah containerd
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt
 TEST_PKGS := libcurl criterion jansson openssl
@@ -103,7 +103,7 @@ $(BUILD)/asan/tests/%: tests/%.c $(call objs,$(BUILD)/asan,$(CORE_SRC)) $(HDRS)
 $(BUILD)/blackbox: $(BB_SRC) conformance/harness.c conformance/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $(BB_SRC) conformance/harness.c \
-	    $(LDFLAGS) $(TEST_LIBS) $(shell pkg-config --libs jansson)
+	    $(LDFLAGS) $(TEST_LIBS) $(shell pkg-config --libs jansson libjwt)
 
 # The conformance suite: a standalone tool for any registry (docs/conformance.md).
 $(BUILD)/conformance: conformance/suite.c conformance/suite_tests.c conformance/suite.h

@@ -13,6 +13,7 @@ struct rule {
     enum who who;
     char *name;       /* user or group name */
     unsigned actions;
+    int catalog;      /* grants the registry-wide catalog right */
     char **globs;
     size_t nglobs;
 };
@@ -154,6 +155,11 @@ int acl_add_rule(struct acl *a, const char *text, char *err, size_t errsize)
     rc = split_list(repos, &r.globs, &r.nglobs);
     if (rc)
         return rc;
+    /* Catalog is registry-wide: a rule grants it when it names it, or when
+     * "*" covers every repository. */
+    r.catalog = strstr(actions, "catalog") != NULL;
+    for (size_t g = 0; g < r.nglobs && !r.catalog; g++)
+        r.catalog = (r.actions & ACL_CATALOG) && !strcmp(r.globs[g], "*");
     if (r.who == WHO_USER || r.who == WHO_GROUP)
         r.name = strdup(strchr(who, ':') + 1);
     nr = realloc(a->rules, (a->nrules + 1) * sizeof(*nr));
@@ -256,7 +262,8 @@ unsigned acl_allowed(const struct acl *a, const char *user, const char *repo)
         if (!rule_applies(a, r, user))
             continue;
         if (!repo) {
-            mask |= r->actions & ACL_CATALOG;
+            if (r->catalog)
+                mask |= ACL_CATALOG;
             continue;
         }
         for (j = 0; j < r->nglobs; j++)

@@ -8,6 +8,8 @@
  *   [groups] NAME = user1, user2
  *
  * Rules add up: a caller gets every action of every rule that matches.
+ * catalog is registry-wide: a rule grants it when it names it or when its
+ * repositories are "*".
  * With no rules at all, authenticated users may do everything and
  * anonymous callers nothing. */
 #ifndef REG_ACL_H

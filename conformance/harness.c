@@ -81,11 +81,32 @@ static void spawn(struct server *s)
     cr_assert_fail("registry did not become ready");
 }
 
-void server_start(struct server *s, const char *config_text)
+void server_prepare(struct server *s)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->root, sizeof(s->root), "/tmp/regtest.XXXXXX");
     cr_assert(mkdtemp(s->root), "mkdtemp");
+}
+
+const char *server_file(struct server *s, const char *name, const char *text)
+{
+    static char path[4][400];
+    static int next;
+    char *p = path[next++ % 4];
+    FILE *f;
+
+    snprintf(p, sizeof(path[0]), "%s/%s", s->root, name);
+    if (text) {
+        f = fopen(p, "w");
+        cr_assert(f, "write %s", p);
+        fputs(text, f);
+        fclose(f);
+    }
+    return p;
+}
+
+void server_launch(struct server *s, const char *config_text)
+{
     if (config_text) {
         FILE *f;
 
@@ -96,6 +117,12 @@ void server_start(struct server *s, const char *config_text)
         fclose(f);
     }
     spawn(s);
+}
+
+void server_start(struct server *s, const char *config_text)
+{
+    server_prepare(s);
+    server_launch(s, config_text);
 }
 
 void server_restart(struct server *s)
@@ -232,6 +259,8 @@ void http(struct server *s, const char *method, const char *path, const void *bo
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    if (s->cafile[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->cafile);
     rc = curl_easy_perform(c);
     cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, url, curl_easy_strerror(rc));
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);

@@ -13,6 +13,7 @@ struct server {
     char config[300];    /* config file used, or "" */
     char base[64];       /* "http://127.0.0.1:PORT" */
     int exit_status;     /* of the last stop, as from waitpid */
+    char cafile[400];    /* CA certificate curl trusts (TLS tests), or "" */
 };
 
 struct resp {
@@ -24,6 +25,12 @@ struct resp {
 
 /* Start a server; config_text (may be NULL) is written to a config file. */
 void server_start(struct server *s, const char *config_text);
+/* The same in two steps, to put files in s->root before the start. */
+void server_prepare(struct server *s);
+void server_launch(struct server *s, const char *config_text);
+/* Path of name under s->root; writes text there when text is not NULL.
+ * The returned path is valid for the next three calls. */
+const char *server_file(struct server *s, const char *name, const char *text);
 /* Start again on the same root (after a stop or a kill). */
 void server_restart(struct server *s);
 /* SIGTERM and wait; returns the exit code (0 on a clean stop). */
