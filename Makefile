@@ -117,6 +117,7 @@ UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance
 	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/run
+	REGISTRY_BIN=$(BUILD)/registry CONFORMANCE_AUTH=token ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
 
 # The server under test is the sanitized one; the test programs need not be.
@@ -125,6 +126,8 @@ check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox $(BUILD)/
 	REGISTRY_BIN=$(BUILD)/asan/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS_ASAN) $(BUILD)/blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./conformance/run
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	REGISTRY_BIN=$(BUILD)/asan/registry CONFORMANCE_AUTH=token ./conformance/run
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./conformance/clients/run.sh
 

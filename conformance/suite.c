@@ -222,10 +222,14 @@ static void basic_header(char *out, size_t size)
     snprintf(out, size, "Authorization: Basic %s", enc);
 }
 
-/* Answer a 401 challenge: Basic with the credentials, or fetch a token. */
-static int authenticate(const char *challenge)
+/* Answer a 401 challenge: Basic with the credentials, or fetch a token.
+ * For a cross-repository mount, ask for pull on the source too, as docker
+ * does. */
+static int authenticate(const char *challenge, const char *request_url)
 {
     char realm[1024], service[512] = "", scope[1024] = "", url[4096], basic[2048];
+    char from[512] = "";
+    const char *f = strstr(request_url, "&from=");
     struct cf_resp r;
     json_t *j;
     const char *tok = NULL;
@@ -243,10 +247,19 @@ static int authenticate(const char *challenge)
         return -1;
     challenge_param(challenge, "service", service, sizeof(service));
     challenge_param(challenge, "scope", scope, sizeof(scope));
+    if (f && strstr(request_url, "mount=")) {
+        size_t n = strcspn(f + 6, "&");
+        char *esc;
+
+        snprintf(from, sizeof(from), "repository:%.*s:pull", (int)n, f + 6);
+        esc = curl_easy_escape(curl, from, 0);
+        snprintf(from, sizeof(from), "&scope=%s", esc);
+        curl_free(esc);
+    }
     esc_service = curl_easy_escape(curl, service, 0);
     esc_scope = curl_easy_escape(curl, scope, 0);
-    snprintf(url, sizeof(url), "%s%sservice=%s%s%s", realm, strchr(realm, '?') ? "&" : "?",
-             esc_service, scope[0] ? "&scope=" : "", scope[0] ? esc_scope : "");
+    snprintf(url, sizeof(url), "%s%sservice=%s%s%s%s", realm, strchr(realm, '?') ? "&" : "?",
+             esc_service, scope[0] ? "&scope=" : "", scope[0] ? esc_scope : "", from);
     curl_free(esc_service);
     curl_free(esc_scope);
     if (cf.user)
@@ -284,7 +297,7 @@ int cf_http(const char *method, const char *path, const char *const *hdrs, const
         if (out->status != 401 || !cf_header(out, "WWW-Authenticate", challenge,
                                              sizeof(challenge)))
             return 0;
-        if (tries == 1 || authenticate(challenge)) {
+        if (tries == 1 || authenticate(challenge, url)) {
             return 0; /* the 401 stands */
         }
         cf_resp_free(out);
