@@ -76,9 +76,30 @@ require_tool() {
 # --- temp space and cleanup ------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/regclients.XXXXXX") || exit 1
 SERVER_PIDS=()
+CLEANUP_HOOKS=()
+
+# on_cleanup COMMAND...: run COMMAND (a simple command, words split on spaces)
+# at exit, before the servers are stopped and WORK is removed. Hooks run in
+# reverse order of registration; their output is discarded.
+on_cleanup() { CLEANUP_HOOKS+=("$*"); }
+
+# unmount_under DIR: lazily unmount anything still mounted below DIR (deepest
+# first), so that removing DIR never reaches into a mounted filesystem.
+unmount_under() {
+    local m
+    [ -r /proc/self/mountinfo ] || return 0
+    awk -v d="$1/" 'index($5 "/", d) == 1 { print $5 }' /proc/self/mountinfo |
+        sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    return 0
+}
 
 cleanup() {
-    local pid
+    local pid i
+    for ((i = ${#CLEANUP_HOOKS[@]} - 1; i >= 0; i--)); do
+        # shellcheck disable=SC2086 # hooks are simple commands, split on purpose
+        ${CLEANUP_HOOKS[$i]} >/dev/null 2>&1
+    done
+    CLEANUP_HOOKS=()
     for pid in "${SERVER_PIDS[@]}"; do
         [ -n "$pid" ] || continue
         if kill -0 "$pid" 2>/dev/null; then
@@ -89,7 +110,10 @@ cleanup() {
         fi
     done
     SERVER_PIDS=()
-    [ -n "${WORK:-}" ] && [ -d "$WORK" ] && rm -rf "$WORK"
+    if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+        unmount_under "$WORK"
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM HUP
@@ -311,4 +335,110 @@ oci_layout_verify() {
         [ "$(sha256_of "$f")" = "$(basename "$f")" ] || { echo "bad blob $f"; bad=1; }
     done
     return $bad
+}
+
+# --- plain HTTP checks with curl ---------------------------------------------------
+MANIFEST_ACCEPT='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
+
+# reg_manifest REPO REFERENCE OUT: GET the manifest from the running registry
+# (REG_ADDR) into OUT, the response headers into OUT.headers. Prints the
+# Docker-Content-Digest header; fails unless the status is 200 and that header
+# is the sha256 of the body.
+reg_manifest() {
+    local out=$3 code dcd
+    code=$(run curl -sS -o "$out" -D "$out.headers" -w '%{http_code}' \
+        -H "Accept: $MANIFEST_ACCEPT" "http://$REG_ADDR/v2/$1/manifests/$2") || return 1
+    [ "$code" = 200 ] || { echo "GET /v2/$1/manifests/$2: HTTP $code" >&2; return 1; }
+    dcd=$(reg_header "$out.headers" Docker-Content-Digest)
+    [ "$dcd" = "sha256:$(sha256_of "$out")" ] ||
+        { echo "Docker-Content-Digest '$dcd' is not the sha256 of the body" >&2; return 1; }
+    echo "$dcd"
+}
+
+# reg_header FILE.headers NAME: a header's value from a curl -D dump.
+reg_header() {
+    awk -v n="$2" 'BEGIN { n = tolower(n) }
+        { h = $0; sub(/:.*/, "", h) }
+        tolower(h) == n { sub(/^[^:]*: */, ""); gsub(/\r/, ""); print; exit }' "$1"
+}
+
+# --- background daemons started by a client script --------------------------------
+# stop_pid PID [SECONDS]: SIGTERM a child process, SIGKILL it after SECONDS
+# (default 10); returns its exit status (143 = died of SIGTERM).
+stop_pid() {
+    local pid=$1 secs=${2:-10} rc i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return $?; }
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rc=$?
+    return $rc
+}
+
+# --- containers/image + containers/storage tools (podman, buildah) -----------------
+# containers_env: isolate podman/buildah from system and user configuration.
+# Everything lives under $WORK/containers: HOME and the XDG dirs (so the
+# per-user registries.conf and policy.json below are the ones read, and the
+# system registries.conf.d drop-ins are not), storage.conf (vfs, graphroot and
+# runroot in the temp dir), containers.conf (cgroupfs, file events, CNI network
+# backend so nothing is created under /run/containers), auth.json, TMPDIR.
+# Sets CT_DIR, CT_ROOT, CT_RUNROOT, CT_POLICY, CT_STORAGE_OPTS (the global
+# --root/--runroot/--storage-driver flags).
+containers_env() {
+    CT_DIR=$WORK/containers
+    CT_ROOT=$CT_DIR/root
+    CT_RUNROOT=$CT_DIR/run
+    CT_POLICY=$CT_DIR/home/.config/containers/policy.json
+    mkdir -p "$CT_DIR/home/.config/containers" "$CT_DIR/home/.local/share" \
+        "$CT_DIR/home/.cache" "$CT_DIR/xdg-runtime" "$CT_DIR/tmp" "$CT_ROOT" "$CT_RUNROOT"
+    chmod 700 "$CT_DIR/xdg-runtime"
+    cat >"$CT_DIR/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$CT_ROOT"
+runroot = "$CT_RUNROOT"
+CONF
+    cat >"$CT_DIR/containers.conf" <<CONF
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$CT_DIR/tmp"
+static_dir = "$CT_ROOT/libpod"
+volume_path = "$CT_ROOT/volumes"
+
+[network]
+network_backend = "cni"
+network_config_dir = "$CT_DIR/networks"
+CONF
+    jq -n '{default: [{type: "insecureAcceptAnything"}]}' >"$CT_POLICY"
+    printf 'unqualified-search-registries = []\n' >"$CT_DIR/home/.config/containers/registries.conf"
+    jq -n '{auths: {}}' >"$CT_DIR/auth.json"
+    export HOME=$CT_DIR/home
+    export XDG_CONFIG_HOME=$HOME/.config XDG_DATA_HOME=$HOME/.local/share XDG_CACHE_HOME=$HOME/.cache
+    export XDG_RUNTIME_DIR=$CT_DIR/xdg-runtime
+    export CONTAINERS_STORAGE_CONF=$CT_DIR/storage.conf
+    export CONTAINERS_CONF=$CT_DIR/containers.conf
+    export REGISTRY_AUTH_FILE=$CT_DIR/auth.json
+    export TMPDIR=$CT_DIR/tmp
+    unset CONTAINERS_REGISTRIES_CONF REGISTRIES_CONFIG_PATH CONTAINER_HOST CONTAINER_CONNECTION
+    CT_STORAGE_OPTS=(--root "$CT_ROOT" --runroot "$CT_RUNROOT" --storage-driver vfs)
+}
+
+# containers_insecure HOST:PORT...: list each address in the per-user
+# registries.conf as a plain-HTTP registry (for commands without --tls-verify).
+containers_insecure() {
+    local f=$HOME/.config/containers/registries.conf a
+    printf 'unqualified-search-registries = []\n' >"$f"
+    for a in "$@"; do
+        printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$a" >>"$f"
+    done
+}
+
+# oci_archive DIR FILE: pack the layout DIR as an oci-archive tarball FILE.
+oci_archive() {
+    tar --sort=name --owner=0 --group=0 --numeric-owner -C "$1" -cf "$2" oci-layout index.json blobs
 }
