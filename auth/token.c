@@ -10,6 +10,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -25,6 +26,7 @@ struct tkey {
     int bits;             /* EC curve size */
     char kid_libtrust[64]; /* docker_auth, Distribution 2.8 */
     char kid_jwk[64];      /* RFC 7638 thumbprint, Distribution 3 */
+    char kid_named[128];   /* the kid a JWKS file gave the key */
 };
 
 struct token_signer {
@@ -37,6 +39,7 @@ struct token_signer {
 struct token_verifier {
     struct tkey *keys;
     size_t n;
+    X509_STORE *roots; /* trusted certificates, for tokens carrying an x5c chain */
 };
 
 static void b64url(const unsigned char *in, size_t len, char *out, size_t size)
@@ -327,6 +330,7 @@ void token_verifier_free(struct token_verifier *v)
     for (i = 0; i < v->n; i++)
         free(v->keys[i].pem);
     free(v->keys);
+    X509_STORE_free(v->roots);
     free(v);
 }
 
@@ -350,6 +354,105 @@ int token_verifier_add_signer(struct token_verifier *v, const struct token_signe
     return add_key(v, &s->pub);
 }
 
+/* base64url text of a JWK member into bytes. */
+static int jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t size)
+{
+    const char *s = json_string_value(json_object_get(jwk, member));
+
+    return s ? b64url_decode(s, strlen(s), out, size) : -1;
+}
+
+/* One JWK (RSA n/e or EC crv/x/y) as a public key. */
+static EVP_PKEY *jwk_key(json_t *jwk)
+{
+    const char *kty = json_string_value(json_object_get(jwk, "kty"));
+    const char *crv = json_string_value(json_object_get(jwk, "crv"));
+    unsigned char a[1024], b[1024], pt[200];
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    int la, lb;
+
+    if (!bld || !kty)
+        goto out;
+    if (!strcmp(kty, "RSA")) {
+        la = jwk_bytes(jwk, "n", a, sizeof(a));
+        lb = jwk_bytes(jwk, "e", b, sizeof(b));
+        if (la <= 0 || lb <= 0)
+            goto out;
+        n = BN_bin2bn(a, la, NULL);
+        e = BN_bin2bn(b, lb, NULL);
+        if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    } else if (!strcmp(kty, "EC") && crv) {
+        const char *group = !strcmp(crv, "P-256")   ? "prime256v1"
+                            : !strcmp(crv, "P-384") ? "secp384r1"
+                            : !strcmp(crv, "P-521") ? "secp521r1"
+                                                    : NULL;
+
+        la = jwk_bytes(jwk, "x", a, sizeof(a));
+        lb = jwk_bytes(jwk, "y", b, sizeof(b));
+        if (!group || la <= 0 || la != lb || 1 + 2 * (size_t)la > sizeof(pt))
+            goto out;
+        pt[0] = 4;
+        memcpy(pt + 1, a, (size_t)la);
+        memcpy(pt + 1 + la, b, (size_t)lb);
+        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
+            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+                                              1 + 2 * (size_t)la))
+            goto out;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+        pk = NULL;
+out:
+    BN_free(n);
+    BN_free(e);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    return pk;
+}
+
+static int add_jwks(struct token_verifier *v, const char *text, size_t len, const char *path,
+                    char *err, size_t errsize)
+{
+    json_t *doc = json_loadb(text, len, 0, NULL), *keys = json_object_get(doc, "keys"), *jwk;
+    size_t i, added = 0;
+    int rc = REG_OK;
+
+    json_array_foreach(keys, i, jwk) {
+        EVP_PKEY *pk = jwk_key(jwk);
+        const char *kid = json_string_value(json_object_get(jwk, "kid"));
+        struct tkey k;
+
+        if (!pk)
+            continue;
+        if (tkey_init(&k, pk) == REG_OK) {
+            snprintf(k.kid_named, sizeof(k.kid_named), "%s", kid ? kid : "");
+            rc = add_key(v, &k);
+            free(k.pem);
+            added += rc == REG_OK;
+        }
+        EVP_PKEY_free(pk);
+        if (rc)
+            break;
+    }
+    json_decref(doc);
+    if (!rc && !added) {
+        snprintf(err, errsize, "trust %s: a JSON file but no usable RSA or EC key in \"keys\"",
+                 path);
+        rc = REG_E_CONFIG;
+    }
+    return rc;
+}
+
 int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err,
                            size_t errsize)
 {
@@ -361,6 +464,11 @@ int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err
     if (!text) {
         snprintf(err, errsize, "trust %s: cannot read: %s", path, strerror(errno));
         return REG_E_CONFIG;
+    }
+    if (text[strspn(text, " \t\r\n")] == '{') {
+        rc = add_jwks(v, text, len, path, err, errsize);
+        free(text);
+        return rc;
     }
     /* Each PEM block in turn: a certificate or a public key. */
     for (p = strstr(text, "-----BEGIN "); p && !rc; p = strstr(p + 1, "-----BEGIN ")) {
@@ -376,6 +484,10 @@ int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err
             X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 
             pk = x ? X509_get_pubkey(x) : NULL;
+            if (x && !v->roots)
+                v->roots = X509_STORE_new();
+            if (x && v->roots)
+                X509_STORE_add_cert(v->roots, x);
             X509_free(x);
         } else if (!strncmp(p, "-----BEGIN PUBLIC KEY-----", 26)) {
             pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
@@ -398,30 +510,66 @@ int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err
     return rc;
 }
 
-/* The header's alg and kid, read before anything is verified. */
-static int read_header(const char *token, char *alg, size_t asize, char *kid, size_t ksize)
+/* The token's header, read before anything is verified; NULL if unusable. */
+static json_t *read_header(const char *token)
 {
     const char *dot = strchr(token, '.');
-    unsigned char buf[2048];
-    json_t *h;
-    int n, rc = REG_E_UNAUTHORIZED;
+    unsigned char buf[8192];
+    int n;
 
     if (!dot)
-        return rc;
+        return NULL;
     n = b64url_decode(token, (size_t)(dot - token), buf, sizeof(buf) - 1);
     if (n <= 0)
-        return rc;
-    h = json_loadb((const char *)buf, (size_t)n, 0, NULL);
-    if (h && json_is_string(json_object_get(h, "alg"))) {
-        snprintf(alg, asize, "%s", json_string_value(json_object_get(h, "alg")));
-        snprintf(kid, ksize, "%s",
-                 json_is_string(json_object_get(h, "kid"))
-                     ? json_string_value(json_object_get(h, "kid"))
-                     : "");
-        rc = REG_OK;
+        return NULL;
+    return json_loadb((const char *)buf, (size_t)n, 0, NULL);
+}
+
+/* The leaf key of an x5c chain that verifies up to a trusted certificate;
+ * NULL otherwise. */
+static EVP_PKEY *x5c_key(const struct token_verifier *v, json_t *x5c)
+{
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509 *leaf = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    json_t *c;
+    size_t i;
+
+    if (!v->roots || !chain || !json_is_array(x5c) || json_array_size(x5c) == 0 ||
+        json_array_size(x5c) > 8)
+        goto out;
+    json_array_foreach(x5c, i, c) {
+        const char *b64 = json_string_value(c);
+        unsigned char der[8192];
+        const unsigned char *p = der;
+        int n;
+        X509 *x;
+
+        if (!b64 || strlen(b64) > 10000)
+            goto out;
+        n = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)strlen(b64));
+        if (n <= 0)
+            goto out;
+        x = d2i_X509(NULL, &p, n);
+        if (!x)
+            goto out;
+        if (i == 0)
+            leaf = x;
+        else
+            sk_X509_push(chain, x);
     }
-    json_decref(h);
-    return rc;
+    ctx = X509_STORE_CTX_new();
+    if (ctx && X509_STORE_CTX_init(ctx, v->roots, leaf, chain) == 1 &&
+        X509_verify_cert(ctx) == 1)
+        pk = X509_get_pubkey(leaf);
+    else
+        log_info("token refused: x5c chain does not lead to a trusted certificate");
+out:
+    X509_STORE_CTX_free(ctx);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    return pk;
 }
 
 static int audience_ok(jwt_t *jwt, const char *audience)
@@ -445,10 +593,22 @@ static int audience_ok(jwt_t *jwt, const char *audience)
     return ok;
 }
 
+static jwt_t *try_key(const struct tkey *k, jwt_alg_t alg, const char *token)
+{
+    jwt_t *jwt = NULL;
+
+    if (!alg_fits(alg, k))
+        return NULL;
+    if (jwt_decode(&jwt, token, (const unsigned char *)k->pem, (int)k->pem_len) != 0)
+        return NULL;
+    return jwt;
+}
+
 int token_verify(const struct token_verifier *v, const char *token, const char *issuer,
                  const char *audience, long leeway, time_t now, struct token_claims *out)
 {
-    char alg_name[32], kid[128];
+    json_t *header;
+    const char *alg_name, *kid;
     jwt_alg_t alg;
     jwt_t *jwt = NULL;
     const char *iss, *sub;
@@ -458,26 +618,39 @@ int token_verify(const struct token_verifier *v, const char *token, const char *
     int pass;
 
     memset(out, 0, sizeof(*out));
-    if (strlen(token) > 16384 || read_header(token, alg_name, sizeof(alg_name), kid,
-                                             sizeof(kid)))
-        return REG_E_UNAUTHORIZED;
-    alg = jwt_str_alg(alg_name);
+    header = strlen(token) > 16384 ? NULL : read_header(token);
+    alg_name = json_string_value(json_object_get(header, "alg"));
+    kid = json_string_value(json_object_get(header, "kid"));
+    alg = alg_name ? jwt_str_alg(alg_name) : JWT_ALG_INVAL;
     if (alg == JWT_ALG_NONE || alg == JWT_ALG_INVAL || alg == JWT_ALG_HS256 ||
         alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512) {
-        log_info("token refused: algorithm %s", alg_name);
+        log_info("token refused: algorithm %s", alg_name ? alg_name : "(none)");
+        json_decref(header);
         return REG_E_UNAUTHORIZED;
     }
-    /* Keys named by kid first, then any key the algorithm fits. */
-    for (pass = 0; pass < 2 && !jwt; pass++)
-        for (i = 0; i < v->n && !jwt; i++) {
-            const struct tkey *k = &v->keys[i];
-            int named = kid[0] && (!strcmp(kid, k->kid_libtrust) || !strcmp(kid, k->kid_jwk));
+    if (json_object_get(header, "x5c")) {
+        /* The chain names the key: it must lead to a trusted certificate. */
+        EVP_PKEY *pk = x5c_key(v, json_object_get(header, "x5c"));
+        struct tkey k;
 
-            if ((pass == 0) != named || !alg_fits(alg, k))
-                continue;
-            if (jwt_decode(&jwt, token, (const unsigned char *)k->pem, (int)k->pem_len) != 0)
-                jwt = NULL;
+        if (pk && tkey_init(&k, pk) == REG_OK) {
+            jwt = try_key(&k, alg, token);
+            free(k.pem);
         }
+        EVP_PKEY_free(pk);
+    } else {
+        /* Keys named by kid first, then any key the algorithm fits. */
+        for (pass = 0; pass < 2 && !jwt; pass++)
+            for (i = 0; i < v->n && !jwt; i++) {
+                const struct tkey *k = &v->keys[i];
+                int named = kid && (!strcmp(kid, k->kid_libtrust) || !strcmp(kid, k->kid_jwk) ||
+                                    (k->kid_named[0] && !strcmp(kid, k->kid_named)));
+
+                if ((pass == 0) == named)
+                    jwt = try_key(k, alg, token);
+            }
+    }
+    json_decref(header);
     if (!jwt || jwt_get_alg(jwt) != alg)
         goto bad;
     iss = jwt_get_grant(jwt, "iss");

@@ -8,7 +8,10 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "harness.h"
 
@@ -390,9 +393,19 @@ Test(auth_token, post_token_password_and_refresh_grants)
     resp_free(&r);
 }
 
+static char *forge_h(const char *keyfile, jwt_alg_t alg, const char *secret, long exp_delta,
+                     long nbf_delta, const char *iss, const char *aud, const char *headers);
+
 /* Sign claims with a key file of the server's root, or with alg none/HS256. */
 static char *forge(const char *keyfile, jwt_alg_t alg, const char *secret, long exp_delta,
                    long nbf_delta, const char *iss, const char *aud)
+{
+    return forge_h(keyfile, alg, secret, exp_delta, nbf_delta, iss, aud, NULL);
+}
+
+/* The same with extra header members (JSON object text). */
+static char *forge_h(const char *keyfile, jwt_alg_t alg, const char *secret, long exp_delta,
+                     long nbf_delta, const char *iss, const char *aud, const char *headers)
 {
     jwt_t *jwt = NULL;
     char *key = NULL, claims[1024], *out;
@@ -414,6 +427,8 @@ static char *forge(const char *keyfile, jwt_alg_t alg, const char *secret, long 
              iss, aud, (long)now + exp_delta, (long)now + nbf_delta, (long)now);
     cr_assert_eq(jwt_new(&jwt), 0);
     cr_assert_eq(jwt_add_grants_json(jwt, claims), 0);
+    if (headers)
+        cr_assert_eq(jwt_add_headers_json(jwt, headers), 0);
     if (alg == JWT_ALG_NONE)
         cr_assert_eq(jwt_set_alg(jwt, JWT_ALG_NONE, NULL, 0), 0);
     else if (secret)
@@ -568,4 +583,123 @@ Test(tls, https_with_a_self_signed_certificate, .init = start_tls, .fini = teard
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.len, 3);
     resp_free(&r);
+}
+
+/* A JWKS file holding the public half of an EC P-256 key file. */
+static void write_jwks(const char *keyfile, const char *kid, const char *out)
+{
+    FILE *f = fopen(server_file(&srv, keyfile, NULL), "r");
+    EVP_PKEY *pk = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    unsigned char pt[100];
+    char x[100], y[100], text[600];
+    size_t len = 0;
+
+    cr_assert(pk);
+    fclose(f);
+    cr_assert(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &len));
+    cr_assert_eq(len, 65);
+    EVP_EncodeBlock((unsigned char *)x, pt + 1, 32);
+    EVP_EncodeBlock((unsigned char *)y, pt + 33, 32);
+    /* base64 -> base64url without padding */
+    for (char *p = x; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p == '=' ? '\0' : *p;
+    for (char *p = y; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p == '=' ? '\0' : *p;
+    snprintf(text, sizeof(text),
+             "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\","
+             "\"y\":\"%s\",\"use\":\"sig\"}]}",
+             kid, x, y);
+    server_file(&srv, out, text);
+    EVP_PKEY_free(pk);
+}
+
+static void start_jwks(void)
+{
+    char cfg[2048];
+
+    server_prepare(&srv);
+    make_key("issuer.pem", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+    write_jwks("issuer.pem", "key-2026", "jwks.json");
+    snprintf(cfg, sizeof(cfg),
+             "[auth]\nmode = token\nrealm = https://auth.example/token\ntrust = %s\n",
+             server_file(&srv, "jwks.json", NULL));
+    server_launch(&srv, cfg);
+}
+
+Test(auth_external, tokens_verified_with_a_jwks_key, .init = start_jwks, .fini = teardown,
+     .timeout = 60)
+{
+    char *t = forge_h("issuer.pem", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer",
+                      "registry", "{\"kid\":\"key-2026\"}");
+
+    cr_assert_eq(push_with(t), 202);
+    free(t);
+    make_key("stranger.pem", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+    t = forge_h("stranger.pem", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer",
+                "registry", "{\"kid\":\"key-2026\"}");
+    cr_assert_eq(push_with(t), 401, "a kid alone proves nothing");
+    free(t);
+}
+
+/* DER of a PEM certificate file, base64 (x5c form). */
+static void cert_b64(const char *file, char *out, size_t size)
+{
+    FILE *f = fopen(server_file(&srv, file, NULL), "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    unsigned char *der = NULL;
+    int n;
+
+    cr_assert(x);
+    fclose(f);
+    n = i2d_X509(x, &der);
+    cr_assert(n > 0 && (size_t)(n + 2) / 3 * 4 < size);
+    EVP_EncodeBlock((unsigned char *)out, der, n);
+    OPENSSL_free(der);
+    X509_free(x);
+}
+
+static void start_x5c(void)
+{
+    char cfg[2048], cmd[3000];
+
+    server_prepare(&srv);
+    make_key("ca.key", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+    make_key("leaf.key", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -new -x509 -key ca.key -subj /CN=token-ca -days 2 "
+             "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign "
+             "-out ca.crt 2>/dev/null && "
+             "openssl req -new -key leaf.key -subj /CN=token-signer -out leaf.csr 2>/dev/null && "
+             "openssl x509 -req -in leaf.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+             "-out leaf.crt 2>/dev/null && "
+             "openssl req -new -x509 -key leaf.key -subj /CN=self -days 2 -out self.crt "
+             "2>/dev/null",
+             srv.root);
+    cr_assert_eq(system(cmd), 0, "making the certificates");
+    snprintf(cfg, sizeof(cfg),
+             "[auth]\nmode = token\nrealm = https://auth.example/token\ntrust = %s\n",
+             server_file(&srv, "ca.crt", NULL));
+    server_launch(&srv, cfg);
+}
+
+Test(auth_external, x5c_chain_to_the_trusted_certificate, .init = start_x5c, .fini = teardown,
+     .timeout = 60)
+{
+    char b64[4096], hdr[4200], *t;
+
+    cert_b64("leaf.crt", b64, sizeof(b64));
+    snprintf(hdr, sizeof(hdr), "{\"x5c\":[\"%s\"]}", b64);
+    t = forge_h("leaf.key", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer", "registry",
+                hdr);
+    cr_assert_eq(push_with(t), 202);
+    free(t);
+    cert_b64("self.crt", b64, sizeof(b64));
+    snprintf(hdr, sizeof(hdr), "{\"x5c\":[\"%s\"]}", b64);
+    t = forge_h("leaf.key", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer", "registry",
+                hdr);
+    cr_assert_eq(push_with(t), 401, "a self-signed x5c is not a chain to the trusted CA");
+    free(t);
+    t = forge("leaf.key", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer", "registry");
+    cr_assert_eq(push_with(t), 401, "without x5c the leaf key is not trusted");
+    free(t);
 }
