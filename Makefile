@@ -150,7 +150,8 @@ install: $(BUILD)/registry $(BUILD)/conformance
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage api server auth
-	clang-tidy $(CORE_SRC) $(MAIN_SRC) -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS))
+	clang-tidy --quiet $(CORE_SRC) $(MAIN_SRC) -- -std=gnu11 -D_GNU_SOURCE \
+	    $(shell pkg-config --cflags $(PKGS))
 
 format:
 	clang-format -i $(wildcard */*.c */*.h)

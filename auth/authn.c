@@ -281,8 +281,8 @@ static unsigned token_rights(const json_t *access, const char *repo)
 
         if (!type || !name || !json_is_array(actions))
             continue;
-        if (repo ? (strcmp(type, "repository") || strcmp(name, repo))
-                 : (strcmp(type, "registry") || strcmp(name, "catalog")))
+        if (repo ? (strcmp(type, "repository") != 0 || strcmp(name, repo) != 0)
+                 : (strcmp(type, "registry") != 0 || strcmp(name, "catalog") != 0))
             continue;
         json_array_foreach(actions, j, act) {
             const char *s = json_string_value(act);

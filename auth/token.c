@@ -297,8 +297,8 @@ int token_issue(const struct token_signer *s, const char *issuer, const char *su
         return REG_E_INTERNAL;
     b64url(rnd, sizeof(rnd), jti, sizeof(jti));
     grants = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:O}", "iss", issuer, "sub",
-                       subject, "aud", audience, "exp", (json_int_t)(now + ttl), "nbf",
-                       (json_int_t)(now - 1), "iat", (json_int_t)now, "jti", jti, "access",
+                       subject, "aud", audience, "exp", (json_int_t)now + ttl, "nbf",
+                       (json_int_t)now - 1, "iat", (json_int_t)now, "jti", jti, "access",
                        access);
     claims = grants ? json_dumps(grants, JSON_COMPACT) : NULL;
     if (!claims || jwt_new(&jwt))

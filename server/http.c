@@ -570,7 +570,10 @@ static int open_listener(const char *addr, unsigned *port_out, int *fd_out)
     freeaddrinfo(res);
     if (fd < 0)
         return REG_E_CONFIG;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        close(fd);
+        return REG_E_CONFIG;
+    }
     *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port);
     *fd_out = fd;

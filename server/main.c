@@ -208,7 +208,7 @@ static int serve(int argc, char **argv)
     log_info("signal %d: no new connections, letting requests finish", sig);
     http_quiesce(srv);
     for (i = 0; i < (int)cfg.shutdown_timeout * 10 && http_in_flight(srv) > 0; i++) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
+        struct timespec ts = {0, 100000000L};
 
         nanosleep(&ts, NULL);
     }
