@@ -32,6 +32,11 @@ fail() { FAIL_COUNT=$((FAIL_COUNT + 1)); printf 'FAIL  %s: %s\n' "$CLIENT_NAME" 
 skip() { SKIP_COUNT=$((SKIP_COUNT + 1)); printf 'SKIP  %s: %s\n' "$CLIENT_NAME" "$*"; }
 note() { printf '      %s\n' "$*"; }
 
+# expect_eq DESCRIPTION GOT WANT: pass if GOT = WANT, else fail showing both.
+expect_eq() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: got '$2', want '$3'"; fi
+}
+
 # check DESCRIPTION COMMAND...: run COMMAND, pass or fail on its status.
 # Its output goes to $WORK/last.out and is shown (tail) on failure.
 check() {
@@ -425,6 +430,7 @@ CONF
     export REGISTRY_AUTH_FILE=$CT_DIR/auth.json
     export TMPDIR=$CT_DIR/tmp
     unset CONTAINERS_REGISTRIES_CONF REGISTRIES_CONFIG_PATH CONTAINER_HOST CONTAINER_CONNECTION
+    # shellcheck disable=SC2034 # used by the scripts that source this file
     CT_STORAGE_OPTS=(--root "$CT_ROOT" --runroot "$CT_RUNROOT" --storage-driver vfs)
 }
 
