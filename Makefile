@@ -39,7 +39,7 @@ CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -DREGISTRY_VERSION='"$(VERS
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-CORE_SRC := common/err.c common/log.c \
+CORE_SRC := common/err.c common/log.c common/file.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/uploads.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/listing.c api/token.c \

@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "../common/err.h"
+#include "../common/file.h"
 #include "../common/log.h"
 
 /* A public key we can verify with. */
@@ -210,29 +211,6 @@ static int alg_fits(jwt_alg_t alg, const struct tkey *k)
     return alg == key_alg(k);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < (1 << 20) &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-            buf[n] = '\0';
-            *len = (size_t)n;
-        } else {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 int token_signer_load(const char *path, struct token_signer **out, char *err, size_t errsize)
 {
     struct token_signer *s = calloc(1, sizeof(*s));
@@ -243,7 +221,7 @@ int token_signer_load(const char *path, struct token_signer **out, char *err, si
     *out = NULL;
     if (!s)
         return REG_E_NOMEM;
-    s->priv_pem = read_file(path, &s->priv_len);
+    s->priv_pem = file_read(path, 1 << 20, &s->priv_len);
     if (!s->priv_pem) {
         snprintf(err, errsize, "key %s: cannot read: %s", path, strerror(errno));
         goto out;
@@ -457,7 +435,7 @@ int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err
                            size_t errsize)
 {
     size_t len = 0, added = 0;
-    char *text = read_file(path, &len);
+    char *text = file_read(path, 1 << 20, &len);
     const char *p;
     int rc = REG_OK;
 

@@ -488,3 +488,30 @@ Test(listing, catalog_pages_through_repositories)
     cr_assert_eq(follow("/v2/_catalog", "\"repositories\":", all, sizeof(all)), 1);
     cr_assert_str_eq(all, "[\"alpha\",\"alpha/one\",\"alpha/two\",\"beta\",\"zeta\"]}");
 }
+
+Test(manifests, a_manifest_deleted_in_one_repository_stays_in_another)
+{
+    char cfgd[200], m[2048], d[200], path[600];
+    const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+
+    push_blob(&srv, "one", cfg, strlen(cfg), cfgd, sizeof(cfgd));
+    push_blob(&srv, "two", cfg, strlen(cfg), cfgd, sizeof(cfgd));
+    snprintf(m, sizeof(m),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+             "\"layers\":[]}",
+             OCI_MANIFEST, cfgd, strlen(cfg));
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    cr_assert_eq(put_manifest("one", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(put_manifest("two", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    snprintf(path, sizeof(path), "/v2/one/manifests/%s", d);
+    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(get_status("GET", path, NULL, 0), 404);
+    snprintf(path, sizeof(path), "/v2/two/manifests/%s", d);
+    cr_assert_eq(get_status("GET", path, NULL, 0), 200, "the bytes are shared, not owned");
+    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(get_status("GET", path, NULL, 0), 404);
+    cr_assert_eq(put_manifest("two", "v2", OCI_MANIFEST, m, strlen(m), NULL), 201,
+                 "pushing it again after both deletes stores it anew");
+    cr_assert_eq(get_status("GET", "/v2/two/manifests/v2", NULL, 0), 200);
+}

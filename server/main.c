@@ -12,6 +12,7 @@
 #include "../api/api.h"
 #include "../auth/auth.h"
 #include "../common/err.h"
+#include "../common/file.h"
 #include "../common/log.h"
 #include "../storage/blobstore.h"
 #include "../storage/index.h"
@@ -60,29 +61,6 @@ static int write_ready_file(const char *path, const char *listen, unsigned port)
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return REG_E_IO;
     return REG_OK;
-}
-
-/* A whole small file (a PEM) as a string; NULL on error. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-            buf[n] = '\0';
-        } else {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    return buf;
 }
 
 static int open_auth(const struct config *cfg, struct auth **out)
@@ -172,8 +150,8 @@ static int serve(int argc, char **argv)
     if (rc)
         goto out;
     if (cfg.tls_cert[0] || cfg.tls_key[0]) {
-        tls_cert = slurp(cfg.tls_cert);
-        tls_key = slurp(cfg.tls_key);
+        tls_cert = file_read(cfg.tls_cert, 1 << 20, NULL);
+        tls_key = file_read(cfg.tls_key, 1 << 20, NULL);
         if (!tls_cert || !tls_key) {
             log_error("tls: cannot read tls_cert %s and tls_key %s", cfg.tls_cert, cfg.tls_key);
             rc = REG_E_CONFIG;

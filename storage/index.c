@@ -179,14 +179,14 @@ void index_abort(struct index_txn *t)
     free(t);
 }
 
-static int kv_get(struct index_txn *t, int db, const struct key *k, MDB_val *v, int notfound)
+static int key_get(struct index_txn *t, int db, const struct key *k, MDB_val *v, int notfound)
 {
     MDB_val mk = {k->len, (void *)k->buf};
 
     return map_mdb(mdb_get(t->txn, t->ix->dbi[db], &mk, v), notfound);
 }
 
-static int kv_put(struct index_txn *t, int db, const struct key *k, const void *v, size_t vlen)
+static int key_put(struct index_txn *t, int db, const struct key *k, const void *v, size_t vlen)
 {
     MDB_val mk = {k->len, (void *)k->buf};
     MDB_val mv = {vlen, (void *)v};
@@ -195,22 +195,45 @@ static int kv_put(struct index_txn *t, int db, const struct key *k, const void *
 }
 
 /* Deleting what is absent is not an error. */
-static int kv_del(struct index_txn *t, int db, const struct key *k)
+static int key_del(struct index_txn *t, int db, const struct key *k)
 {
     MDB_val mk = {k->len, (void *)k->buf};
 
     return map_mdb(mdb_del(t->txn, t->ix->dbi[db], &mk, NULL), REG_OK);
 }
 
-int index_get_blob(struct index_txn *t, const char *digest, struct index_blob *out)
+/* The same on the key a \0 b (b may be NULL). */
+static int kv_get(struct index_txn *t, int db, const char *a, const char *b, MDB_val *v,
+                  int notfound)
 {
     struct key k;
-    MDB_val v;
-    int rc = key_make(&k, digest, NULL);
+    int rc = key_make(&k, a, b);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_BLOB, &k, &v, REG_E_BLOB_UNKNOWN);
+    return rc ? rc : key_get(t, db, &k, v, notfound);
+}
+
+static int kv_put(struct index_txn *t, int db, const char *a, const char *b, const void *v,
+                  size_t vlen)
+{
+    struct key k;
+    int rc = key_make(&k, a, b);
+
+    return rc ? rc : key_put(t, db, &k, v, vlen);
+}
+
+static int kv_del(struct index_txn *t, int db, const char *a, const char *b)
+{
+    struct key k;
+    int rc = key_make(&k, a, b);
+
+    return rc ? rc : key_del(t, db, &k);
+}
+
+int index_get_blob(struct index_txn *t, const char *digest, struct index_blob *out)
+{
+    MDB_val v;
+    int rc = kv_get(t, DB_BLOB, digest, NULL, &v, REG_E_BLOB_UNKNOWN);
+
     if (rc)
         return rc;
     if (v.mv_size != sizeof(*out))
@@ -222,78 +245,54 @@ int index_get_blob(struct index_txn *t, const char *digest, struct index_blob *o
 int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
 {
     struct index_blob b;
-    struct key k;
     int rc = index_get_blob(t, digest, &b);
 
     if (rc != REG_E_BLOB_UNKNOWN)
         return rc;
-    rc = key_make(&k, digest, NULL);
-    if (rc)
-        return rc;
     memset(&b, 0, sizeof(b));
     b.size = size;
     b.created = (int64_t)time(NULL);
-    return kv_put(t, DB_BLOB, &k, &b, sizeof(b));
+    return kv_put(t, DB_BLOB, digest, NULL, &b, sizeof(b));
 }
 
 int index_add_repo(struct index_txn *t, const char *repo)
 {
-    struct key k;
-    MDB_val v;
     int64_t now = (int64_t)time(NULL);
-    int rc = key_make(&k, repo, NULL);
+    int rc = index_repo_exists(t, repo);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_REPO, &k, &v, REG_E_NAME_UNKNOWN);
     if (rc != REG_E_NAME_UNKNOWN)
         return rc;
-    return kv_put(t, DB_REPO, &k, &now, sizeof(now));
+    return kv_put(t, DB_REPO, repo, NULL, &now, sizeof(now));
 }
 
 int index_repo_exists(struct index_txn *t, const char *repo)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, repo, NULL);
 
-    return rc ? rc : kv_get(t, DB_REPO, &k, &v, REG_E_NAME_UNKNOWN);
+    return kv_get(t, DB_REPO, repo, NULL, &v, REG_E_NAME_UNKNOWN);
 }
 
 int index_link_blob(struct index_txn *t, const char *repo, const char *digest)
 {
-    struct key k;
-    int rc = key_make(&k, repo, digest);
+    int rc = kv_put(t, DB_REPO_BLOB, repo, digest, "", 0);
 
-    if (rc)
-        return rc;
-    rc = kv_put(t, DB_REPO_BLOB, &k, "", 0);
     if (!rc)
-        rc = key_make(&k, digest, repo);
-    if (!rc)
-        rc = kv_put(t, DB_BLOB_REPO, &k, "", 0);
+        rc = kv_put(t, DB_BLOB_REPO, digest, repo, "", 0);
     return rc ? rc : index_add_repo(t, repo);
 }
 
 int index_unlink_blob(struct index_txn *t, const char *repo, const char *digest)
 {
-    struct key k;
-    int rc = key_make(&k, repo, digest);
+    int rc = kv_del(t, DB_REPO_BLOB, repo, digest);
 
-    if (!rc)
-        rc = kv_del(t, DB_REPO_BLOB, &k);
-    if (!rc)
-        rc = key_make(&k, digest, repo);
-    return rc ? rc : kv_del(t, DB_BLOB_REPO, &k);
+    return rc ? rc : kv_del(t, DB_BLOB_REPO, digest, repo);
 }
 
 int index_repo_has_blob(struct index_txn *t, const char *repo, const char *digest)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, repo, digest);
 
-    return rc ? rc : kv_get(t, DB_REPO_BLOB, &k, &v, REG_E_BLOB_UNKNOWN);
+    return kv_get(t, DB_REPO_BLOB, repo, digest, &v, REG_E_BLOB_UNKNOWN);
 }
 
 /* Upload records: fixed header, then the hash state, then the repo name. */
@@ -309,11 +308,7 @@ int index_put_upload(struct index_txn *t, const char *uuid, const struct index_u
     unsigned char buf[sizeof(struct upload_hdr) + INDEX_HASH_STATE_MAX + sizeof(u->repo)];
     struct upload_hdr h = {u->offset, u->updated, u->algo, u->state_len};
     size_t rlen = strnlen(u->repo, sizeof(u->repo)), n = 0;
-    struct key k;
-    int rc = key_make(&k, uuid, NULL);
 
-    if (rc)
-        return rc;
     if (u->state_len > INDEX_HASH_STATE_MAX || rlen == sizeof(u->repo))
         return REG_E_INTERNAL;
     memcpy(buf, &h, sizeof(h));
@@ -322,20 +317,16 @@ int index_put_upload(struct index_txn *t, const char *uuid, const struct index_u
     n += u->state_len;
     memcpy(buf + n, u->repo, rlen);
     n += rlen;
-    return kv_put(t, DB_UPLOAD, &k, buf, n);
+    return kv_put(t, DB_UPLOAD, uuid, NULL, buf, n);
 }
 
 int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload *out)
 {
     struct upload_hdr h;
-    struct key k;
     MDB_val v;
     size_t rlen;
-    int rc = key_make(&k, uuid, NULL);
+    int rc = kv_get(t, DB_UPLOAD, uuid, NULL, &v, REG_E_UPLOAD_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_UPLOAD, &k, &v, REG_E_UPLOAD_UNKNOWN);
     if (rc)
         return rc;
     if (v.mv_size < sizeof(h))
@@ -358,10 +349,7 @@ int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload 
 
 int index_del_upload(struct index_txn *t, const char *uuid)
 {
-    struct key k;
-    int rc = key_make(&k, uuid, NULL);
-
-    return rc ? rc : kv_del(t, DB_UPLOAD, &k);
+    return kv_del(t, DB_UPLOAD, uuid, NULL);
 }
 
 /* ---- manifests, tags, referrers ---------------------------------------- */
@@ -441,7 +429,6 @@ struct manifest_hdr {
 static int blob_ref(struct index_txn *t, const char *digest, int delta)
 {
     struct index_blob b;
-    struct key k;
     int rc = index_get_blob(t, digest, &b);
 
     if (rc == REG_E_BLOB_UNKNOWN)
@@ -452,60 +439,31 @@ static int blob_ref(struct index_txn *t, const char *digest, int delta)
         b.refcount++;
     else if (b.refcount > 0)
         b.refcount--;
-    rc = key_make(&k, digest, NULL);
-    return rc ? rc : kv_put(t, DB_BLOB, &k, &b, sizeof(b));
+    return kv_put(t, DB_BLOB, digest, NULL, &b, sizeof(b));
 }
 
+/* Manifest bytes are shared by the repositories that hold the manifest:
+ * digest -> bytes, and digest \0 "#refs" -> how many repositories. */
 static int data_ref(struct index_txn *t, const char *digest, int delta, const void *data,
                     size_t len)
 {
-    struct key k;
-    MDB_val v, mk;
+    MDB_val v;
     uint64_t count = 0;
-    int rc = key_make(&k, digest, NULL);
+    int rc = kv_get(t, DB_MANIFEST_DATA, digest, "#refs", &v, REG_E_MANIFEST_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_MANIFEST_DATA, &k, &v, REG_E_MANIFEST_UNKNOWN);
-    if (rc && rc != REG_E_MANIFEST_UNKNOWN)
-        return rc;
-    if (rc == REG_OK) {
-        if (v.mv_size < sizeof(count))
-            return REG_E_INDEX;
+    if (rc == REG_OK && v.mv_size == sizeof(count))
         memcpy(&count, v.mv_data, sizeof(count));
+    else if (rc != REG_E_MANIFEST_UNKNOWN)
+        return rc ? rc : REG_E_INDEX;
+    if (delta < 0 && count <= 1) {
+        rc = kv_del(t, DB_MANIFEST_DATA, digest, "#refs");
+        return rc ? rc : kv_del(t, DB_MANIFEST_DATA, digest, NULL);
     }
-    if (delta < 0) {
-        if (rc || count <= 1)
-            return kv_del(t, DB_MANIFEST_DATA, &k);
-        count--;
-        /* Rewrite the count in place: MDB_RESERVE would copy the bytes anyway. */
-        mk.mv_size = k.len;
-        mk.mv_data = k.buf;
-        {
-            size_t dl = v.mv_size;
-            char *copy = malloc(dl);
-
-            if (!copy)
-                return REG_E_NOMEM;
-            memcpy(copy, v.mv_data, dl);
-            memcpy(copy, &count, sizeof(count));
-            v.mv_data = copy;
-            rc = map_mdb(mdb_put(t->txn, t->ix->dbi[DB_MANIFEST_DATA], &mk, &v, 0), REG_E_INDEX);
-            free(copy);
-        }
-        return rc;
-    }
-    /* delta > 0: store the bytes with count + 1 */
-    count++;
-    mk.mv_size = k.len;
-    mk.mv_data = k.buf;
-    v.mv_size = sizeof(count) + len;
-    rc = map_mdb(mdb_put(t->txn, t->ix->dbi[DB_MANIFEST_DATA], &mk, &v, MDB_RESERVE), REG_E_INDEX);
-    if (rc)
-        return rc;
-    memcpy(v.mv_data, &count, sizeof(count));
-    memcpy((char *)v.mv_data + sizeof(count), data, len);
-    return REG_OK;
+    count = delta < 0 ? count - 1 : count + 1;
+    rc = kv_put(t, DB_MANIFEST_DATA, digest, "#refs", &count, sizeof(count));
+    if (!rc && count == 1)
+        rc = kv_put(t, DB_MANIFEST_DATA, digest, NULL, data, len);
+    return rc;
 }
 
 int index_put_manifest(struct index_txn *t, const char *repo, const char *digest,
@@ -514,7 +472,6 @@ int index_put_manifest(struct index_txn *t, const char *repo, const char *digest
 {
     struct manifest_hdr h;
     struct index_manifest old;
-    struct key k;
     size_t vlen, i, off;
     char *buf = NULL;
     int rc;
@@ -552,9 +509,7 @@ int index_put_manifest(struct index_txn *t, const char *repo, const char *digest
         memcpy(buf + off, refs[i], l);
         off += l;
     }
-    rc = key_make(&k, repo, digest);
-    if (!rc)
-        rc = kv_put(t, DB_MANIFEST, &k, buf, vlen);
+    rc = kv_put(t, DB_MANIFEST, repo, digest, buf, vlen);
     free(buf);
     for (i = 0; !rc && i < nrefs; i++)
         rc = blob_ref(t, refs[i], +1);
@@ -603,32 +558,22 @@ static int parse_manifest(const MDB_val *v, struct index_manifest *out, const ch
 int index_get_manifest(struct index_txn *t, const char *repo, const char *digest,
                        struct index_manifest *out)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, repo, digest);
+    int rc = kv_get(t, DB_MANIFEST, repo, digest, &v, REG_E_MANIFEST_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_MANIFEST, &k, &v, REG_E_MANIFEST_UNKNOWN);
     return rc ? rc : parse_manifest(&v, out, NULL, NULL, NULL);
 }
 
 int index_get_manifest_data(struct index_txn *t, const char *digest, const void **data,
                             size_t *len)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, digest, NULL);
+    int rc = kv_get(t, DB_MANIFEST_DATA, digest, NULL, &v, REG_E_MANIFEST_UNKNOWN);
 
     if (rc)
         return rc;
-    rc = kv_get(t, DB_MANIFEST_DATA, &k, &v, REG_E_MANIFEST_UNKNOWN);
-    if (rc)
-        return rc;
-    if (v.mv_size < sizeof(uint64_t))
-        return REG_E_INDEX;
-    *data = (const char *)v.mv_data + sizeof(uint64_t);
-    *len = v.mv_size - sizeof(uint64_t);
+    *data = v.mv_data;
+    *len = v.mv_size;
     return REG_OK;
 }
 
@@ -658,11 +603,8 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
     uint32_t nrefs, i;
     char *copy = NULL, prefix[KEY_MAX];
     size_t plen = strlen(repo) + 1;
-    int rc = key_make(&k, repo, digest);
+    int rc = kv_get(t, DB_MANIFEST, repo, digest, &v, REG_E_MANIFEST_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_MANIFEST, &k, &v, REG_E_MANIFEST_UNKNOWN);
     if (rc)
         return rc;
     rc = parse_manifest(&v, &m, &refs, &refs_len, &nrefs);
@@ -674,7 +616,7 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
         return REG_E_NOMEM;
     memcpy(copy, refs, refs_len);
     copy[refs_len] = '\0';
-    rc = kv_del(t, DB_MANIFEST, &k);
+    rc = kv_del(t, DB_MANIFEST, repo, digest);
     for (i = 0; !rc && i < nrefs && off < refs_len; i++) {
         rc = blob_ref(t, copy + off, -1);
         off += strlen(copy + off) + 1;
@@ -685,7 +627,7 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
     if (!rc && m.subject[0]) {
         rc = key_make3(&k, repo, m.subject, digest);
         if (!rc)
-            rc = kv_del(t, DB_REFERRER, &k);
+            rc = key_del(t, DB_REFERRER, &k);
     }
     if (!rc && plen <= KEY_MAX) {
         memcpy(prefix, repo, plen); /* includes the '\0' separator */
@@ -696,21 +638,14 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
 
 int index_put_tag(struct index_txn *t, const char *repo, const char *tag, const char *digest)
 {
-    struct key k;
-    int rc = key_make(&k, repo, tag);
-
-    return rc ? rc : kv_put(t, DB_TAG, &k, digest, strlen(digest));
+    return kv_put(t, DB_TAG, repo, tag, digest, strlen(digest));
 }
 
 int index_get_tag(struct index_txn *t, const char *repo, const char *tag, char *out, size_t size)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, repo, tag);
+    int rc = kv_get(t, DB_TAG, repo, tag, &v, REG_E_MANIFEST_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_TAG, &k, &v, REG_E_MANIFEST_UNKNOWN);
     if (rc)
         return rc;
     if (v.mv_size >= size)
@@ -722,14 +657,10 @@ int index_get_tag(struct index_txn *t, const char *repo, const char *tag, char *
 
 int index_del_tag(struct index_txn *t, const char *repo, const char *tag)
 {
-    struct key k;
     MDB_val v;
-    int rc = key_make(&k, repo, tag);
+    int rc = kv_get(t, DB_TAG, repo, tag, &v, REG_E_MANIFEST_UNKNOWN);
 
-    if (rc)
-        return rc;
-    rc = kv_get(t, DB_TAG, &k, &v, REG_E_MANIFEST_UNKNOWN);
-    return rc ? rc : kv_del(t, DB_TAG, &k);
+    return rc ? rc : kv_del(t, DB_TAG, repo, tag);
 }
 
 int index_put_referrer(struct index_txn *t, const char *repo, const char *subject,
@@ -738,7 +669,7 @@ int index_put_referrer(struct index_txn *t, const char *repo, const char *subjec
     struct key k;
     int rc = key_make3(&k, repo, subject, digest);
 
-    return rc ? rc : kv_put(t, DB_REFERRER, &k, desc, len);
+    return rc ? rc : key_put(t, DB_REFERRER, &k, desc, len);
 }
 
 struct list_ctx {
