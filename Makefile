@@ -100,15 +100,17 @@ $(BUILD)/asan/tests/%: tests/%.c $(call objs,$(BUILD)/asan,$(CORE_SRC)) $(HDRS)
 	    $(LDFLAGS) $(LDLIBS_ALL) $(TEST_LIBS)
 
 # The black-box suite talks HTTP to a real server binary; it links nothing of ours.
-$(BUILD)/blackbox: $(BB_SRC) conformance/harness.c conformance/harness.h
+$(BUILD)/blackbox: $(BB_SRC) conformance/harness.c conformance/harness.h conformance/httpc.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $(BB_SRC) conformance/harness.c \
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ $(BB_SRC) conformance/harness.c conformance/httpc.c \
 	    $(LDFLAGS) $(TEST_LIBS) $(shell pkg-config --libs jansson libjwt)
 
 # The conformance suite: a standalone tool for any registry (docs/conformance.md).
-$(BUILD)/conformance: conformance/suite.c conformance/suite_tests.c conformance/suite.h
+$(BUILD)/conformance: conformance/suite.c conformance/suite_tests.c conformance/suite.h \
+                      conformance/httpc.c conformance/httpc.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS) -o $@ conformance/suite.c conformance/suite_tests.c \
+	    conformance/httpc.c \
 	    $(LDFLAGS) $(shell pkg-config --libs libcurl jansson openssl)
 
 UNIT_BINS      = $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))

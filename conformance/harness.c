@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "httpc.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -189,42 +190,12 @@ void server_destroy(struct server *s)
     cr_expect_eq(rc, 0, "registry exited with %d", rc);
 }
 
-struct buf {
-    char *p;
-    size_t len;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *user)
-{
-    struct buf *b = user;
-    size_t add = size * n;
-    char *p = realloc(b->p, b->len + add + 1);
-
-    if (!p)
-        return 0;
-    memcpy(p + b->len, ptr, add);
-    b->p = p;
-    b->len += add;
-    b->p[b->len] = '\0';
-    return add;
-}
-
-/* Keep only the last response's headers (after a 100 Continue). */
-static size_t on_header(char *ptr, size_t size, size_t n, void *user)
-{
-    struct buf *b = user;
-
-    if (n * size >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
-        b->len = 0;
-    return on_data(ptr, size, n, user);
-}
-
 void http(struct server *s, const char *method, const char *path, const void *body, size_t len,
           const char *const *hdrs, struct resp *out)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *list = NULL;
-    struct buf b = {NULL, 0}, h = {NULL, 0};
+    struct httpc_buf b = {NULL, 0}, h = {NULL, 0};
     char url[4096];
     CURLcode rc;
 
@@ -254,9 +225,9 @@ void http(struct server *s, const char *method, const char *path, const void *bo
     for (; hdrs && *hdrs; hdrs++)
         list = curl_slist_append(list, *hdrs);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, httpc_on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, httpc_on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     if (s->cafile[0])
@@ -280,41 +251,12 @@ void resp_free(struct resp *r)
 
 const char *resp_header(const struct resp *r, const char *name, char *buf, size_t size)
 {
-    size_t nl = strlen(name);
-    const char *p = r->headers;
-
-    while (p && *p) {
-        const char *eol = strstr(p, "\r\n");
-        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-
-        if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-            const char *v = p + nl + 1;
-            size_t vl;
-
-            while (*v == ' ')
-                v++;
-            vl = ll - (size_t)(v - p);
-            if (vl >= size)
-                vl = size - 1;
-            memcpy(buf, v, vl);
-            buf[vl] = '\0';
-            return buf;
-        }
-        p = eol ? eol + 2 : NULL;
-    }
-    return NULL;
+    return httpc_header(r->headers, name, buf, size);
 }
 
 const char *resp_error_code(const struct resp *r, char *buf, size_t size)
 {
-    json_t *j = json_loadb(r->body, r->len, 0, NULL);
-    const char *code = NULL;
-
-    buf[0] = '\0';
-    if (j && json_unpack(j, "{s:[{s:s}]}", "errors", "code", &code) == 0)
-        snprintf(buf, size, "%s", code);
-    json_decref(j);
-    return buf;
+    return httpc_error_code(r->body, r->len, buf, size);
 }
 
 void *rand_bytes(size_t len)

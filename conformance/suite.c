@@ -1,5 +1,6 @@
 /* Runner, HTTP client and auth for the conformance suite. */
 #include "suite.h"
+#include "httpc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,35 +68,6 @@ void cf_skip(const char *fmt, ...)
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
-struct buf {
-    char *p;
-    size_t len;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *user)
-{
-    struct buf *b = user;
-    size_t add = size * n;
-    char *p = realloc(b->p, b->len + add + 1);
-
-    if (!p)
-        return 0;
-    memcpy(p + b->len, ptr, add);
-    b->p = p;
-    b->len += add;
-    p[b->len] = '\0';
-    return add;
-}
-
-static size_t on_header(char *ptr, size_t size, size_t n, void *user)
-{
-    struct buf *b = user;
-
-    if (size * n >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
-        b->len = 0; /* a new response (after 100 Continue) */
-    return on_data(ptr, size, n, user);
-}
-
 void cf_resp_free(struct cf_resp *r)
 {
     free(r->body);
@@ -105,48 +77,19 @@ void cf_resp_free(struct cf_resp *r)
 
 const char *cf_header(const struct cf_resp *r, const char *name, char *buf, size_t size)
 {
-    size_t nl = strlen(name);
-    const char *p = r->headers;
-
-    while (p && *p) {
-        const char *eol = strstr(p, "\r\n");
-        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-
-        if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-            const char *v = p + nl + 1;
-            size_t vl;
-
-            while (*v == ' ' || *v == '\t')
-                v++;
-            vl = ll - (size_t)(v - p);
-            if (vl >= size)
-                vl = size - 1;
-            memcpy(buf, v, vl);
-            buf[vl] = '\0';
-            return buf;
-        }
-        p = eol ? eol + 2 : NULL;
-    }
-    return NULL;
+    return httpc_header(r->headers, name, buf, size);
 }
 
 const char *cf_error_code(const struct cf_resp *r, char *buf, size_t size)
 {
-    json_t *j = json_loadb(r->body, r->len, 0, NULL);
-    const char *code = NULL;
-
-    buf[0] = '\0';
-    if (j && json_unpack(j, "{s:[{s:s}]}", "errors", "code", &code) == 0)
-        snprintf(buf, size, "%s", code);
-    json_decref(j);
-    return buf;
+    return httpc_error_code(r->body, r->len, buf, size);
 }
 
 static int perform(const char *method, const char *url, const char *const *hdrs, const void *body,
                    size_t len, const char *auth, struct cf_resp *out)
 {
     struct curl_slist *list = NULL;
-    struct buf b = {NULL, 0}, h = {NULL, 0};
+    struct httpc_buf b = {NULL, 0}, h = {NULL, 0};
     CURLcode rc;
 
     curl_easy_reset(curl);
@@ -173,9 +116,9 @@ static int perform(const char *method, const char *url, const char *const *hdrs,
     for (; hdrs && *hdrs; hdrs++)
         list = curl_slist_append(list, *hdrs);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, httpc_on_data);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, httpc_on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &h);
     rc = curl_easy_perform(curl);
     curl_slist_free_all(list);
