@@ -39,6 +39,7 @@ struct upload {
     char path[PATH_MAX];
     int fd;
     int persist;      /* has an index record */
+    int dir_synced;   /* the file's name is durable in uploads/ */
     int ended;        /* finished or cancelled: nothing left to checkpoint */
     uint64_t offset;  /* bytes written and hashed */
     uint64_t saved;   /* offset of the last checkpoint */
@@ -211,16 +212,10 @@ int upload_create(struct uploads *us, const char *repo, int persist, struct uplo
         rc = REG_E_IO;
         goto out;
     }
-    if (persist) {
-        char dir[PATH_MAX];
-
-        /* The file's name must be durable before the record points at it. */
-        snprintf(dir, sizeof(dir), "%s", u->path);
-        *strrchr(dir, '/') = '\0';
-        rc = blobstore_sync_dir(dir);
-        if (!rc)
-            rc = save_record(u);
-    }
+    /* The directory entry is made durable at the first checkpoint that
+     * holds data: until then a lost file loses nothing (see resume). */
+    if (persist)
+        rc = save_record(u);
 out:
     if (rc && u) {
         if (u->fd >= 0) {
@@ -313,6 +308,12 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
     if (rc)
         goto out;
     u->fd = open(u->path, O_RDWR | O_CLOEXEC);
+    if (u->fd < 0 && errno == ENOENT && rec.offset == 0) {
+        /* A crash before the first checkpoint can lose the empty file's
+         * name; nothing was acknowledged, so start it again. */
+        u->fd = open(u->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    }
+    u->dir_synced = rec.offset > 0;
     if (u->fd < 0 || fstat(u->fd, &st) != 0) {
         log_error("upload %s: file lost: %s", uuid, strerror(errno));
         rc = REG_E_UPLOAD_UNKNOWN;
@@ -404,6 +405,15 @@ int upload_checkpoint(struct upload *u)
     if (fdatasync(u->fd) != 0) {
         log_error("fdatasync %s: %s", u->path, strerror(errno));
         return REG_E_IO;
+    }
+    if (!u->dir_synced) {
+        char dir[PATH_MAX];
+
+        snprintf(dir, sizeof(dir), "%s", u->path);
+        *strrchr(dir, '/') = '\0';
+        if (blobstore_sync_dir(dir) != REG_OK)
+            return REG_E_IO;
+        u->dir_synced = 1;
     }
     return save_record(u);
 }

@@ -587,3 +587,25 @@ Test(uploads, same_content_in_two_repos_is_one_file)
     cr_assert(repo_has("two/three", &d));
     expect_blob(&d, "shared layer", 12);
 }
+
+Test(uploads, empty_session_whose_file_was_lost_resumes_from_zero)
+{
+    struct upload *u = create("repo", 1);
+    char uuid[UPLOAD_UUID_LEN + 1], path[256];
+    struct digest d;
+    uint64_t size = 0;
+
+    snprintf(uuid, sizeof(uuid), "%s", upload_uuid(u));
+    upload_release(u);
+    /* A crash before the first checkpoint may lose the file's name. */
+    snprintf(path, sizeof(path), "%s/uploads/%s", root, uuid);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(upload_resume(us, "repo", uuid, &u), REG_OK);
+    cr_assert_eq(upload_offset(u), 0);
+    write_str(u, "abc");
+    cr_assert_eq(upload_checkpoint(u), REG_OK);
+    digest_of(DIGEST_SHA256, "abc", 3, &d);
+    cr_assert_eq(upload_finish(u, &d, &size), REG_OK);
+    cr_assert_eq(size, 3);
+    upload_release(u);
+}
