@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "../common/err.h"
@@ -19,6 +20,17 @@
 #define FAIL_MAX 10
 #define FAIL_WINDOW 60
 #define FAIL_BLOCK 30
+
+/* Verified bearer tokens, so that a client's next requests with the same
+ * token skip the signature check: sha256(token) -> what it said. */
+#define TOKEN_SLOTS 128
+
+struct token_slot {
+    unsigned char hash[32];
+    long exp;           /* 0: empty */
+    char subject[256];
+    char *access;       /* the access claim as JSON text */
+};
 
 struct fail_slot {
     char client[64];
@@ -36,6 +48,7 @@ struct auth {
     struct token_verifier *verifier;
     pthread_mutex_t lock;
     struct fail_slot fails[FAIL_SLOTS];
+    struct token_slot tokens[TOKEN_SLOTS];
 };
 
 #define BAD(...) (snprintf(err, errsize, __VA_ARGS__), REG_E_CONFIG)
@@ -99,8 +112,12 @@ out:
 
 void auth_free(struct auth *a)
 {
+    size_t i;
+
     if (!a)
         return;
+    for (i = 0; i < TOKEN_SLOTS; i++)
+        free(a->tokens[i].access);
     htpasswd_free(a->users);
     acl_free(a->acl);
     token_signer_free(a->signer);
@@ -200,6 +217,50 @@ static int parse_basic(const char *v, char *user, size_t usize, char *pass, size
     return REG_OK;
 }
 
+static struct token_slot *token_slot(struct auth *a, const char *token, unsigned char *hash)
+{
+    unsigned idx;
+
+    EVP_Digest(token, strlen(token), hash, NULL, EVP_sha256(), NULL);
+    idx = ((unsigned)hash[0] << 8 | hash[1]) % TOKEN_SLOTS;
+    return &a->tokens[idx];
+}
+
+/* A token verified before and not yet expired: fill id from the cache. */
+static int cached_token(struct auth *a, const char *token, struct auth_identity *id)
+{
+    unsigned char hash[32];
+    struct token_slot *s = token_slot(a, token, hash);
+    int hit = 0;
+
+    pthread_mutex_lock(&a->lock);
+    if (s->exp && CRYPTO_memcmp(s->hash, hash, sizeof(hash)) == 0 &&
+        time(NULL) <= s->exp + a->leeway) {
+        hit = 1;
+        id->has_token = 1;
+        id->authenticated = s->subject[0] != '\0';
+        snprintf(id->user, sizeof(id->user), "%s", s->subject);
+        id->access = s->access ? json_loads(s->access, 0, NULL) : NULL;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return hit;
+}
+
+static void remember_token(struct auth *a, const char *token, const struct token_claims *c)
+{
+    unsigned char hash[32];
+    struct token_slot *s = token_slot(a, token, hash);
+    char *access = c->access ? json_dumps(c->access, JSON_COMPACT) : NULL;
+
+    pthread_mutex_lock(&a->lock);
+    free(s->access);
+    memcpy(s->hash, hash, sizeof(hash));
+    s->exp = c->exp;
+    snprintf(s->subject, sizeof(s->subject), "%s", c->subject);
+    s->access = access;
+    pthread_mutex_unlock(&a->lock);
+}
+
 int auth_basic_login(struct auth *a, const char *authorization, const char *client,
                      struct auth_identity *id)
 {
@@ -245,12 +306,15 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
         return auth_basic_login(a, authorization, client, id);
     }
     if (!strncasecmp(authorization, "Bearer ", 7) && a->mode == AUTH_TOKEN) {
+        if (cached_token(a, authorization + 7, id))
+            return REG_OK;
         rc = token_verify(a->verifier, authorization + 7, a->issuer, a->service, a->leeway,
                           time(NULL), &claims);
         if (rc) {
             note_failure(a, client);
             return rc;
         }
+        remember_token(a, authorization + 7, &claims);
         id->has_token = 1;
         id->authenticated = claims.subject[0] != '\0';
         snprintf(id->user, sizeof(id->user), "%s", claims.subject);

@@ -646,6 +646,7 @@ int token_verify(const struct token_verifier *v, const char *token, const char *
         goto bad;
     sub = jwt_get_grant(jwt, "sub");
     snprintf(out->subject, sizeof(out->subject), "%s", sub ? sub : "");
+    out->exp = exp;
     access = jwt_get_grants_json(jwt, "access");
     out->access = access ? json_loads(access, JSON_DECODE_ANY, NULL) : NULL;
     free(access);

@@ -32,6 +32,7 @@ int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err
 
 struct token_claims {
     char subject[256];
+    long exp;       /* expiry, unix seconds */
     json_t *access; /* the "access" claim (owned), an array or NULL */
 };
 
