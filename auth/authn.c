@@ -165,6 +165,7 @@ static void note_failure(struct auth *a, const char *client)
         snprintf(s->client, sizeof(s->client), "%s", client);
         s->fails = 0;
         s->window_start = now;
+        s->blocked_until = 0;
     }
     if (++s->fails >= FAIL_MAX) {
         s->blocked_until = now + FAIL_BLOCK;
@@ -192,29 +193,35 @@ int auth_login(struct auth *a, const char *user, const char *pass, const char *c
 static int parse_basic(const char *v, char *user, size_t usize, char *pass, size_t psize)
 {
     unsigned char dec[1024];
-    size_t len = strlen(v);
-    int n;
+    size_t len = strlen(v), pad = 0;
+    const char *eq = strchr(v, '=');
+    int n, rc = REG_E_UNAUTHORIZED;
     char *colon;
 
     if (len == 0 || len > 1300 || len % 4)
-        return REG_E_UNAUTHORIZED;
-    n = EVP_DecodeBlock(dec, (const unsigned char *)v, (int)len);
-    if (n <= 0)
-        return REG_E_UNAUTHORIZED;
-    while (len && v[len - 1] == '=') {
-        len--;
-        n--;
+        return rc;
+    /* Padding: at most two '=', and only at the very end. */
+    if (eq) {
+        pad = len - (size_t)(eq - v);
+        if (pad > 2 || strspn(eq, "=") != pad)
+            return rc;
     }
+    n = EVP_DecodeBlock(dec, (const unsigned char *)v, (int)len);
+    if (n < (int)pad + 1)
+        goto out;
+    n -= (int)pad; /* EVP_DecodeBlock counts padding as zero bytes */
     dec[n] = '\0';
     colon = memchr(dec, ':', (size_t)n);
     if (!colon || memchr(dec, '\0', (size_t)n) || (size_t)(colon - (char *)dec) >= usize ||
         strlen(colon + 1) >= psize)
-        return REG_E_UNAUTHORIZED;
+        goto out;
     memcpy(user, dec, (size_t)(colon - (char *)dec));
     user[colon - (char *)dec] = '\0';
     memcpy(pass, colon + 1, strlen(colon + 1) + 1);
+    rc = REG_OK;
+out:
     OPENSSL_cleanse(dec, sizeof(dec));
-    return REG_OK;
+    return rc;
 }
 
 static struct token_slot *token_slot(struct auth *a, const char *token, unsigned char *hash)
@@ -296,21 +303,17 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
     memset(id, 0, sizeof(*id));
     if (!authorization)
         return REG_OK; /* anonymous */
-    if (throttled(a, client))
-        return REG_E_TOOMANY;
-    if (!strncasecmp(authorization, "Basic ", 6)) {
-        /* Token mode wants tokens: a 401 sends the client to the token
-         * service, where its Basic credentials are checked. */
-        if (a->mode != AUTH_BASIC)
-            return REG_E_UNAUTHORIZED;
-        return auth_basic_login(a, authorization, client, id);
-    }
     if (!strncasecmp(authorization, "Bearer ", 7) && a->mode == AUTH_TOKEN) {
+        /* A valid token cannot be guessed, so it passes even while its
+         * address is throttled: an attacker sending junk from behind the
+         * same NAT locks nobody out. Only failures are throttled. */
         if (cached_token(a, authorization + 7, id))
             return REG_OK;
         rc = token_verify(a->verifier, authorization + 7, a->issuer, a->service, a->leeway,
                           time(NULL), &claims);
         if (rc) {
+            if (throttled(a, client))
+                return REG_E_TOOMANY;
             note_failure(a, client);
             return rc;
         }
@@ -320,6 +323,15 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
         snprintf(id->user, sizeof(id->user), "%s", claims.subject);
         id->access = claims.access;
         return REG_OK;
+    }
+    if (throttled(a, client))
+        return REG_E_TOOMANY;
+    if (!strncasecmp(authorization, "Basic ", 6)) {
+        /* Token mode wants tokens: a 401 sends the client to the token
+         * service, where its Basic credentials are checked. */
+        if (a->mode != AUTH_BASIC)
+            return REG_E_UNAUTHORIZED;
+        return auth_basic_login(a, authorization, client, id);
     }
     note_failure(a, client);
     return REG_E_UNAUTHORIZED;
