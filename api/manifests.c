@@ -175,7 +175,8 @@ static int parse_manifest(json_t *root, const char *content_type, struct parsed 
     p->is_index = !strcmp(type, MT_OCI_INDEX) || !strcmp(type, MT_DOCKER_LIST);
     if (at && !json_is_string(at))
         return fail(detail, dsize, "artifactType must be a string", NULL);
-    p->artifact_type = at ? json_string_value(at) : NULL;
+    /* An empty artifactType counts as missing (the config's type applies). */
+    p->artifact_type = at && json_string_length(at) ? json_string_value(at) : NULL;
     p->annotations = json_object_get(root, "annotations");
     if (p->annotations && !json_is_object(p->annotations))
         return fail(detail, dsize, "annotations must be an object", NULL);

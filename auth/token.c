@@ -602,7 +602,7 @@ int token_verify(const struct token_verifier *v, const char *token, const char *
     alg = alg_name ? jwt_str_alg(alg_name) : JWT_ALG_INVAL;
     if (alg == JWT_ALG_NONE || alg == JWT_ALG_INVAL || alg == JWT_ALG_HS256 ||
         alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512) {
-        log_info("token refused: algorithm %s", alg_name ? alg_name : "(none)");
+        log_info("token refused: its algorithm is none, HMAC or unknown");
         json_decref(header);
         return REG_E_UNAUTHORIZED;
     }

@@ -42,6 +42,15 @@ static void emit(const char *line)
     fputs(line, stderr);
 }
 
+/* Messages may quote what clients sent: control characters could forge
+ * lines or drive a terminal. */
+static void scrub(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     char ts[40], msg[1024], line[2048];
@@ -52,6 +61,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    scrub(msg);
     timestamp(ts, sizeof(ts));
     if (out_format == LOG_JSON) {
         json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg",

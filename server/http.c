@@ -369,7 +369,7 @@ static int authorize(struct req *r)
     struct auth *a = r->srv->reg->auth;
     const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
     unsigned need;
-    char challenge[1024];
+    char challenge[2048];
     int rc, wide, known;
 
     if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN)
@@ -477,6 +477,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_server *s = cls;
     struct req *r = *con_cls;
     struct timespec now;
+    char *method;
     double ms;
 
     (void)c;
@@ -489,7 +490,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
          (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
     sanitize(r->path);
-    log_access(r->method, r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
+    method = req_printf(r, "%.16s", r->method);
+    if (method)
+        sanitize(method);
+    log_access(method ? method : "?", r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
                r->bytes, ms);
     req_free(r);
     atomic_fetch_sub(&s->in_flight, 1);

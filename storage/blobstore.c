@@ -39,6 +39,42 @@ static int mkdir_p(const char *path)
     return REG_OK;
 }
 
+/* All 256 shard directories of each algorithm exist, and their names are
+ * durable, before the first commit: a commit never creates a directory
+ * another commit could race with. Cheap after the first start (a stat per
+ * directory, no walk of the blobs). */
+static int make_shards(struct blobstore *bs)
+{
+    static const char *const algos[] = {"sha256", "sha512"};
+    char path[PATH_MAX + 32];
+    size_t a;
+    int i, rc, created;
+
+    for (a = 0; a < 2; a++) {
+        created = 0;
+        for (i = 0; i < 256; i++) {
+            struct stat st;
+
+            snprintf(path, sizeof(path), "%s/blobs/%s/%02x", bs->root, algos[a], i);
+            if (stat(path, &st) == 0)
+                continue;
+            if (mkdir(path, 0755) != 0 && errno != EEXIST)
+                return REG_E_IO;
+            created = 1;
+        }
+        if (created) {
+            snprintf(path, sizeof(path), "%s/blobs/%s", bs->root, algos[a]);
+            rc = blobstore_sync_dir(path);
+            if (rc)
+                return rc;
+        }
+    }
+    /* The top-level directories themselves. */
+    snprintf(path, sizeof(path), "%s/blobs", bs->root);
+    rc = blobstore_sync_dir(path);
+    return rc ? rc : blobstore_sync_dir(bs->root);
+}
+
 int blobstore_open(const char *root, struct blobstore **out)
 {
     static const char *const subdirs[] = {"blobs/sha256", "blobs/sha512", "uploads", "index"};
@@ -61,6 +97,7 @@ int blobstore_open(const char *root, struct blobstore **out)
         if (rc)
             goto out;
     }
+    rc = make_shards(bs);
 out:
     if (rc) {
         free(bs);
@@ -139,9 +176,10 @@ int blobstore_commit(struct blobstore *bs, int fd, const char *upload_path, cons
     if (rc)
         return rc;
     if (stat(file, &st) == 0) {
-        /* Same digest, same bytes: keep the existing file. */
+        /* Same digest, same bytes: keep the existing file, but make sure its
+         * name is durable (a concurrent commit may not have synced yet). */
         unlink(upload_path);
-        return REG_OK;
+        return blobstore_sync_dir(dir);
     }
     if (fsync(fd) != 0) {
         log_error("fsync %s: %s", upload_path, strerror(errno));

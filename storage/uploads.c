@@ -439,6 +439,8 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
     rc = blobstore_commit(u->us->bs, u->fd, u->path, expect);
     if (rc)
         return rc;
+    /* The file has left uploads/: nothing of this session is left to save. */
+    u->ended = 1;
     rc = index_begin(u->us->ix, 1, &t);
     if (rc)
         return rc;
