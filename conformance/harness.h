@@ -14,6 +14,7 @@ struct server {
     char base[64];       /* "http://127.0.0.1:PORT" */
     int exit_status;     /* of the last stop, as from waitpid */
     char cafile[400];    /* CA certificate curl trusts (TLS tests), or "" */
+    int no_assert;       /* http(): a failed connection gives status -1 (forked clients) */
 };
 
 struct resp {
