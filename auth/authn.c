@@ -544,7 +544,10 @@ int auth_refresh_identity(struct auth *a, const char *refresh_token, const char 
     }
     first = json_array_get(claims.access, 0);
     type = json_string_value(json_object_get(first, "type"));
-    if (!type || strcmp(type, "refresh") != 0 || !claims.subject[0]) {
+    /* The user must still exist: removing a line from htpasswd revokes
+     * its refresh tokens. */
+    if (!type || strcmp(type, "refresh") != 0 || !claims.subject[0] ||
+        !htpasswd_has_user(a->users, claims.subject)) {
         json_decref(claims.access);
         note_failure(a, client);
         return REG_E_UNAUTHORIZED;

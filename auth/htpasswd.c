@@ -122,3 +122,13 @@ int htpasswd_verify(const struct htpasswd *h, const char *user, const char *pass
     free(cd);
     return found && ok ? REG_OK : REG_E_UNAUTHORIZED;
 }
+
+int htpasswd_has_user(const struct htpasswd *h, const char *user)
+{
+    size_t i;
+
+    for (i = 0; h && i < h->n; i++)
+        if (strcmp(h->users[i].name, user) == 0)
+            return 1;
+    return 0;
+}

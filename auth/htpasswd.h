@@ -15,4 +15,7 @@ void htpasswd_free(struct htpasswd *h);
  * the same time whether or not the user exists. */
 int htpasswd_verify(const struct htpasswd *h, const char *user, const char *pass);
 
+/* Whether user is in the file (a refresh token's user may have been removed). */
+int htpasswd_has_user(const struct htpasswd *h, const char *user);
+
 #endif

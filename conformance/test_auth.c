@@ -726,3 +726,32 @@ Test(auth_token, junk_tokens_from_an_address_do_not_lock_out_a_valid_token)
     cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 404,
                  "a valid token still works");
 }
+
+Test(auth_token, removing_a_user_revokes_their_refresh_tokens)
+{
+    const char form[] = "grant_type=password&username=bob&password=pw2&service=registry"
+                        "&access_type=offline";
+    char body[8192], cmd[1200];
+    struct resp r;
+    json_t *j;
+    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
+
+    http(&srv, "POST", "/token", form, strlen(form),
+         (const char *[]){"Content-Type: application/x-www-form-urlencoded", NULL}, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    j = json_loadb(r.body, r.len, 0, NULL);
+    cr_assert(json_is_string(json_object_get(j, "refresh_token")));
+    snprintf(body, sizeof(body), "grant_type=refresh_token&service=registry&refresh_token=%s",
+             json_string_value(json_object_get(j, "refresh_token")));
+    json_decref(j);
+    resp_free(&r);
+    cr_assert_eq(server_stop(&srv), 0);
+    snprintf(cmd, sizeof(cmd), "echo secret | %s passwd alice > %s 2>/dev/null", bin,
+             server_file(&srv, "htpasswd", NULL));
+    cr_assert_eq(system(cmd), 0);
+    server_restart(&srv);
+    http(&srv, "POST", "/token", body, strlen(body),
+         (const char *[]){"Content-Type: application/x-www-form-urlencoded", NULL}, &r);
+    cr_assert_eq(r.status, 401, "bob is gone: %s", r.body);
+    resp_free(&r);
+}
