@@ -18,22 +18,22 @@ struct registry {
     struct blobstore *bs;
     struct index *ix;
     struct uploads *us;
-    int delete_enabled;          /* [storage] delete */
-    size_t max_manifest_size;    /* bytes */
-    struct auth *auth;           /* never NULL; mode none lets everything through */
-    int tls;                     /* serving HTTPS */
+    int delete_enabled;       /* [storage] delete */
+    size_t max_manifest_size; /* bytes */
+    struct auth *auth;        /* never NULL; mode none lets everything through */
+    int tls;                  /* serving HTTPS */
 };
 
 enum route_kind {
-    ROUTE_BASE,          /* /v2/ */
-    ROUTE_CATALOG,       /* /v2/_catalog */
-    ROUTE_BLOB,          /* /v2/<name>/blobs/<digest> */
-    ROUTE_UPLOAD_START,  /* /v2/<name>/blobs/uploads/ */
-    ROUTE_UPLOAD,        /* /v2/<name>/blobs/uploads/<uuid> */
-    ROUTE_MANIFEST,      /* /v2/<name>/manifests/<reference> */
-    ROUTE_TAGS,          /* /v2/<name>/tags/list */
-    ROUTE_REFERRERS,     /* /v2/<name>/referrers/<digest> */
-    ROUTE_TOKEN,         /* /token: the built-in token service */
+    ROUTE_BASE,         /* /v2/ */
+    ROUTE_CATALOG,      /* /v2/_catalog */
+    ROUTE_BLOB,         /* /v2/<name>/blobs/<digest> */
+    ROUTE_UPLOAD_START, /* /v2/<name>/blobs/uploads/ */
+    ROUTE_UPLOAD,       /* /v2/<name>/blobs/uploads/<uuid> */
+    ROUTE_MANIFEST,     /* /v2/<name>/manifests/<reference> */
+    ROUTE_TAGS,         /* /v2/<name>/tags/list */
+    ROUTE_REFERRERS,    /* /v2/<name>/referrers/<digest> */
+    ROUTE_TOKEN,        /* /token: the built-in token service */
 };
 
 #define ROUTE_NAME_MAX 255

@@ -20,24 +20,15 @@ struct method_handler {
 };
 
 static const struct method_handler handlers[] = {
-    {ROUTE_BASE, "GET", &api_base_get},
-    {ROUTE_BASE, "HEAD", &api_base_get},
-    {ROUTE_BLOB, "GET", &api_blob_get},
-    {ROUTE_BLOB, "HEAD", &api_blob_get},
-    {ROUTE_BLOB, "DELETE", &api_blob_delete},
-    {ROUTE_UPLOAD_START, "POST", &api_upload_start},
-    {ROUTE_UPLOAD, "PATCH", &api_upload_patch},
-    {ROUTE_UPLOAD, "PUT", &api_upload_put},
-    {ROUTE_UPLOAD, "GET", &api_upload_get},
-    {ROUTE_UPLOAD, "DELETE", &api_upload_delete},
-    {ROUTE_MANIFEST, "GET", &api_manifest_get},
-    {ROUTE_MANIFEST, "HEAD", &api_manifest_get},
-    {ROUTE_MANIFEST, "PUT", &api_manifest_put},
-    {ROUTE_MANIFEST, "DELETE", &api_manifest_delete},
-    {ROUTE_TAGS, "GET", &api_tags_get},
-    {ROUTE_CATALOG, "GET", &api_catalog_get},
-    {ROUTE_REFERRERS, "GET", &api_referrers_get},
-    {ROUTE_TOKEN, "GET", &api_token_get},
+    {ROUTE_BASE, "GET", &api_base_get},           {ROUTE_BASE, "HEAD", &api_base_get},
+    {ROUTE_BLOB, "GET", &api_blob_get},           {ROUTE_BLOB, "HEAD", &api_blob_get},
+    {ROUTE_BLOB, "DELETE", &api_blob_delete},     {ROUTE_UPLOAD_START, "POST", &api_upload_start},
+    {ROUTE_UPLOAD, "PATCH", &api_upload_patch},   {ROUTE_UPLOAD, "PUT", &api_upload_put},
+    {ROUTE_UPLOAD, "GET", &api_upload_get},       {ROUTE_UPLOAD, "DELETE", &api_upload_delete},
+    {ROUTE_MANIFEST, "GET", &api_manifest_get},   {ROUTE_MANIFEST, "HEAD", &api_manifest_get},
+    {ROUTE_MANIFEST, "PUT", &api_manifest_put},   {ROUTE_MANIFEST, "DELETE", &api_manifest_delete},
+    {ROUTE_TAGS, "GET", &api_tags_get},           {ROUTE_CATALOG, "GET", &api_catalog_get},
+    {ROUTE_REFERRERS, "GET", &api_referrers_get}, {ROUTE_TOKEN, "GET", &api_token_get},
     {ROUTE_TOKEN, "POST", &api_token_post},
 };
 

@@ -21,7 +21,7 @@
 #define MAX_REFS 4096
 
 struct mbody {
-    char *buf;     /* the manifest bytes, at most max_manifest_size */
+    char *buf; /* the manifest bytes, at most max_manifest_size */
     size_t len, cap;
 };
 
@@ -92,14 +92,14 @@ static int put_body(struct req *r, const char *data, size_t len)
 /* What validation learns about a manifest. */
 struct parsed {
     const char *media_type;
-    const char *artifact_type;     /* explicit artifactType or config mediaType, or NULL */
-    const char *subject;           /* subject digest or NULL */
-    json_t *annotations;           /* borrowed, or NULL */
+    const char *artifact_type; /* explicit artifactType or config mediaType, or NULL */
+    const char *subject;       /* subject digest or NULL */
+    json_t *annotations;       /* borrowed, or NULL */
     int is_index;
     size_t nblobs, nchildren;
-    const char *blobs[MAX_REFS];   /* config and layers */
+    const char *blobs[MAX_REFS];    /* config and layers */
     const char *children[MAX_REFS]; /* manifests of an index */
-    int skip[MAX_REFS];            /* non-distributable layer: not required */
+    int skip[MAX_REFS];             /* non-distributable layer: not required */
 };
 
 static int known_type(const char *t)
@@ -155,8 +155,7 @@ static int parse_manifest(json_t *root, const char *content_type, struct parsed 
         return fail(detail, dsize, "manifest is not a JSON object", NULL);
     if ((json_is_integer(sv) && json_integer_value(sv) == 1) ||
         (content_type && !strncmp(content_type, MT_DOCKER_V1, strlen(MT_DOCKER_V1))) ||
-        (json_is_string(mt) && !strncmp(json_string_value(mt), MT_DOCKER_V1,
-                                        strlen(MT_DOCKER_V1))))
+        (json_is_string(mt) && !strncmp(json_string_value(mt), MT_DOCKER_V1, strlen(MT_DOCKER_V1))))
         return fail(detail, dsize,
                     "schema 1 manifests are not supported; push a schema 2 or OCI manifest", NULL);
     if (!json_is_integer(sv) || json_integer_value(sv) != 2)
@@ -192,7 +191,8 @@ static int parse_manifest(json_t *root, const char *content_type, struct parsed 
             return fail(detail, dsize, "an index needs a manifests array", NULL);
         if (json_array_size(ms) > MAX_REFS)
             return fail(detail, dsize, "too many manifests", NULL);
-        json_array_foreach(ms, i, m) {
+        json_array_foreach(ms, i, m)
+        {
             rc = check_descriptor(m, "manifests", &dg, &dmt, detail, dsize);
             if (rc)
                 return rc;
@@ -216,7 +216,8 @@ static int parse_manifest(json_t *root, const char *content_type, struct parsed 
             return fail(detail, dsize, "an image manifest needs a layers array", NULL);
         if (json_array_size(layers) >= MAX_REFS)
             return fail(detail, dsize, "too many layers", NULL);
-        json_array_foreach(layers, i, l) {
+        json_array_foreach(layers, i, l)
+        {
             rc = check_descriptor(l, "layers", &dg, &dmt, detail, dsize);
             if (rc)
                 return rc;
@@ -424,7 +425,8 @@ static int delete_begin(struct req *r, const struct route *rt)
     rc = index_begin(reg->ix, 1, &t);
     if (rc)
         return rc;
-    rc = is_digest ? index_delete_manifest(t, rt->name, d.str) : index_del_tag(t, rt->name, rt->ref);
+    rc =
+        is_digest ? index_delete_manifest(t, rt->name, d.str) : index_del_tag(t, rt->name, rt->ref);
     if (rc) {
         index_abort(t);
         return rc;

@@ -5,8 +5,8 @@
 
 #include <jansson.h>
 
-#include "../common/err.h"
 #include "../auth/acl.h"
+#include "../common/err.h"
 #include "../storage/index.h"
 #include "api.h"
 #include "listing.h"

@@ -50,8 +50,7 @@ static int get_begin(struct req *r, const struct route *rt)
         return REG_E_NOT_FOUND;
     if (h)
         rc = auth_basic_login(a, h, req_client(r), &id);
-    answer(r, rc, &id, req_query(r, "service"), scopes, n, offline && !strcmp(offline, "true"),
-           0);
+    answer(r, rc, &id, req_query(r, "service"), scopes, n, offline && !strcmp(offline, "true"), 0);
     auth_identity_clear(&id);
     return REG_OK;
 }
@@ -177,8 +176,8 @@ static void post_end(struct req *r)
     {
         const char *access_type = form_get(keys, vals, n, "access_type");
 
-        answer(r, rc, &id, form_get(keys, vals, n, "service"), scope ? &scope : NULL,
-               scope ? 1 : 0, access_type && !strcmp(access_type, "offline"), 1);
+        answer(r, rc, &id, form_get(keys, vals, n, "service"), scope ? &scope : NULL, scope ? 1 : 0,
+               access_type && !strcmp(access_type, "offline"), 1);
     }
     auth_identity_clear(&id);
 }

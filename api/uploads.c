@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/err.h"
 #include "../auth/acl.h"
+#include "../common/err.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
 #include "../storage/uploads.h"

@@ -11,9 +11,9 @@ enum who { WHO_USER, WHO_GROUP, WHO_ANONYMOUS, WHO_AUTHENTICATED, WHO_ANY };
 
 struct rule {
     enum who who;
-    char *name;       /* user or group name */
+    char *name; /* user or group name */
     unsigned actions;
-    int catalog;      /* grants the registry-wide catalog right */
+    int catalog; /* grants the registry-wide catalog right */
     char **globs;
     size_t nglobs;
 };
@@ -65,8 +65,11 @@ unsigned acl_parse_actions(const char *s, size_t len)
     static const struct {
         const char *word;
         unsigned bit;
-    } words[] = {{"pull", ACL_PULL}, {"push", ACL_PUSH}, {"delete", ACL_DELETE},
-                 {"catalog", ACL_CATALOG}, {"*", ACL_ALL}};
+    } words[] = {{"pull", ACL_PULL},
+                 {"push", ACL_PUSH},
+                 {"delete", ACL_DELETE},
+                 {"catalog", ACL_CATALOG},
+                 {"*", ACL_ALL}};
     unsigned mask = 0;
     size_t start = 0, i, w;
 
@@ -179,8 +182,7 @@ int acl_add_rule(struct acl *a, const char *text, char *err, size_t errsize)
     return REG_OK;
 }
 
-int acl_add_group(struct acl *a, const char *group, const char *members, char *err,
-                  size_t errsize)
+int acl_add_group(struct acl *a, const char *group, const char *members, char *err, size_t errsize)
 {
     struct group g, *ng;
     int rc;
@@ -224,11 +226,16 @@ static int in_group(const struct acl *a, const char *group, const char *user)
 static int rule_applies(const struct acl *a, const struct rule *r, const char *user)
 {
     switch (r->who) {
-    case WHO_ANY: return 1;
-    case WHO_ANONYMOUS: return user == NULL;
-    case WHO_AUTHENTICATED: return user != NULL;
-    case WHO_USER: return user && !strcmp(r->name, user);
-    case WHO_GROUP: return user && in_group(a, r->name, user);
+    case WHO_ANY:
+        return 1;
+    case WHO_ANONYMOUS:
+        return user == NULL;
+    case WHO_AUTHENTICATED:
+        return user != NULL;
+    case WHO_USER:
+        return user && !strcmp(r->name, user);
+    case WHO_GROUP:
+        return user && in_group(a, r->name, user);
     }
     return 0;
 }

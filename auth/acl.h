@@ -33,8 +33,7 @@ void acl_free(struct acl *a);
 /* Add "WHO ACTIONS REPOS"; REG_E_CONFIG with the reason in err. */
 int acl_add_rule(struct acl *a, const char *text, char *err, size_t errsize);
 /* Add members ("alice, bob") to group. */
-int acl_add_group(struct acl *a, const char *group, const char *members, char *err,
-                  size_t errsize);
+int acl_add_group(struct acl *a, const char *group, const char *members, char *err, size_t errsize);
 
 /* Actions user (NULL = anonymous) may do on repo (NULL: the registry
  * itself, where only catalog counts). */

@@ -14,14 +14,14 @@ enum auth_mode { AUTH_NONE, AUTH_BASIC, AUTH_TOKEN };
 
 struct auth_settings {
     enum auth_mode mode;
-    const char *htpasswd;     /* users file (basic, and token with the built-in service) */
-    const char *realm;        /* Basic realm, or the token service URL ("" = this server's /token) */
-    const char *service;      /* token audience */
-    const char *issuer;       /* token issuer */
-    const char *key;          /* PEM private key of the built-in token service, or NULL */
-    const char *trust;        /* PEM certificates/public keys of an external issuer, or NULL */
-    long token_ttl;           /* seconds */
-    long leeway;              /* clock skew accepted, seconds */
+    const char *htpasswd; /* users file (basic, and token with the built-in service) */
+    const char *realm;    /* Basic realm, or the token service URL ("" = this server's /token) */
+    const char *service;  /* token audience */
+    const char *issuer;   /* token issuer */
+    const char *key;      /* PEM private key of the built-in token service, or NULL */
+    const char *trust;    /* PEM certificates/public keys of an external issuer, or NULL */
+    long token_ttl;       /* seconds */
+    long leeway;          /* clock skew accepted, seconds */
     const char *const *rules; /* acl rules */
     size_t nrules;
     const char *const *groups; /* "name=member, member" */
@@ -35,10 +35,10 @@ void auth_free(struct auth *a);
 enum auth_mode auth_mode(const struct auth *a);
 
 struct auth_identity {
-    int authenticated;   /* a known user (or a token naming one) */
-    int has_token;       /* rights come from a bearer token's access claim */
-    char user[256];      /* "" when anonymous */
-    json_t *access;      /* the token's access claim */
+    int authenticated; /* a known user (or a token naming one) */
+    int has_token;     /* rights come from a bearer token's access claim */
+    char user[256];    /* "" when anonymous */
+    json_t *access;    /* the token's access claim */
 };
 
 /* Who is calling, from the Authorization header (NULL: nobody said).

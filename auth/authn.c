@@ -27,9 +27,9 @@
 
 struct token_slot {
     unsigned char hash[32];
-    long exp;           /* 0: empty */
+    long exp; /* 0: empty */
     char subject[256];
-    char *access;       /* the access claim as JSON text */
+    char *access; /* the access claim as JSON text */
 };
 
 struct fail_slot {
@@ -350,7 +350,8 @@ static unsigned token_rights(const json_t *access, const char *repo)
     size_t i, j;
     json_t *e, *act;
 
-    json_array_foreach(access, i, e) {
+    json_array_foreach(access, i, e)
+    {
         const char *type = json_string_value(json_object_get(e, "type"));
         const char *name = json_string_value(json_object_get(e, "name"));
         json_t *actions = json_object_get(e, "actions");
@@ -360,7 +361,8 @@ static unsigned token_rights(const json_t *access, const char *repo)
         if (repo ? (strcmp(type, "repository") != 0 || strcmp(name, repo) != 0)
                  : (strcmp(type, "registry") != 0 || strcmp(name, "catalog") != 0))
             continue;
-        json_array_foreach(actions, j, act) {
+        json_array_foreach(actions, j, act)
+        {
             const char *s = json_string_value(act);
 
             if (!s)
@@ -454,8 +456,8 @@ static int grant_scope(struct auth *a, const struct auth_identity *id, const cha
         json_decref(actions);
         return REG_OK;
     }
-    return json_array_append_new(access, json_pack("{s:s, s:s, s:o}", "type", type, "name",
-                                                   name, "actions", actions))
+    return json_array_append_new(
+               access, json_pack("{s:s, s:s, s:o}", "type", type, "name", name, "actions", actions))
                ? REG_E_NOMEM
                : REG_OK;
 }
@@ -492,15 +494,14 @@ int auth_token_response(struct auth *a, const struct auth_identity *id, const ch
         free(copy);
     }
     if (!rc)
-        rc = token_issue(a->signer, a->issuer, id->user, a->service, a->ttl, access, now,
-                         &token);
+        rc = token_issue(a->signer, a->issuer, id->user, a->service, a->ttl, access, now, &token);
     if (!rc && refresh && id->authenticated) {
         /* A refresh token: long-lived, no access, only good at /token. */
-        json_t *none = json_pack("[{s:s, s:s, s:[]}]", "type", "refresh", "name", id->user,
-                                 "actions");
+        json_t *none =
+            json_pack("[{s:s, s:s, s:[]}]", "type", "refresh", "name", id->user, "actions");
 
-        rc = none ? token_issue(a->signer, a->issuer, id->user, a->service, 30L * 86400, none,
-                                now, &rtoken)
+        rc = none ? token_issue(a->signer, a->issuer, id->user, a->service, 30L * 86400, none, now,
+                                &rtoken)
                   : REG_E_NOMEM;
         json_decref(none);
     }

@@ -57,8 +57,7 @@ int htpasswd_load(const char *path, struct htpasswd **out, char *err, size_t err
             continue;
         colon = strchr(line, ':');
         if (!colon || colon == line || !is_bcrypt(colon + 1)) {
-            snprintf(err, errsize, "%s:%d: expected user:bcrypt-hash (htpasswd -B)", path,
-                     lineno);
+            snprintf(err, errsize, "%s:%d: expected user:bcrypt-hash (htpasswd -B)", path, lineno);
             rc = REG_E_CONFIG;
             goto out;
         }

@@ -21,10 +21,10 @@
 
 /* A public key we can verify with. */
 struct tkey {
-    char *pem;            /* SubjectPublicKeyInfo PEM, what libjwt takes */
+    char *pem; /* SubjectPublicKeyInfo PEM, what libjwt takes */
     size_t pem_len;
     int is_ec;
-    int bits;             /* EC curve size */
+    int bits;              /* EC curve size */
     char kid_libtrust[64]; /* docker_auth, Distribution 2.8 */
     char kid_jwk[64];      /* RFC 7638 thumbprint, Distribution 3 */
     char kid_named[128];   /* the kid a JWKS file gave the key */
@@ -45,8 +45,7 @@ struct token_verifier {
 
 static void b64url(const unsigned char *in, size_t len, char *out, size_t size)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t i, o = 0;
     unsigned v;
 
@@ -130,15 +129,14 @@ static void jwk_thumbprint(EVP_PKEY *pk, int is_ec, int bits, char *out, size_t 
         unsigned char pt[200];
         size_t ptlen = 0, c;
 
-        if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
-                                             &ptlen) ||
+        if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen) ||
             ptlen < 3 || pt[0] != 4)
             return;
         c = (ptlen - 1) / 2;
         b64url(pt + 1, c, ea, sizeof(ea));
         b64url(pt + 1 + c, c, eb, sizeof(eb));
-        n = snprintf(json, sizeof(json), "{\"crv\":\"P-%d\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                     bits, ea, eb);
+        n = snprintf(json, sizeof(json),
+                     "{\"crv\":\"P-%d\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", bits, ea, eb);
     } else {
         BIGNUM *bn_n = NULL, *bn_e = NULL;
 
@@ -274,10 +272,9 @@ int token_issue(const struct token_signer *s, const char *issuer, const char *su
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         return REG_E_INTERNAL;
     b64url(rnd, sizeof(rnd), jti, sizeof(jti));
-    grants = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:O}", "iss", issuer, "sub",
-                       subject, "aud", audience, "exp", (json_int_t)now + ttl, "nbf",
-                       (json_int_t)now - 1, "iat", (json_int_t)now, "jti", jti, "access",
-                       access);
+    grants = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:O}", "iss", issuer, "sub", subject,
+                       "aud", audience, "exp", (json_int_t)now + ttl, "nbf", (json_int_t)now - 1,
+                       "iat", (json_int_t)now, "jti", jti, "access", access);
     claims = grants ? json_dumps(grants, JSON_COMPACT) : NULL;
     if (!claims || jwt_new(&jwt))
         goto out;
@@ -380,8 +377,7 @@ static EVP_PKEY *jwk_key(json_t *jwk)
         memcpy(pt + 1, a, (size_t)la);
         memcpy(pt + 1 + la, b, (size_t)lb);
         if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
-            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
-                                              1 + 2 * (size_t)la))
+            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + 2 * (size_t)la))
             goto out;
         ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     }
@@ -405,7 +401,8 @@ static int add_jwks(struct token_verifier *v, const char *text, size_t len, cons
     size_t i, added = 0;
     int rc = REG_OK;
 
-    json_array_foreach(keys, i, jwk) {
+    json_array_foreach(keys, i, jwk)
+    {
         EVP_PKEY *pk = jwk_key(jwk);
         const char *kid = json_string_value(json_object_get(jwk, "kid"));
         struct tkey k;
@@ -431,8 +428,7 @@ static int add_jwks(struct token_verifier *v, const char *text, size_t len, cons
     return rc;
 }
 
-int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err,
-                           size_t errsize)
+int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err, size_t errsize)
 {
     size_t len = 0, added = 0;
     char *text = file_read(path, 1 << 20, &len);
@@ -517,7 +513,8 @@ static EVP_PKEY *x5c_key(const struct token_verifier *v, json_t *x5c)
     if (!v->roots || !chain || !json_is_array(x5c) || json_array_size(x5c) == 0 ||
         json_array_size(x5c) > 8)
         goto out;
-    json_array_foreach(x5c, i, c) {
+    json_array_foreach(x5c, i, c)
+    {
         const char *b64 = json_string_value(c);
         unsigned char der[8192];
         const unsigned char *p = der;
@@ -538,8 +535,7 @@ static EVP_PKEY *x5c_key(const struct token_verifier *v, json_t *x5c)
             sk_X509_push(chain, x);
     }
     ctx = X509_STORE_CTX_new();
-    if (ctx && X509_STORE_CTX_init(ctx, v->roots, leaf, chain) == 1 &&
-        X509_verify_cert(ctx) == 1)
+    if (ctx && X509_STORE_CTX_init(ctx, v->roots, leaf, chain) == 1 && X509_verify_cert(ctx) == 1)
         pk = X509_get_pubkey(leaf);
     else
         log_info("token refused: x5c chain does not lead to a trusted certificate");

@@ -27,8 +27,7 @@ void token_verifier_free(struct token_verifier *v);
 /* Trust the public key of a signer. */
 int token_verifier_add_signer(struct token_verifier *v, const struct token_signer *s);
 /* Trust the public keys and certificates in a PEM file. */
-int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err,
-                           size_t errsize);
+int token_verifier_add_pem(struct token_verifier *v, const char *path, char *err, size_t errsize);
 
 struct token_claims {
     char subject[256];

@@ -6,33 +6,33 @@
 
 enum reg_err {
     REG_OK = 0,
-    REG_E_NOMEM,            /* allocation failed */
-    REG_E_IO,               /* filesystem error */
-    REG_E_INDEX,            /* LMDB error */
-    REG_E_INTERNAL,         /* a bug or an impossible state */
-    REG_E_CONFIG,           /* bad configuration */
-    REG_E_NOT_FOUND,        /* no such endpoint */
-    REG_E_METHOD,           /* method not allowed on this endpoint */
-    REG_E_NAME_INVALID,     /* repository name fails the grammar */
-    REG_E_NAME_UNKNOWN,     /* repository does not exist */
-    REG_E_DIGEST_INVALID,   /* malformed, unsupported or mismatching digest */
-    REG_E_BLOB_UNKNOWN,     /* blob not in this repository */
-    REG_E_UPLOAD_UNKNOWN,   /* no such upload session */
-    REG_E_UPLOAD_INVALID,   /* malformed upload request */
-    REG_E_UPLOAD_RANGE,     /* chunk does not start at the current offset */
-    REG_E_UPLOAD_BUSY,      /* another request is writing this upload */
-    REG_E_RANGE,            /* requested range not satisfiable */
-    REG_E_SIZE_INVALID,     /* body length disagrees with what was declared */
-    REG_E_TOO_LARGE,        /* body over a configured cap */
-    REG_E_TAG_INVALID,      /* tag fails the grammar */
-    REG_E_MANIFEST_INVALID, /* manifest fails validation */
-    REG_E_MANIFEST_UNKNOWN, /* no such manifest */
+    REG_E_NOMEM,                 /* allocation failed */
+    REG_E_IO,                    /* filesystem error */
+    REG_E_INDEX,                 /* LMDB error */
+    REG_E_INTERNAL,              /* a bug or an impossible state */
+    REG_E_CONFIG,                /* bad configuration */
+    REG_E_NOT_FOUND,             /* no such endpoint */
+    REG_E_METHOD,                /* method not allowed on this endpoint */
+    REG_E_NAME_INVALID,          /* repository name fails the grammar */
+    REG_E_NAME_UNKNOWN,          /* repository does not exist */
+    REG_E_DIGEST_INVALID,        /* malformed, unsupported or mismatching digest */
+    REG_E_BLOB_UNKNOWN,          /* blob not in this repository */
+    REG_E_UPLOAD_UNKNOWN,        /* no such upload session */
+    REG_E_UPLOAD_INVALID,        /* malformed upload request */
+    REG_E_UPLOAD_RANGE,          /* chunk does not start at the current offset */
+    REG_E_UPLOAD_BUSY,           /* another request is writing this upload */
+    REG_E_RANGE,                 /* requested range not satisfiable */
+    REG_E_SIZE_INVALID,          /* body length disagrees with what was declared */
+    REG_E_TOO_LARGE,             /* body over a configured cap */
+    REG_E_TAG_INVALID,           /* tag fails the grammar */
+    REG_E_MANIFEST_INVALID,      /* manifest fails validation */
+    REG_E_MANIFEST_UNKNOWN,      /* no such manifest */
     REG_E_MANIFEST_BLOB_UNKNOWN, /* manifest references an absent blob */
-    REG_E_UNSUPPORTED,      /* operation disabled or not implemented */
-    REG_E_UNAUTHORIZED,     /* authentication required */
-    REG_E_DENIED,           /* authenticated but not allowed */
-    REG_E_TOOMANY,          /* rate limited */
-    REG_E_PAGINATION,       /* n is not a non-negative integer */
+    REG_E_UNSUPPORTED,           /* operation disabled or not implemented */
+    REG_E_UNAUTHORIZED,          /* authentication required */
+    REG_E_DENIED,                /* authenticated but not allowed */
+    REG_E_TOOMANY,               /* rate limited */
+    REG_E_PAGINATION,            /* n is not a non-negative integer */
     REG_E__COUNT
 };
 

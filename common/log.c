@@ -64,8 +64,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     scrub(msg);
     timestamp(ts, sizeof(ts));
     if (out_format == LOG_JSON) {
-        json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg",
-                              msg);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg", msg);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
         snprintf(line, sizeof(line), "%s\n", s ? s : "{}");

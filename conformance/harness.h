@@ -9,19 +9,19 @@
 
 struct server {
     pid_t pid;
-    char root[256];      /* temporary data directory */
-    char config[300];    /* config file used, or "" */
-    char base[64];       /* "http://127.0.0.1:PORT" */
-    int exit_status;     /* of the last stop, as from waitpid */
-    char cafile[400];    /* CA certificate curl trusts (TLS tests), or "" */
-    int no_assert;       /* http(): a failed connection gives status -1 (forked clients) */
+    char root[256];   /* temporary data directory */
+    char config[300]; /* config file used, or "" */
+    char base[64];    /* "http://127.0.0.1:PORT" */
+    int exit_status;  /* of the last stop, as from waitpid */
+    char cafile[400]; /* CA certificate curl trusts (TLS tests), or "" */
+    int no_assert;    /* http(): a failed connection gives status -1 (forked clients) */
 };
 
 struct resp {
     long status;
-    char *body;          /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
-    char *headers;       /* raw header block of the last response */
+    char *headers; /* raw header block of the last response */
 };
 
 /* Start a server; config_text (may be NULL) is written to a config file. */

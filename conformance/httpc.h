@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 struct httpc_buf {
-    char *p;     /* NUL-terminated when not NULL */
+    char *p; /* NUL-terminated when not NULL */
     size_t len;
 };
 

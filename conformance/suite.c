@@ -21,7 +21,7 @@ static const char *const workflow_names[CF__WORKFLOWS] = {"pull", "push", "conte
                                                           "content-management", "extra"};
 
 #define ACCEPT_MANIFESTS                                                                           \
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "       \
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "        \
     "application/vnd.docker.distribution.manifest.v2+json, "                                       \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 
@@ -158,8 +158,7 @@ static void basic_header(char *out, size_t size)
 {
     char creds[1024];
     unsigned char enc[1500];
-    int n = snprintf(creds, sizeof(creds), "%s:%s", cf.user ? cf.user : "",
-                     cf.pass ? cf.pass : "");
+    int n = snprintf(creds, sizeof(creds), "%s:%s", cf.user ? cf.user : "", cf.pass ? cf.pass : "");
 
     EVP_EncodeBlock(enc, (const unsigned char *)creds, n);
     snprintf(out, size, "Authorization: Basic %s", enc);
@@ -185,8 +184,8 @@ static int authenticate(const char *challenge, const char *request_url)
         basic_header(auth_header, sizeof(auth_header));
         return 0;
     }
-    if (strncasecmp(challenge, "Bearer", 6) != 0 || challenge_param(challenge, "realm", realm,
-                                                                     sizeof(realm)))
+    if (strncasecmp(challenge, "Bearer", 6) != 0 ||
+        challenge_param(challenge, "realm", realm, sizeof(realm)))
         return -1;
     challenge_param(challenge, "service", service, sizeof(service));
     challenge_param(challenge, "scope", scope, sizeof(scope));
@@ -237,8 +236,7 @@ int cf_http(const char *method, const char *path, const char *const *hdrs, const
     for (tries = 0; tries < 2; tries++) {
         if (perform(method, url, hdrs, body, len, auth_header, out))
             CHECK(0, "%s %s: no response (connection failed)", method, url);
-        if (out->status != 401 || !cf_header(out, "WWW-Authenticate", challenge,
-                                             sizeof(challenge)))
+        if (out->status != 401 || !cf_header(out, "WWW-Authenticate", challenge, sizeof(challenge)))
             return 0;
         if (tries == 1 || authenticate(challenge, url)) {
             return 0; /* the 401 stands */
@@ -279,10 +277,18 @@ static void xml_escaped(FILE *f, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
         default:
             if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
                 fputc(*s, f);
@@ -303,8 +309,10 @@ static void write_junit(const struct result *res, size_t n, int failed, int skip
         return;
     }
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<testsuites><testsuite name=\"OCI distribution conformance\" tests=\"%zu\" "
-               "failures=\"%d\" skipped=\"%d\" time=\"%.3f\">\n", n, failed, skipped, secs);
+    fprintf(f,
+            "<testsuites><testsuite name=\"OCI distribution conformance\" tests=\"%zu\" "
+            "failures=\"%d\" skipped=\"%d\" time=\"%.3f\">\n",
+            n, failed, skipped, secs);
     for (i = 0; i < n; i++) {
         fprintf(f, "  <testcase classname=\"%s\" name=\"", workflow_names[res[i].t->workflow]);
         xml_escaped(f, res[i].t->name);
@@ -418,13 +426,20 @@ int main(int argc, char **argv)
         }
         res[i].secs = now() - t0;
         switch (res[i].outcome) {
-        case PASS: passed++; break;
-        case FAIL: failed++; break;
-        case SKIP: skipped++; break;
+        case PASS:
+            passed++;
+            break;
+        case FAIL:
+            failed++;
+            break;
+        case SKIP:
+            skipped++;
+            break;
         }
-        printf("%s  %s: %s%s%s\n", res[i].outcome == PASS   ? "PASS"
-                                   : res[i].outcome == FAIL ? "FAIL"
-                                                            : "SKIP",
+        printf("%s  %s: %s%s%s\n",
+               res[i].outcome == PASS   ? "PASS"
+               : res[i].outcome == FAIL ? "FAIL"
+                                        : "SKIP",
                workflow_names[cf_tests[i].workflow], cf_tests[i].name,
                res[i].msg[0] ? "\n      " : "", res[i].msg);
         fflush(stdout);

@@ -9,22 +9,22 @@
 enum cf_workflow { CF_PULL, CF_PUSH, CF_DISCOVERY, CF_MANAGEMENT, CF_EXTRA, CF__WORKFLOWS };
 
 struct cf_config {
-    const char *root;          /* OCI_ROOT_URL, without trailing slash */
-    const char *ns;            /* OCI_NAMESPACE */
-    const char *cross_ns;      /* OCI_CROSSMOUNT_NAMESPACE */
-    const char *user, *pass;   /* OCI_USERNAME, OCI_PASSWORD */
+    const char *root;        /* OCI_ROOT_URL, without trailing slash */
+    const char *ns;          /* OCI_NAMESPACE */
+    const char *cross_ns;    /* OCI_CROSSMOUNT_NAMESPACE */
+    const char *user, *pass; /* OCI_USERNAME, OCI_PASSWORD */
     int enabled[CF__WORKFLOWS];
     int delete_manifest_before_blobs; /* OCI_DELETE_MANIFEST_BEFORE_BLOBS */
-    const char *restart_cmd;   /* OCI_RESTART_CMD: restarts the registry, keeping data */
-    const char *report_dir;    /* OCI_REPORT_DIR: junit.xml goes there */
-    int require_referrers;     /* OCI_REFERRERS=1: the referrers API must be there */
+    const char *restart_cmd;          /* OCI_RESTART_CMD: restarts the registry, keeping data */
+    const char *report_dir;           /* OCI_REPORT_DIR: junit.xml goes there */
+    int require_referrers;            /* OCI_REFERRERS=1: the referrers API must be there */
 };
 
 extern struct cf_config cf;
 
 struct cf_resp {
     long status;
-    char *body;    /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
     char *headers; /* header block of the final response */
 };

@@ -1,6 +1,6 @@
 /* The conformance tests, grouped by the spec's four workflows plus the
- * registry-specific extras; content management runs last, as it deletes. Each name says what it checks. Tests run in
- * order and share the content pushed by the first ones that need it. */
+ * registry-specific extras; content management runs last, as it deletes. Each name says what it
+ * checks. Tests run in order and share the content pushed by the first ones that need it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,8 +116,9 @@ static void image_manifest(char *out, size_t size, const char *config, size_t co
 {
     snprintf(out, size,
              "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":"
-             "\"" MT_CONFIG "\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\""
-             MT_LAYER "\",\"digest\":\"%s\",\"size\":%zu},{\"mediaType\":\"" MT_LAYER "\","
+             "\"" MT_CONFIG
+             "\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"" MT_LAYER
+             "\",\"digest\":\"%s\",\"size\":%zu},{\"mediaType\":\"" MT_LAYER "\","
              "\"digest\":\"%s\",\"size\":%zu}]%s}",
              config, config_len, l1, layer_len, l2, layer_len, extra ? extra : "");
 }
@@ -136,12 +137,11 @@ static void prepare(void)
     content.layer_data = cf_random(content.layer_len);
     l2 = cf_random(content.layer_len);
     push_blob(cf.ns, config_json, strlen(config_json), content.config, sizeof(content.config));
-    push_blob(cf.ns, content.layer_data, content.layer_len, content.layer1,
-              sizeof(content.layer1));
+    push_blob(cf.ns, content.layer_data, content.layer_len, content.layer1, sizeof(content.layer1));
     push_blob(cf.ns, l2, content.layer_len, content.layer2, sizeof(content.layer2));
     free(l2);
-    image_manifest(content.manifest, sizeof(content.manifest), content.config,
-                   strlen(config_json), content.layer1, content.layer2, content.layer_len, NULL);
+    image_manifest(content.manifest, sizeof(content.manifest), content.config, strlen(config_json),
+                   content.layer1, content.layer2, content.layer_len, NULL);
     cf_digest("sha256", content.manifest, strlen(content.manifest), content.manifest_digest,
               sizeof(content.manifest_digest));
     CHECK(put_manifest(cf.ns, "tagtest0", MT_MANIFEST, content.manifest, NULL) == 201,
@@ -189,8 +189,7 @@ static void t_pull_manifest_digest(void)
     struct cf_resp r;
 
     prepare();
-    cf_http("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL, NULL, 0,
-            &r);
+    cf_http("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL, NULL, 0, &r);
     CHECK(r.status == 200, "want 200, got %ld", r.status);
     CHECK(r.len == strlen(content.manifest) && !memcmp(r.body, content.manifest, r.len),
           "body differs from what was pushed");
@@ -212,8 +211,8 @@ static void t_head_manifest(void)
               !strcmp(v, content.manifest_digest),
           "HEAD has no or a wrong Docker-Content-Digest");
     cf_resp_free(&r);
-    CHECK(status_of("HEAD", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL,
-                    NULL, 0, NULL, 0) == 200,
+    CHECK(status_of("HEAD", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL, NULL,
+                    0, NULL, 0) == 200,
           "HEAD by digest is not 200");
 }
 
@@ -262,8 +261,8 @@ static void t_pull_missing_blob(void)
     cf_http("GET", path("/v2/%s/blobs/%s", cf.ns, ZERO_DIGEST), NULL, NULL, 0, &r);
     expect_error(&r, 404, "BLOB_UNKNOWN");
     cf_resp_free(&r);
-    CHECK(status_of("HEAD", path("/v2/%s/blobs/%s", cf.ns, ZERO_DIGEST), NULL, NULL, 0, NULL,
-                    0) == 404,
+    CHECK(status_of("HEAD", path("/v2/%s/blobs/%s", cf.ns, ZERO_DIGEST), NULL, NULL, 0, NULL, 0) ==
+              404,
           "HEAD of an absent blob is not 404");
 }
 
@@ -391,8 +390,9 @@ static void t_cross_mount(void)
     char v[160];
 
     prepare();
-    cf_http("POST", path("/v2/%s/blobs/uploads/?mount=%s&from=%s", cf.cross_ns, content.layer1,
-                         cf.ns), NULL, NULL, 0, &r);
+    cf_http("POST",
+            path("/v2/%s/blobs/uploads/?mount=%s&from=%s", cf.cross_ns, content.layer1, cf.ns),
+            NULL, NULL, 0, &r);
     CHECK(r.status == 201 || r.status == 202, "mount: want 201 (or 202), got %ld", r.status);
     if (r.status == 202) {
         cf_resp_free(&r);
@@ -407,8 +407,9 @@ static void t_cross_mount(void)
 
 static void t_mount_unknown(void)
 {
-    CHECK(status_of("POST", path("/v2/%s/blobs/uploads/?mount=%s&from=%s", cf.cross_ns,
-                                 ZERO_DIGEST, cf.ns), NULL, NULL, 0, NULL, 0) == 202,
+    CHECK(status_of("POST",
+                    path("/v2/%s/blobs/uploads/?mount=%s&from=%s", cf.cross_ns, ZERO_DIGEST, cf.ns),
+                    NULL, NULL, 0, NULL, 0) == 202,
           "mount of an absent blob must open a session (202)");
 }
 
@@ -430,8 +431,7 @@ static void t_push_manifest_tag(void)
 static void t_push_manifest_digest(void)
 {
     prepare();
-    CHECK(put_manifest(cf.ns, content.manifest_digest, MT_MANIFEST, content.manifest, NULL) ==
-              201,
+    CHECK(put_manifest(cf.ns, content.manifest_digest, MT_MANIFEST, content.manifest, NULL) == 201,
           "PUT by digest is not 201");
 }
 
@@ -441,8 +441,8 @@ static void t_push_manifest_missing_blob(void)
     struct cf_resp r;
 
     prepare();
-    image_manifest(m, sizeof(m), content.config, strlen(config_json), content.layer1,
-                   ZERO_DIGEST, content.layer_len, NULL);
+    image_manifest(m, sizeof(m), content.config, strlen(config_json), content.layer1, ZERO_DIGEST,
+                   content.layer_len, NULL);
     put_manifest(cf.ns, "missingblob", MT_MANIFEST, m, &r);
     expect_error(&r, 400, "MANIFEST_BLOB_UNKNOWN");
     cf_resp_free(&r);
@@ -483,8 +483,8 @@ static void t_push_subject(void)
              "\"" MT_MANIFEST "\",\"digest\":\"%s\",\"size\":%zu},\"annotations\":{"
              "\"org.conformance\":\"yes\"}",
              content.manifest_digest, strlen(content.manifest));
-    image_manifest(content.referrer, sizeof(content.referrer), content.config,
-                   strlen(config_json), content.layer1, content.layer2, content.layer_len, extra);
+    image_manifest(content.referrer, sizeof(content.referrer), content.config, strlen(config_json),
+                   content.layer1, content.layer2, content.layer_len, extra);
     cf_digest("sha256", content.referrer, strlen(content.referrer), content.referrer_digest,
               sizeof(content.referrer_digest));
     CHECK(put_manifest(cf.ns, content.referrer_digest, MT_MANIFEST, content.referrer, &r) == 201,
@@ -522,8 +522,7 @@ static void push_tags(void)
     if (done)
         return;
     for (i = 1; i <= 4; i++)
-        CHECK(put_manifest(cf.ns, path("tagtest%d", i), MT_MANIFEST, content.manifest, NULL) ==
-                  201,
+        CHECK(put_manifest(cf.ns, path("tagtest%d", i), MT_MANIFEST, content.manifest, NULL) == 201,
               "pushing tag tagtest%d failed", i);
     done = 1;
 }
@@ -558,8 +557,7 @@ static void t_tags_sorted(void)
         if (!e || (size_t)(e - p) >= sizeof(cur))
             break;
         snprintf(cur, sizeof(cur), "%.*s", (int)(e - p - 1), p + 1);
-        CHECK(!prev[0] || strcasecmp(prev, cur) <= 0, "%s listed before %s: %s", prev, cur,
-              r.body);
+        CHECK(!prev[0] || strcasecmp(prev, cur) <= 0, "%s listed before %s: %s", prev, cur, r.body);
         snprintf(prev, sizeof(prev), "%s", cur);
         p = e;
     }
@@ -637,15 +635,13 @@ static void t_referrers(void)
 
     if (!content.referrer_digest[0])
         t_push_subject();
-    cf_http("GET", path("/v2/%s/referrers/%s", cf.ns, content.manifest_digest), NULL, NULL, 0,
-            &r);
+    cf_http("GET", path("/v2/%s/referrers/%s", cf.ns, content.manifest_digest), NULL, NULL, 0, &r);
     referrers_supported(&r);
     CHECK(r.status == 200, "want 200, got %ld", r.status);
     CHECK(cf_header(&r, "Content-Type", v, sizeof(v)) && !strncmp(v, MT_INDEX, strlen(MT_INDEX)),
           "Content-Type must be an image index");
     CHECK(strstr(r.body, content.referrer_digest), "the referrer is not listed: %s", r.body);
-    CHECK(strstr(r.body, "application/vnd.conformance.sbom"), "artifactType missing: %s",
-          r.body);
+    CHECK(strstr(r.body, "application/vnd.conformance.sbom"), "artifactType missing: %s", r.body);
     CHECK(strstr(r.body, "org.conformance"), "annotations missing: %s", r.body);
     cf_resp_free(&r);
 }
@@ -657,8 +653,10 @@ static void t_referrers_filter(void)
 
     if (!content.referrer_digest[0])
         t_push_subject();
-    cf_http("GET", path("/v2/%s/referrers/%s?artifactType=application/vnd.other", cf.ns,
-                        content.manifest_digest), NULL, NULL, 0, &r);
+    cf_http("GET",
+            path("/v2/%s/referrers/%s?artifactType=application/vnd.other", cf.ns,
+                 content.manifest_digest),
+            NULL, NULL, 0, &r);
     referrers_supported(&r);
     CHECK(r.status == 200, "want 200, got %ld", r.status);
     if (!cf_header(&r, "OCI-Filters-Applied", v, sizeof(v))) {
@@ -668,8 +666,10 @@ static void t_referrers_filter(void)
     CHECK(!strcmp(v, "artifactType"), "OCI-Filters-Applied: %s", v);
     CHECK(!strstr(r.body, content.referrer_digest), "a filtered-out referrer is listed");
     cf_resp_free(&r);
-    cf_http("GET", path("/v2/%s/referrers/%s?artifactType=application/vnd.conformance.sbom",
-                        cf.ns, content.manifest_digest), NULL, NULL, 0, &r);
+    cf_http("GET",
+            path("/v2/%s/referrers/%s?artifactType=application/vnd.conformance.sbom", cf.ns,
+                 content.manifest_digest),
+            NULL, NULL, 0, &r);
     CHECK(strstr(r.body, content.referrer_digest), "the matching referrer is missing");
     cf_resp_free(&r);
 }
@@ -705,11 +705,10 @@ static void t_delete_tag(void)
     if (st == 400 || st == 405)
         cf_skip("the registry does not delete tags (%ld), which the spec allows", st);
     CHECK(st == 202, "want 202, got %ld", st);
-    CHECK(status_of("GET", path("/v2/%s/manifests/tagtest4", cf.ns), NULL, NULL, 0, NULL, 0) ==
-              404,
+    CHECK(status_of("GET", path("/v2/%s/manifests/tagtest4", cf.ns), NULL, NULL, 0, NULL, 0) == 404,
           "the deleted tag still resolves");
-    CHECK(status_of("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL,
-                    NULL, 0, NULL, 0) == 200,
+    CHECK(status_of("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL, NULL,
+                    0, NULL, 0) == 200,
           "deleting a tag removed the manifest");
 }
 
@@ -719,16 +718,16 @@ static void delete_manifests(void)
 
     prepare();
     if (content.referrer_digest[0])
-        status_of("DELETE", path("/v2/%s/manifests/%s", cf.ns, content.referrer_digest), NULL,
-                  NULL, 0, NULL, 0);
-    if (content.index_digest[0])
-        status_of("DELETE", path("/v2/%s/manifests/%s", cf.ns, content.index_digest), NULL, NULL,
+        status_of("DELETE", path("/v2/%s/manifests/%s", cf.ns, content.referrer_digest), NULL, NULL,
                   0, NULL, 0);
+    if (content.index_digest[0])
+        status_of("DELETE", path("/v2/%s/manifests/%s", cf.ns, content.index_digest), NULL, NULL, 0,
+                  NULL, 0);
     st = status_of("DELETE", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL,
                    NULL, 0, NULL, 0);
     CHECK(st == 202, "DELETE manifest by digest: want 202, got %ld", st);
-    CHECK(status_of("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL,
-                    NULL, 0, NULL, 0) == 404,
+    CHECK(status_of("GET", path("/v2/%s/manifests/%s", cf.ns, content.manifest_digest), NULL, NULL,
+                    0, NULL, 0) == 404,
           "the deleted manifest is still there");
 }
 
@@ -737,8 +736,8 @@ static void delete_blobs(void)
     long st;
 
     prepare();
-    st = status_of("DELETE", path("/v2/%s/blobs/%s", cf.ns, content.layer2), NULL, NULL, 0, NULL,
-                   0);
+    st =
+        status_of("DELETE", path("/v2/%s/blobs/%s", cf.ns, content.layer2), NULL, NULL, 0, NULL, 0);
     if (st == 405)
         cf_skip("the registry does not delete blobs (405), which the spec allows");
     CHECK(st == 202, "DELETE blob: want 202, got %ld", st);
@@ -931,12 +930,10 @@ const struct cf_test cf_tests[] = {
     {CF_PUSH, "chunked upload with PATCH and Content-Range, closed by PUT: 201", t_push_chunked},
     {CF_PUSH, "GET on an upload: 204 with Range", t_upload_status},
     {CF_PUSH, "a chunk out of order: 416", t_chunk_out_of_order},
-    {CF_PUSH, "PUT with a digest that does not match: 400 DIGEST_INVALID",
-     t_push_digest_mismatch},
+    {CF_PUSH, "PUT with a digest that does not match: 400 DIGEST_INVALID", t_push_digest_mismatch},
     {CF_PUSH, "cross-repository mount from OCI_CROSSMOUNT_NAMESPACE: 201", t_cross_mount},
     {CF_PUSH, "mount of an absent blob opens a session: 202", t_mount_unknown},
-    {CF_PUSH, "push a manifest by tag: 201, Location, Docker-Content-Digest",
-     t_push_manifest_tag},
+    {CF_PUSH, "push a manifest by tag: 201, Location, Docker-Content-Digest", t_push_manifest_tag},
     {CF_PUSH, "push a manifest by digest: 201", t_push_manifest_digest},
     {CF_PUSH, "push a manifest naming an absent blob: 400 MANIFEST_BLOB_UNKNOWN",
      t_push_manifest_missing_blob},

@@ -139,18 +139,20 @@ Test(auth_basic, pull_only_user_pushing_is_403_denied)
     char code[64];
 
     cr_assert_eq(st("POST", "/v2/team-b/app/blobs/uploads/", basic("bob", "pw2"), code,
-                    sizeof(code), NULL, 0), 403);
+                    sizeof(code), NULL, 0),
+                 403);
     cr_assert_str_eq(code, "DENIED");
-    cr_assert_eq(st("POST", "/v2/team-b/app/blobs/uploads/", basic("alice", "secret"), NULL, 0,
-                    NULL, 0), 202);
+    cr_assert_eq(
+        st("POST", "/v2/team-b/app/blobs/uploads/", basic("alice", "secret"), NULL, 0, NULL, 0),
+        202);
 }
 
 Test(auth_basic, personal_namespace_from_user_variable)
 {
-    cr_assert_eq(st("POST", "/v2/bob/tools/blobs/uploads/", basic("bob", "pw2"), NULL, 0, NULL,
-                    0), 202);
-    cr_assert_eq(st("POST", "/v2/alice/tools/blobs/uploads/", basic("bob", "pw2"), NULL, 0, NULL,
-                    0), 403);
+    cr_assert_eq(st("POST", "/v2/bob/tools/blobs/uploads/", basic("bob", "pw2"), NULL, 0, NULL, 0),
+                 202);
+    cr_assert_eq(
+        st("POST", "/v2/alice/tools/blobs/uploads/", basic("bob", "pw2"), NULL, 0, NULL, 0), 403);
 }
 
 Test(auth_basic, anonymous_pull_allowed_on_one_namespace_refused_on_another)
@@ -226,11 +228,12 @@ Test(auth_basic, mount_needs_pull_on_the_source)
 
 Test(auth_basic, malformed_authorization_headers_are_401)
 {
-    const char *bad[] = {"Authorization: Basic", "Authorization: Basic !!!!", "Authorization: Basic YWxpY2U=",
-                         "Authorization: Bearer", "Authorization: Bearer a.b.c",
-                         "Authorization: Digest username=x", "Authorization: basicbasic",
-                         "Authorization: Basic ====", "Authorization: Basic ========",
-                         "Authorization: Basic A===", "Authorization: Basic YQ==YQ==", NULL};
+    const char *bad[] = {"Authorization: Basic",          "Authorization: Basic !!!!",
+                         "Authorization: Basic YWxpY2U=", "Authorization: Bearer",
+                         "Authorization: Bearer a.b.c",   "Authorization: Digest username=x",
+                         "Authorization: basicbasic",     "Authorization: Basic ====",
+                         "Authorization: Basic ========", "Authorization: Basic A===",
+                         "Authorization: Basic YQ==YQ==", NULL};
     char big[9000];
     size_t i;
 
@@ -294,8 +297,7 @@ Test(auth_token, challenge_names_realm_service_and_scope)
     cr_assert_eq(st("GET", "/v2/", NULL, NULL, 0, www, sizeof(www)), 401);
     snprintf(want, sizeof(want), "Bearer realm=\"%s/token\",service=\"registry\"", srv.base);
     cr_assert_str_eq(www, want);
-    cr_assert_eq(st("POST", "/v2/team-a/app/blobs/uploads/", NULL, NULL, 0, www, sizeof(www)),
-                 401);
+    cr_assert_eq(st("POST", "/v2/team-a/app/blobs/uploads/", NULL, NULL, 0, www, sizeof(www)), 401);
     cr_assert(strstr(www, "scope=\"repository:team-a/app:pull,push\""), "%s", www);
 }
 
@@ -327,20 +329,18 @@ Test(auth_token, token_grants_only_the_intersection_of_scope_and_rules)
     char tok[8192], www[512];
     long s;
 
-    get_token(basic("bob", "pw2"), "&scope=repository:team-b/app:pull,push", tok, sizeof(tok),
-              &s);
+    get_token(basic("bob", "pw2"), "&scope=repository:team-b/app:pull,push", tok, sizeof(tok), &s);
     cr_assert_eq(s, 200);
     cr_assert_eq(st("GET", "/v2/team-b/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 404,
                  "pull granted (the repository does not exist yet)");
-    cr_assert_eq(st("POST", "/v2/team-b/app/blobs/uploads/", bearer(tok), NULL, 0, www,
-                    sizeof(www)), 401);
+    cr_assert_eq(
+        st("POST", "/v2/team-b/app/blobs/uploads/", bearer(tok), NULL, 0, www, sizeof(www)), 401);
     cr_assert(strstr(www, "error=\"insufficient_scope\""), "%s", www);
     cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 401,
                  "a token for one repository says nothing of another");
-    get_token(basic("alice", "secret"), "&scope=repository:team-a/app:pull,push", tok,
-              sizeof(tok), &s);
-    cr_assert_eq(st("POST", "/v2/team-a/app/blobs/uploads/", bearer(tok), NULL, 0, NULL, 0),
-                 202);
+    get_token(basic("alice", "secret"), "&scope=repository:team-a/app:pull,push", tok, sizeof(tok),
+              &s);
+    cr_assert_eq(st("POST", "/v2/team-a/app/blobs/uploads/", bearer(tok), NULL, 0, NULL, 0), 202);
     cr_assert_eq(st("GET", "/v2/", bearer(tok), NULL, 0, NULL, 0), 200);
 }
 
@@ -381,7 +381,8 @@ Test(auth_token, post_token_password_and_refresh_grants)
     snprintf(tok, sizeof(tok), "%s", json_string_value(json_object_get(j, "access_token")));
     snprintf(body, sizeof(body),
              "grant_type=refresh_token&service=registry&scope=repository%%3Ateam-a%%2Fapp%%3A"
-             "pull&refresh_token=%s", json_string_value(json_object_get(j, "refresh_token")));
+             "pull&refresh_token=%s",
+             json_string_value(json_object_get(j, "refresh_token")));
     json_decref(j);
     resp_free(&r);
     cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 404);
@@ -454,8 +455,7 @@ static long push_with(const char *tok)
 
 Test(auth_token, tokens_signed_by_our_key_with_right_claims_work)
 {
-    char *t = forge("key.pem", JWT_ALG_RS256, NULL, 300, -10, "registry-token-issuer",
-                    "registry");
+    char *t = forge("key.pem", JWT_ALG_RS256, NULL, 300, -10, "registry-token-issuer", "registry");
 
     cr_assert_eq(push_with(t), 202);
     free(t);
@@ -508,8 +508,8 @@ Test(auth_token, forged_expired_and_unsigned_tokens_are_refused)
     get_token(basic("bob", "pw2"), "&scope=repository:team-b/app:pull", tok, sizeof(tok), &s);
     {
         char *d1 = strchr(tok, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL, forged[9000];
-        char *good = forge("other.pem", JWT_ALG_RS256, NULL, 300, -10, "registry-token-issuer",
-                           "registry");
+        char *good =
+            forge("other.pem", JWT_ALG_RS256, NULL, 300, -10, "registry-token-issuer", "registry");
         char *g1 = strchr(good, '.'), *g2 = strchr(g1 + 1, '.');
 
         cr_assert(d1 && d2);
@@ -543,7 +543,8 @@ Test(auth_external, tokens_of_a_trusted_issuer_certificate_are_accepted, .init =
      .fini = teardown, .timeout = 60)
 {
     char *t = forge("issuer.pem", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer",
-                    "registry"), www[512];
+                    "registry"),
+         www[512];
 
     cr_assert_eq(push_with(t), 202);
     free(t);
@@ -571,8 +572,7 @@ static void start_tls(void)
     server_launch(&srv, cfg);
 }
 
-Test(tls, https_with_a_self_signed_certificate, .init = start_tls, .fini = teardown,
-     .timeout = 60)
+Test(tls, https_with_a_self_signed_certificate, .init = start_tls, .fini = teardown, .timeout = 60)
 {
     char hostport[64], d[200], path[600];
     struct resp r;
@@ -641,8 +641,8 @@ Test(auth_external, tokens_verified_with_a_jwks_key, .init = start_jwks, .fini =
     cr_assert_eq(push_with(t), 202);
     free(t);
     make_key("stranger.pem", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
-    t = forge_h("stranger.pem", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer",
-                "registry", "{\"kid\":\"key-2026\"}");
+    t = forge_h("stranger.pem", JWT_ALG_ES256, NULL, 300, -10, "registry-token-issuer", "registry",
+                "{\"kid\":\"key-2026\"}");
     cr_assert_eq(push_with(t), 401, "a kid alone proves nothing");
     free(t);
 }
@@ -716,13 +716,12 @@ Test(auth_token, junk_tokens_from_an_address_do_not_lock_out_a_valid_token)
     long s;
     int i;
 
-    get_token(basic("alice", "secret"), "&scope=repository:team-a/app:pull", tok, sizeof(tok),
-              &s);
+    get_token(basic("alice", "secret"), "&scope=repository:team-a/app:pull", tok, sizeof(tok), &s);
     cr_assert_eq(s, 200);
     for (i = 0; i < 15; i++)
         st("GET", "/v2/team-a/app/tags/list", bearer("junk.junk.junk"), NULL, 0, NULL, 0);
-    cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer("junk.junk.junk"), NULL, 0, NULL,
-                    0), 429);
+    cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer("junk.junk.junk"), NULL, 0, NULL, 0),
+                 429);
     cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 404,
                  "a valid token still works");
 }

@@ -31,8 +31,7 @@ static void expect(const char *method, const char *path, long status, const char
     struct resp r;
     char c[64];
 
-    http(&srv, method, path, method[0] == 'P' ? "data" : NULL, method[0] == 'P' ? 4 : 0, NULL,
-         &r);
+    http(&srv, method, path, method[0] == 'P' ? "data" : NULL, method[0] == 'P' ? 4 : 0, NULL, &r);
     cr_expect_eq(r.status, status, "%s %s: %ld %s", method, path, r.status, r.body);
     if (code)
         cr_expect_str_eq(resp_error_code(&r, c, sizeof(c)), code, "%s %s: %s", method, path,
@@ -47,7 +46,10 @@ Test(badinput, malformed_digests_are_digest_invalid)
     expect("GET", "/v2/a/blobs/sha256:abc", 400, "DIGEST_INVALID");
     expect("GET", "/v2/a/blobs/sha256:" ZERO64 "00", 400, "DIGEST_INVALID");
     expect("GET", "/v2/a/blobs/SHA256:" ZERO64, 400, "DIGEST_INVALID");
-    expect("GET", "/v2/a/blobs/sha256:" "ABCDEF0000000000000000000000000000000000000000000000000000000000", 400, "DIGEST_INVALID");
+    expect("GET",
+           "/v2/a/blobs/sha256:"
+           "ABCDEF0000000000000000000000000000000000000000000000000000000000",
+           400, "DIGEST_INVALID");
     expect("GET", "/v2/a/blobs/nocolon", 400, "DIGEST_INVALID");
     expect("POST", "/v2/a/blobs/uploads/?digest=sha256:xyz", 400, "DIGEST_INVALID");
 }

@@ -45,7 +45,10 @@ Test(blobs, every_response_carries_api_version_even_errors)
     struct resp r;
     char v[64], code[64];
 
-    http(&srv, "GET", "/v2/nope/blobs/sha256:" "0000000000000000000000000000000000000000000000000000000000000000", NULL, 0, NULL, &r);
+    http(&srv, "GET",
+         "/v2/nope/blobs/sha256:"
+         "0000000000000000000000000000000000000000000000000000000000000000",
+         NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 404);
     cr_assert_str_eq(resp_error_code(&r, code, sizeof(code)), "BLOB_UNKNOWN");
     cr_assert(resp_header(&r, "Docker-Distribution-API-Version", v, sizeof(v)));
@@ -223,7 +226,9 @@ Test(blobs, unknown_endpoint_is_404_and_wrong_method_405)
     http(&srv, "GET", "/v1/", NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 404);
     resp_free(&r);
-    http(&srv, "POST", "/v2/foo/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", "x", 1, NULL, &r);
+    http(&srv, "POST",
+         "/v2/foo/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+         "x", 1, NULL, &r);
     cr_assert_eq(r.status, 405);
     cr_assert_str_eq(resp_error_code(&r, code, sizeof(code)), "UNSUPPORTED");
     resp_free(&r);

@@ -124,8 +124,8 @@ Test(crash, kill_9_during_pushes_loses_nothing_acknowledged_and_shows_nothing_pa
             snprintf(path, sizeof(path), "/v2/crash/r%d/blobs/%s", r, d);
             http(&srv, "GET", path, NULL, 0, NULL, &rs);
             cr_assert_eq(rs.status, 200, "round %d: acknowledged blob %d lost", r, i);
-            cr_assert(rs.len == len && memcmp(rs.body, data, len) == 0,
-                      "round %d: blob %d corrupt", r, i);
+            cr_assert(rs.len == len && memcmp(rs.body, data, len) == 0, "round %d: blob %d corrupt",
+                      r, i);
             resp_free(&rs);
             free(data);
             acked_total++;

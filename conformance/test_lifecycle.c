@@ -60,7 +60,8 @@ Test(cli, help_lists_commands_and_flags)
 
     cr_assert_eq(run("--help", out, sizeof(out)), 0);
     cr_assert(strstr(out, "serve") && strstr(out, "--config") && strstr(out, "--listen") &&
-              strstr(out, "--root"), "%s", out);
+                  strstr(out, "--root"),
+              "%s", out);
     cr_assert_neq(run("frobnicate", out, sizeof(out)), 0);
 }
 

@@ -34,8 +34,7 @@ TestSuite(manifests_nodelete, .init = setup_nodelete, .fini = teardown, .timeout
 TestSuite(listing, .init = setup, .fini = teardown, .timeout = 120);
 
 /* An image in repo: a config and one layer pushed, manifest text in out. */
-static void make_image(const char *repo, const char *mt, const char *extra, char *out,
-                       size_t size)
+static void make_image(const char *repo, const char *mt, const char *extra, char *out, size_t size)
 {
     char cfg[200], layer[200], *data = rand_bytes(512);
     const char *cfg_body = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
@@ -216,11 +215,12 @@ Test(manifests, invalid_manifests_are_manifest_invalid)
     memcpy(strstr(bad, "oci.image.manifest"), "oci.image.manifesX", 18);
     expect_put_error("bad", "a", "application/json", bad, strlen(bad), 400, "MANIFEST_INVALID");
     /* Duplicate keys, a broken descriptor. */
-    expect_put_error("bad", "a", OCI_MANIFEST,
-                     "{\"schemaVersion\":2,\"schemaVersion\":2}", 37, 400, "MANIFEST_INVALID");
+    expect_put_error("bad", "a", OCI_MANIFEST, "{\"schemaVersion\":2,\"schemaVersion\":2}", 37, 400,
+                     "MANIFEST_INVALID");
     snprintf(bad, sizeof(bad),
              "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"x\","
-             "\"digest\":\"sha256:nothex\",\"size\":2},\"layers\":[]}", OCI_MANIFEST);
+             "\"digest\":\"sha256:nothex\",\"size\":2},\"layers\":[]}",
+             OCI_MANIFEST);
     expect_put_error("bad", "a", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
     cr_assert_eq(get_status("GET", "/v2/bad/manifests/a", NULL, 0), 404);
 }
@@ -249,7 +249,8 @@ Test(manifests, invalid_tag_and_mismatching_digest_reference)
     expect_put_error("ref", tag, OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
     tag[128] = '\0';
     cr_assert_eq(put_manifest("ref", tag, OCI_MANIFEST, m, strlen(m), NULL), 201);
-    expect_put_error("ref", "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    expect_put_error("ref",
+                     "sha256:0000000000000000000000000000000000000000000000000000000000000000",
                      OCI_MANIFEST, m, strlen(m), 400, "DIGEST_INVALID");
 }
 
@@ -320,7 +321,10 @@ Test(manifests, referrers_of_unknown_digest_is_empty_index)
     struct resp r;
     char code[64];
 
-    http(&srv, "GET", "/v2/none/referrers/sha256:" "1111111111111111111111111111111111111111111111111111111111111111", NULL, 0, NULL, &r);
+    http(&srv, "GET",
+         "/v2/none/referrers/sha256:"
+         "1111111111111111111111111111111111111111111111111111111111111111",
+         NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"manifests\":[]"));
     resp_free(&r);
@@ -438,9 +442,9 @@ Test(listing, tags_list_pages_in_case_insensitive_lexical_order_with_link)
     for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
         cr_assert_eq(put_manifest("pg", tags[i], OCI_MANIFEST, m, strlen(m), NULL), 201);
     http(&srv, "GET", "/v2/pg/tags/list", NULL, 0, NULL, &r);
-    cr_assert_str_eq(r.body,
-                     "{\"name\":\"pg\",\"tags\":[\"A\",\"a\",\"B\",\"latest\",\"v1\",\"v10\",\"v2\","
-                     "\"v3\"]}");
+    cr_assert_str_eq(
+        r.body, "{\"name\":\"pg\",\"tags\":[\"A\",\"a\",\"B\",\"latest\",\"v1\",\"v10\",\"v2\","
+                "\"v3\"]}");
     cr_assert(!resp_header(&r, "Link", all, sizeof(all)));
     resp_free(&r);
     cr_assert_eq(follow("/v2/pg/tags/list?n=3", "\"tags\":", all, sizeof(all)), 3);

@@ -189,7 +189,9 @@ Test(uploads, cancelled_upload_is_gone)
     cr_assert_eq(req_status("PATCH", loc, "def", 3, NULL, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "BLOB_UPLOAD_UNKNOWN");
     cr_assert_eq(req_status("GET", loc, NULL, 0, NULL, code, sizeof(code)), 404);
-    snprintf(path, sizeof(path), "%s?digest=sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", loc);
+    snprintf(path, sizeof(path),
+             "%s?digest=sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+             loc);
     cr_assert_eq(req_status("PUT", path, NULL, 0, NULL, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "BLOB_UPLOAD_UNKNOWN");
     cr_assert_eq(req_status("DELETE", loc, NULL, 0, NULL, code, sizeof(code)), 404);
@@ -205,8 +207,9 @@ Test(uploads, unknown_session_is_404_blob_upload_unknown)
     cr_assert_eq(req_status("PATCH", p, "x", 1, NULL, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "BLOB_UPLOAD_UNKNOWN");
     cr_assert_eq(req_status("GET", p, NULL, 0, NULL, code, sizeof(code)), 404);
-    cr_assert_eq(req_status("GET", "/v2/a/blobs/uploads/not-a-uuid", NULL, 0, NULL, code,
-                            sizeof(code)), 404);
+    cr_assert_eq(
+        req_status("GET", "/v2/a/blobs/uploads/not-a-uuid", NULL, 0, NULL, code, sizeof(code)),
+        404);
     cr_assert_str_eq(code, "BLOB_UPLOAD_UNKNOWN");
 }
 
@@ -333,8 +336,7 @@ Test(uploads, client_disconnect_mid_patch_leaves_upload_resumable)
     digest_str("sha256", data, len, d, sizeof(d));
     start_upload(&srv, "dc", loc, sizeof(loc));
     req = malloc(sent + 512);
-    n = snprintf(req, 512, "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", loc,
-                 len);
+    n = snprintf(req, 512, "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", loc, len);
     memcpy(req + n, data, sent);
     raw_send(&srv, req, (size_t)n + sent, 1, NULL, 0);
     free(req);
@@ -370,7 +372,8 @@ Test(uploads, body_shorter_than_content_length_stores_nothing)
     digest_str("sha256", data, strlen(data), d, sizeof(d));
     n = snprintf(req, sizeof(req),
                  "POST /v2/short/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: x\r\n"
-                 "Content-Length: 100\r\n\r\n%s", d, data);
+                 "Content-Length: 100\r\n\r\n%s",
+                 d, data);
     raw_send(&srv, req, (size_t)n, 0, NULL, 0);
     snprintf(path, sizeof(path), "/v2/short/blobs/%s", d);
     cr_assert_eq(req_status("HEAD", path, NULL, 0, NULL, NULL, 0), 404);
@@ -386,7 +389,8 @@ Test(uploads, body_longer_than_content_length_is_not_taken_as_blob)
     digest_str("sha256", data, 10, d, sizeof(d));
     n = snprintf(req, sizeof(req),
                  "POST /v2/long/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: x\r\n"
-                 "Content-Length: 10\r\n\r\n%s", d, data);
+                 "Content-Length: 10\r\n\r\n%s",
+                 d, data);
     raw_send(&srv, req, (size_t)n, 0, out, sizeof(out));
     cr_assert(strstr(out, "201 Created"), "first request completes: %s", out);
     cr_assert(!strstr(out, "500"), "the excess is never taken as data: %s", out);

@@ -7,9 +7,9 @@
 
 #include <ini.h>
 
+#include "../auth/acl.h"
 #include "../common/err.h"
 #include "../common/log.h"
-#include "../auth/acl.h"
 
 void config_defaults(struct config *c)
 {
@@ -105,10 +105,20 @@ static int parse_size(const char *v, unsigned long long min, unsigned long long 
         return -1;
     memcpy(buf, v, len + 1);
     switch (buf[len - 1]) {
-    case 'K': case 'k': shift = 10; break;
-    case 'M': case 'm': shift = 20; break;
-    case 'G': case 'g': shift = 30; break;
-    default: break;
+    case 'K':
+    case 'k':
+        shift = 10;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        break;
+    case 'G':
+    case 'g':
+        shift = 30;
+        break;
+    default:
+        break;
     }
     if (shift)
         buf[len - 1] = '\0';
@@ -241,8 +251,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 struct load_ctx {
     struct config *c;
     FILE *f;
-    int lineno;      /* lines read so far */
-    int bad_line;    /* line of the first error, 0 when none */
+    int lineno;   /* lines read so far */
+    int bad_line; /* line of the first error, 0 when none */
     char msg[256];
 };
 

@@ -16,26 +16,26 @@ struct config {
     char tls_cert[4096];       /* PEM certificate (chain); with tls_key serves HTTPS */
     char tls_key[4096];        /* PEM private key */
     /* [storage] */
-    char root[4096];           /* data directory */
-    int delete_enabled;        /* allow DELETE of blobs and manifests */
-    size_t index_max_size;     /* LMDB map size, bytes */
+    char root[4096];       /* data directory */
+    int delete_enabled;    /* allow DELETE of blobs and manifests */
+    size_t index_max_size; /* LMDB map size, bytes */
     /* [log] */
-    int log_level;             /* enum log_level */
-    int log_format;            /* enum log_format */
+    int log_level;  /* enum log_level */
+    int log_format; /* enum log_format */
     /* [auth] */
-    int auth_mode;             /* enum auth_mode */
+    int auth_mode; /* enum auth_mode */
     char auth_htpasswd[4096];
     char auth_realm[512];
     char auth_service[256];
     char auth_issuer[256];
     char auth_key[4096];
     char auth_trust[4096];
-    long auth_token_ttl;       /* seconds */
-    long auth_leeway;          /* seconds */
-    char **auth_rules;         /* "WHO ACTIONS REPOS", repeatable key "rule" */
+    long auth_token_ttl; /* seconds */
+    long auth_leeway;    /* seconds */
+    char **auth_rules;   /* "WHO ACTIONS REPOS", repeatable key "rule" */
     size_t auth_nrules;
     /* [groups] */
-    char **groups;             /* "name=member, member" */
+    char **groups; /* "name=member, member" */
     size_t ngroups;
 };
 
@@ -49,7 +49,7 @@ void config_free(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
 /* Set one key as if read from a file ("server", "listen", "0.0.0.0:5000"). */
-int config_set(struct config *c, const char *section, const char *key, const char *value,
-               char *err, size_t errsize);
+int config_set(struct config *c, const char *section, const char *key, const char *value, char *err,
+               size_t errsize);
 
 #endif

@@ -24,7 +24,7 @@
 struct http_server {
     struct MHD_Daemon *d;
     struct registry *reg;
-    int fd;               /* listening socket */
+    int fd; /* listening socket */
     unsigned port;
     atomic_uint in_flight;
 };
@@ -44,13 +44,13 @@ struct pool_block {
 struct req {
     struct http_server *srv;
     struct MHD_Connection *conn;
-    const char *method;      /* libmicrohttpd's, lives as long as the request */
-    char *path;              /* copy, for the access log */
+    const char *method; /* libmicrohttpd's, lives as long as the request */
+    char *path;         /* copy, for the access log */
     struct route rt;
     const struct handler *h;
-    int err;                 /* error raised while the body streamed in */
-    struct hdr *hdrs;        /* reply headers */
-    int begun;               /* routed and handler begun */
+    int err;          /* error raised while the body streamed in */
+    struct hdr *hdrs; /* reply headers */
+    int begun;        /* routed and handler begun */
     int replied;
     unsigned status;
     unsigned long long bytes; /* reply body size */
@@ -277,8 +277,7 @@ static void peer_address(struct MHD_Connection *c, char *out, size_t size)
     if (sa && sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
     else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-                  (socklen_t)size);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)size);
 }
 
 static struct req *req_new(struct http_server *s, struct MHD_Connection *c, const char *method,
@@ -493,8 +492,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     method = req_printf(r, "%.16s", r->method);
     if (method)
         sanitize(method);
-    log_access(method ? method : "?", r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
-               r->bytes, ms);
+    log_access(method ? method : "?", r->path,
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499, r->bytes, ms);
     req_free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -604,16 +603,13 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     rc = open_listener(o->listen, &s->port, &s->fd);
     if (rc)
         goto out;
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
-                            MHD_OPTION_LISTEN_SOCKET, s->fd,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
-                            MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                            MHD_OPTION_ARRAY, tls,
-                            MHD_OPTION_END);
+    s->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!s->d) {
         log_error("cannot start the HTTP daemon on %s", o->listen);
         rc = REG_E_CONFIG;

@@ -9,12 +9,12 @@ struct registry;
 struct http_server;
 
 struct http_opts {
-    const char *listen;      /* "host:port"; port 0 picks a free one */
-    unsigned threads;        /* libmicrohttpd thread pool size */
+    const char *listen; /* "host:port"; port 0 picks a free one */
+    unsigned threads;   /* libmicrohttpd thread pool size */
     unsigned max_connections;
-    unsigned timeout;        /* idle seconds before a connection is closed */
-    const char *tls_cert;    /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
-    const char *tls_key;     /* PEM text; must outlive the server */
+    unsigned timeout;     /* idle seconds before a connection is closed */
+    const char *tls_cert; /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
+    const char *tls_key;  /* PEM text; must outlive the server */
 };
 
 /* Bind and start serving. REG_E_CONFIG when listen is unusable. */

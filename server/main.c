@@ -26,19 +26,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: registry <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  serve      run the registry server\n"
-            "  version    print the version\n"
-            "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
-            "\n"
-            "serve options (override the config file):\n"
-            "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
-            "  --listen HOST:PORT address to serve on (default 127.0.0.1:5000; port 0 = any)\n"
-            "  --root DIR         data directory (default ./data)\n"
-            "  --ready-file FILE  write the bound HOST:PORT to FILE once serving\n");
+    fprintf(f, "usage: registry <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  serve      run the registry server\n"
+               "  version    print the version\n"
+               "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
+               "\n"
+               "serve options (override the config file):\n"
+               "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
+               "  --listen HOST:PORT address to serve on (default 127.0.0.1:5000; port 0 = any)\n"
+               "  --root DIR         data directory (default ./data)\n"
+               "  --ready-file FILE  write the bound HOST:PORT to FILE once serving\n");
 }
 
 static int write_ready_file(const char *path, const char *listen, unsigned port)

@@ -9,7 +9,7 @@
 
 enum digest_algo { DIGEST_SHA256 = 1, DIGEST_SHA512 = 2 };
 
-#define DIGEST_HEX_MAX 128                        /* sha512 */
+#define DIGEST_HEX_MAX 128                      /* sha512 */
 #define DIGEST_STR_MAX (7 + DIGEST_HEX_MAX + 1) /* "sha512:" + hex + NUL */
 
 struct digest {

@@ -11,11 +11,22 @@
 #include "../common/err.h"
 #include "../common/log.h"
 
-enum { DB_BLOB, DB_REPO_BLOB, DB_BLOB_REPO, DB_REPO, DB_UPLOAD, DB_MANIFEST, DB_MANIFEST_DATA,
-       DB_TAG, DB_REFERRER, DB__COUNT };
+enum {
+    DB_BLOB,
+    DB_REPO_BLOB,
+    DB_BLOB_REPO,
+    DB_REPO,
+    DB_UPLOAD,
+    DB_MANIFEST,
+    DB_MANIFEST_DATA,
+    DB_TAG,
+    DB_REFERRER,
+    DB__COUNT
+};
 
 static const char *const db_names[DB__COUNT] = {
-    "blob", "repo_blob", "blob_repo", "repo", "upload", "manifest", "manifest_data", "tag", "referrer",
+    "blob",     "repo_blob",     "blob_repo", "repo",     "upload",
+    "manifest", "manifest_data", "tag",       "referrer",
 };
 
 struct index {
@@ -564,8 +575,7 @@ int index_get_manifest(struct index_txn *t, const char *repo, const char *digest
     return rc ? rc : parse_manifest(&v, out, NULL, NULL, NULL);
 }
 
-int index_get_manifest_data(struct index_txn *t, const char *digest, const void **data,
-                            size_t *len)
+int index_get_manifest_data(struct index_txn *t, const char *digest, const void **data, size_t *len)
 {
     MDB_val v;
     int rc = kv_get(t, DB_MANIFEST_DATA, digest, NULL, &v, REG_E_MANIFEST_UNKNOWN);
@@ -673,7 +683,7 @@ int index_put_referrer(struct index_txn *t, const char *repo, const char *subjec
 }
 
 struct list_ctx {
-    size_t plen;     /* prefix bytes to strip from each key */
+    size_t plen; /* prefix bytes to strip from each key */
     size_t n, seen;
     int more;
     index_name_cb name_cb;

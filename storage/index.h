@@ -35,11 +35,11 @@ struct index_blob {
 #define INDEX_HASH_STATE_MAX 256
 
 struct index_upload {
-    char repo[256];      /* repository the session belongs to */
-    uint64_t offset;     /* bytes received, fsynced and hashed */
-    int64_t updated;     /* unix seconds of last activity */
-    uint32_t algo;       /* enum digest_algo of the running hash */
-    uint32_t state_len;  /* bytes of state[] in use; 0 = rehash the file */
+    char repo[256];     /* repository the session belongs to */
+    uint64_t offset;    /* bytes received, fsynced and hashed */
+    int64_t updated;    /* unix seconds of last activity */
+    uint32_t algo;      /* enum digest_algo of the running hash */
+    uint32_t state_len; /* bytes of state[] in use; 0 = rehash the file */
     unsigned char state[INDEX_HASH_STATE_MAX];
 };
 
@@ -77,8 +77,8 @@ int index_del_upload(struct index_txn *t, const char *uuid);
 /* Manifests. */
 struct index_manifest {
     char media_type[128];
-    char artifact_type[128];          /* "" when none */
-    char subject[136];                /* subject digest, "" when none */
+    char artifact_type[128]; /* "" when none */
+    char subject[136];       /* subject digest, "" when none */
     uint64_t size;
     int64_t created;
 };

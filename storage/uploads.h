@@ -29,9 +29,9 @@ int upload_uuid_valid(const char *s, size_t len);
  * monolithic upload that finishes in the same request). */
 int upload_create(struct uploads *us, const char *repo, int persist, struct upload **out);
 
-/* Take over an existing session of repo; uuid must pass upload_uuid_valid. REG_E_UPLOAD_UNKNOWN when there
- * is none (or it belongs to another repo), REG_E_UPLOAD_BUSY when another
- * request holds it. */
+/* Take over an existing session of repo; uuid must pass upload_uuid_valid. REG_E_UPLOAD_UNKNOWN
+ * when there is none (or it belongs to another repo), REG_E_UPLOAD_BUSY when another request holds
+ * it. */
 int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct upload **out);
 
 /* Offset of a session without taking it (GET on an upload). */
