@@ -80,23 +80,27 @@ void log_msg(enum log_level level, const char *fmt, ...)
 void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
                 double ms)
 {
-    char ts[40], line[2048];
+    char ts[40], line[2048], m[24], p[1024];
 
     if (!log_enabled(LOG_INFO))
         return;
+    snprintf(m, sizeof(m), "%s", method);
+    snprintf(p, sizeof(p), "%s", path);
+    scrub(m);
+    scrub(p);
     timestamp(ts, sizeof(ts));
     if (out_format == LOG_JSON) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f}", "time", ts, "level", "info",
-                              "method", method, "path", path, "status", (int)status, "bytes",
-                              (json_int_t)bytes, "ms", ms);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f}", "time", ts, "level", "info", "method",
+                      m, "path", p, "status", (int)status, "bytes", (json_int_t)bytes, "ms", ms);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
         snprintf(line, sizeof(line), "%s\n", s ? s : "{}");
         free(s);
         json_decref(o);
     } else {
-        snprintf(line, sizeof(line), "%s info  %s %s %u %llu %.1fms\n", ts, method, path, status,
-                 bytes, ms);
+        snprintf(line, sizeof(line), "%s info  %s %s %u %llu %.1fms\n", ts, m, p, status, bytes,
+                 ms);
     }
     emit(line);
 }

@@ -9,7 +9,8 @@ void log_setup(enum log_level level, enum log_format format);
 int log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* One access line: method, path (never the query), status, bytes, ms. */
+/* One access line: method, path (never the query), status, bytes, ms. Control
+ * characters in method and path are replaced, as in every message. */
 void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
                 double ms);
 

@@ -314,14 +314,6 @@ static void req_free(struct req *r)
     free(r);
 }
 
-/* Control characters in a logged path could forge log lines. */
-static void sanitize(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '"' || *s == '\\')
-            *s = '?';
-}
-
 /* Does the request announce a body? */
 static int has_body(struct MHD_Connection *c)
 {
@@ -476,7 +468,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_server *s = cls;
     struct req *r = *con_cls;
     struct timespec now;
-    char *method;
     double ms;
 
     (void)c;
@@ -488,12 +479,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     clock_gettime(CLOCK_MONOTONIC, &now);
     ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
          (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
-    sanitize(r->path);
-    method = req_printf(r, "%.16s", r->method);
-    if (method)
-        sanitize(method);
-    log_access(method ? method : "?", r->path,
-               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499, r->bytes, ms);
+    log_access(r->method, r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
+               r->bytes, ms);
     req_free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }
