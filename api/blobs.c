@@ -114,6 +114,7 @@ static int blob_delete_begin(struct req *r, const struct route *rt)
 {
     struct registry *reg = req_registry(r);
     struct index_txn *t = NULL;
+    char user[DIGEST_STR_MAX + 16] = "";
     struct digest d;
     int rc;
 
@@ -122,21 +123,28 @@ static int blob_delete_begin(struct req *r, const struct route *rt)
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;
-    rc = index_begin(reg->ix, 1, &t);
+    rc = index_begin(reg->ix, INDEX_WRITE_FREEING, &t);
     if (rc)
         return rc;
     rc = index_repo_has_blob(t, rt->name, d.str);
+    /* In the same write transaction as a manifest PUT's own check that its
+     * blobs are here: no interleaving leaves a manifest without its blob. */
+    if (!rc) {
+        rc = index_ref_user(t, rt->name, d.str, user, sizeof(user));
+        rc = rc == REG_OK ? REG_E_IN_USE : rc == REG_E_NOT_FOUND ? REG_OK : rc;
+    }
     if (!rc)
         rc = index_unlink_blob(t, rt->name, d.str);
-    if (rc) {
-        index_abort(t);
-        return rc;
+    rc = index_end(t, rc);
+    if (rc == REG_E_IN_USE) {
+        api_error(r, rc,
+                  req_printf(r, "blob %s is used by manifest %s in %s; delete that first", d.str,
+                             user, rt->name));
+        return REG_OK;
     }
-    rc = index_commit(t);
     if (rc)
         return rc;
-    /* The file stays until garbage collection finds no repo and no
-     * manifest that still needs it. */
+    /* Garbage collection removes the file once no manifest needs it. */
     req_set_header(r, "Docker-Content-Digest", d.str);
     req_reply(r, 202);
     return REG_OK;

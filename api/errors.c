@@ -42,6 +42,10 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_DENIED] = {403, "DENIED"},
     [REG_E_TOOMANY] = {429, "TOOMANYREQUESTS"},
     [REG_E_PAGINATION] = {400, "UNSUPPORTED"},
+    /* 5xx codes are free in the spec; the message says which store is full. */
+    [REG_E_NOSPC] = {507, "UNKNOWN"},
+    [REG_E_INDEX_FULL] = {507, "UNKNOWN"},
+    [REG_E_IN_USE] = {405, "UNSUPPORTED"},
 };
 
 void api_error(struct req *r, int err, const char *detail)

@@ -414,6 +414,7 @@ static int delete_begin(struct req *r, const struct route *rt)
 {
     struct registry *reg = req_registry(r);
     struct index_txn *t = NULL;
+    char user[DIGEST_STR_MAX + 16] = "";
     struct digest d;
     int is_digest, rc;
 
@@ -422,16 +423,25 @@ static int delete_begin(struct req *r, const struct route *rt)
     rc = parse_reference(rt->ref, &d, &is_digest);
     if (rc)
         return rc;
-    rc = index_begin(reg->ix, 1, &t);
+    rc = index_begin(reg->ix, INDEX_WRITE_FREEING, &t);
     if (rc)
         return rc;
-    rc =
-        is_digest ? index_delete_manifest(t, rt->name, d.str) : index_del_tag(t, rt->name, rt->ref);
-    if (rc) {
-        index_abort(t);
-        return rc;
+    if (is_digest) {
+        /* A child of an index in this repository stays while the index does. */
+        rc = index_ref_user(t, rt->name, d.str, user, sizeof(user));
+        rc = rc == REG_OK ? REG_E_IN_USE : rc == REG_E_NOT_FOUND ? REG_OK : rc;
+        if (!rc)
+            rc = index_delete_manifest(t, rt->name, d.str);
+    } else {
+        rc = index_del_tag(t, rt->name, rt->ref);
     }
-    rc = index_commit(t);
+    rc = index_end(t, rc);
+    if (rc == REG_E_IN_USE) {
+        api_error(r, rc,
+                  req_printf(r, "manifest %s is used by index %s in %s; delete that first", d.str,
+                             user, rt->name));
+        return REG_OK;
+    }
     if (rc)
         return rc;
     req_reply(r, 202);

@@ -1,5 +1,7 @@
 #include "err.h"
 
+#include <errno.h>
+
 static const char *const messages[REG_E__COUNT] = {
     [REG_OK] = "ok",
     [REG_E_NOMEM] = "out of memory",
@@ -29,6 +31,9 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_DENIED] = "requested access to the resource is denied",
     [REG_E_TOOMANY] = "too many requests",
     [REG_E_PAGINATION] = "the n parameter must be a non-negative integer",
+    [REG_E_NOSPC] = "storage full: no space left on the disk that holds the registry's data",
+    [REG_E_INDEX_FULL] = "storage full: the metadata index reached its index_max_size",
+    [REG_E_IN_USE] = "the operation is unsupported: content is in use",
 };
 
 const char *reg_strerror(int err)
@@ -36,4 +41,9 @@ const char *reg_strerror(int err)
     if (err < 0 || err >= REG_E__COUNT || !messages[err])
         return "unknown error";
     return messages[err];
+}
+
+int reg_errno(int e)
+{
+    return (e == ENOSPC || e == EDQUOT) ? REG_E_NOSPC : REG_E_IO;
 }

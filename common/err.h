@@ -33,10 +33,17 @@ enum reg_err {
     REG_E_DENIED,                /* authenticated but not allowed */
     REG_E_TOOMANY,               /* rate limited */
     REG_E_PAGINATION,            /* n is not a non-negative integer */
+    REG_E_NOSPC,                 /* the disk holding the data root is full */
+    REG_E_INDEX_FULL,            /* the index reached index_max_size */
+    REG_E_IN_USE,                /* deleting it would break a manifest that uses it */
     REG_E__COUNT
 };
 
 /* A short, static description for logs. Never NULL. */
 const char *reg_strerror(int err);
+
+/* The error for a failed system call's errno: REG_E_NOSPC for a full disk
+ * or quota, REG_E_IO otherwise. */
+int reg_errno(int e);
 
 #endif

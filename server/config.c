@@ -23,6 +23,10 @@ void config_defaults(struct config *c)
     snprintf(c->root, sizeof(c->root), "./data");
     c->delete_enabled = 0;
     c->index_max_size = (size_t)16 << 30;
+    c->gc_interval = 3600;
+    c->gc_grace = 3600;
+    c->gc_upload_ttl = 86400;
+    c->gc_untagged = 0;
     c->log_level = LOG_INFO;
     c->log_format = LOG_TEXT;
     c->auth_mode = 0;
@@ -128,6 +132,43 @@ static int parse_size(const char *v, unsigned long long min, unsigned long long 
     return *out < min ? -1 : 0;
 }
 
+/* Durations: seconds, or a number with s, m, h or d ("90", "30m", "1h"). */
+static int parse_duration(const char *v, unsigned long long max, long *out)
+{
+    char buf[32];
+    size_t len = strlen(v);
+    unsigned long long n, unit = 1;
+
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, v, len + 1);
+    switch (buf[len - 1]) {
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    default:
+        unit = 0;
+        break;
+    }
+    if (unit)
+        buf[len - 1] = '\0';
+    else
+        unit = 1;
+    if (parse_uint(buf, 0, max / unit, &n))
+        return -1;
+    *out = (long)(n * unit);
+    return 0;
+}
+
 static int parse_bool(const char *v, int *out)
 {
     if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
@@ -197,6 +238,20 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         if (parse_size(v, 1ULL << 20, 1ULL << 40, &n))
             return BAD("index_max_size: expected 1M..1024G, got '%s'", v);
         c->index_max_size = (size_t)n;
+    } else if (IS("gc", "interval")) {
+        if (parse_duration(v, 366ULL * 86400, &c->gc_interval))
+            return BAD("interval: expected a duration such as 1h, 30m or 0 (off), got '%s'", v);
+    } else if (IS("gc", "grace")) {
+        if (parse_duration(v, 366ULL * 86400, &c->gc_grace))
+            return BAD("grace: expected a duration such as 1h, 30m or 0, got '%s'", v);
+    } else if (IS("gc", "upload_ttl")) {
+        if (parse_duration(v, 366ULL * 86400, &c->gc_upload_ttl))
+            return BAD("upload_ttl: expected a duration such as 24h or 30m, got '%s'", v);
+    } else if (IS("gc", "untagged")) {
+        static const char *const untagged[] = {"keep", "delete"};
+
+        if (pick(v, untagged, 2, &c->gc_untagged))
+            return BAD("untagged: expected keep or delete, got '%s'", v);
     } else if (IS("log", "level")) {
         if (pick(v, levels, 4, &c->log_level))
             return BAD("level: expected debug, info, warn or error, got '%s'", v);

@@ -19,6 +19,11 @@ struct config {
     char root[4096];       /* data directory */
     int delete_enabled;    /* allow DELETE of blobs and manifests */
     size_t index_max_size; /* LMDB map size, bytes */
+    /* [gc] */
+    long gc_interval;   /* seconds between runs inside serve; 0 = never */
+    long gc_grace;      /* seconds a pushed blob or manifest is safe from GC */
+    long gc_upload_ttl; /* seconds an upload session may stay idle */
+    int gc_untagged;    /* 0 keep, 1 delete manifests nothing needs */
     /* [log] */
     int log_level;  /* enum log_level */
     int log_format; /* enum log_format */

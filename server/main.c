@@ -1,11 +1,13 @@
-/* registry: serve | version | --help */
+/* registry: serve | gc | fsck | backup | passwd | version | --help */
 #include <crypt.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "../common/file.h"
 #include "../common/log.h"
 #include "../storage/blobstore.h"
+#include "../storage/gc.h"
 #include "../storage/index.h"
 #include "../storage/uploads.h"
 #include "config.h"
@@ -29,15 +32,260 @@ static void usage(FILE *f)
     fprintf(f, "usage: registry <command> [options]\n"
                "\n"
                "commands:\n"
-               "  serve      run the registry server\n"
-               "  version    print the version\n"
+               "  serve        run the registry server\n"
+               "  gc           remove what nothing references (see [gc] in the config)\n"
+               "  fsck         check blobs, index and reference counts both ways\n"
+               "  backup DEST  write a consistent copy of the data root to DEST\n"
+               "  version      print the version\n"
                "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
                "\n"
-               "serve options (override the config file):\n"
+               "options (override the config file):\n"
                "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
-               "  --listen HOST:PORT address to serve on (default 127.0.0.1:5000; port 0 = any)\n"
                "  --root DIR         data directory (default ./data)\n"
-               "  --ready-file FILE  write the bound HOST:PORT to FILE once serving\n");
+               "serve:\n"
+               "  --listen HOST:PORT address to serve on (default 127.0.0.1:5000; port 0 = any)\n"
+               "  --ready-file FILE  write the bound HOST:PORT to FILE once serving\n"
+               "gc:\n"
+               "  --dry-run          count what would be removed; may run beside a server\n"
+               "fsck:\n"
+               "  --repair           fix what is safe (needs the root: stop the server)\n"
+               "\n"
+               "serve, gc and fsck --repair take the data root for themselves: a second\n"
+               "one exits at once, naming the process that holds it. SIGUSR1 to a server\n"
+               "starts a GC run now.\n");
+}
+
+/* What a command line said. */
+struct cli {
+    const char *config_path, *listen, *root, *ready, *dest;
+    int dry_run, repair;
+};
+
+enum { CLI_LISTEN = 1, CLI_READY = 2, CLI_DRY = 4, CLI_REPAIR = 8, CLI_DEST = 16 };
+
+static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, struct cli *c)
+{
+    int i;
+
+    memset(c, 0, sizeof(*c));
+    for (i = 0; i < argc; i++) {
+        const char **dst = NULL;
+        const char *a = argv[i];
+
+        if (!strcmp(a, "--config"))
+            dst = &c->config_path;
+        else if (!strcmp(a, "--root"))
+            dst = &c->root;
+        else if (!strcmp(a, "--listen") && (allowed & CLI_LISTEN))
+            dst = &c->listen;
+        else if (!strcmp(a, "--ready-file") && (allowed & CLI_READY))
+            dst = &c->ready;
+        else if (!strcmp(a, "--dry-run") && (allowed & CLI_DRY)) {
+            c->dry_run = 1;
+            continue;
+        } else if (!strcmp(a, "--repair") && (allowed & CLI_REPAIR)) {
+            c->repair = 1;
+            continue;
+        } else if (a[0] != '-' && (allowed & CLI_DEST) && !c->dest) {
+            c->dest = a;
+            continue;
+        }
+        if (!dst || i + 1 >= argc) {
+            fprintf(stderr, "registry %s: bad argument '%s'\n", cmd, a);
+            usage(stderr);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    if ((allowed & CLI_DEST) && !c->dest) {
+        fprintf(stderr, "registry %s: missing destination directory\n", cmd);
+        return 2;
+    }
+    return 0;
+}
+
+static int load_config(const struct cli *c, struct config *cfg)
+{
+    char err[512];
+
+    config_defaults(cfg);
+    if ((c->config_path && config_load(cfg, c->config_path, err, sizeof(err))) ||
+        (c->listen && config_set(cfg, "server", "listen", c->listen, err, sizeof(err))) ||
+        (c->root && config_set(cfg, "storage", "root", c->root, err, sizeof(err)))) {
+        fprintf(stderr, "registry: %s\n", err);
+        config_free(cfg);
+        return 2;
+    }
+    log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
+    return 0;
+}
+
+/* One process per data root: an fcntl lock on <root>/lock, held for the
+ * life of the process (any close of that file would drop it, so it is
+ * opened once). The holder's PID is also written there, for people. */
+static int lock_root(const char *root, int *out)
+{
+    char path[4200];
+    struct flock fl;
+    int fd;
+
+    *out = -1;
+    if (mkdir(root, 0755) != 0 && errno != EEXIST) {
+        log_error("cannot create the data root %s: %s", root, strerror(errno));
+        return REG_E_IO;
+    }
+    snprintf(path, sizeof(path), "%s/lock", root);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error("cannot open %s: %s", path, strerror(errno));
+        return REG_E_IO;
+    }
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        struct flock q;
+
+        memset(&q, 0, sizeof(q));
+        q.l_type = F_WRLCK;
+        q.l_whence = SEEK_SET;
+        if (fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK)
+            log_error("the data root %s is in use by process %ld (one registry process per "
+                      "root: stop it first, or use --root)",
+                      root, (long)q.l_pid);
+        else
+            log_error("the data root %s is in use by another process", root);
+        close(fd);
+        return REG_E_CONFIG;
+    }
+    if (ftruncate(fd, 0) == 0)
+        dprintf(fd, "%ld\n", (long)getpid());
+    *out = fd;
+    return REG_OK;
+}
+
+/* The storage modules, opened together. */
+struct store {
+    struct blobstore *bs;
+    struct index *ix;
+    struct uploads *us;
+};
+
+static int store_open(const struct config *cfg, int readonly, struct store *st)
+{
+    int rc = blobstore_open(cfg->root, &st->bs);
+
+    if (!rc)
+        rc = readonly ? index_open_readonly(blobstore_index_dir(st->bs), &st->ix)
+                      : index_open(blobstore_index_dir(st->bs), cfg->index_max_size, &st->ix);
+    if (!rc)
+        rc = uploads_new(st->bs, st->ix, &st->us);
+    if (rc)
+        log_error("cannot open storage at %s: %s", cfg->root, reg_strerror(rc));
+    return rc;
+}
+
+static void store_close(struct store *st)
+{
+    uploads_free(st->us);
+    index_close(st->ix);
+    blobstore_close(st->bs);
+    memset(st, 0, sizeof(*st));
+}
+
+static void gc_options(const struct config *cfg, int dry, struct gc_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->grace = cfg->gc_grace;
+    o->upload_ttl = cfg->gc_upload_ttl;
+    o->untagged_delete = cfg->gc_untagged;
+    o->dry_run = dry;
+}
+
+/* GC inside serve: a thread that runs every interval, or at once when
+ * poked (SIGUSR1). */
+struct gc_timer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, poke, started;
+    long interval; /* seconds; 0: only when poked */
+    struct gc_opts opts;
+    const char *root;
+    struct store *st;
+};
+
+static void *gc_thread(void *arg)
+{
+    struct gc_timer *g = arg;
+    struct timespec next;
+    struct gc_stats stats;
+    int rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    next.tv_sec += g->interval;
+    pthread_mutex_lock(&g->mu);
+    while (!g->stop) {
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!g->poke && (g->interval == 0 || now.tv_sec < next.tv_sec)) {
+            if (g->interval == 0)
+                pthread_cond_wait(&g->cv, &g->mu);
+            else
+                pthread_cond_timedwait(&g->cv, &g->mu, &next);
+            continue;
+        }
+        g->poke = 0;
+        pthread_mutex_unlock(&g->mu);
+        rc = gc_run(g->root, g->st->bs, g->st->ix, g->st->us, &g->opts, &stats);
+        if (rc)
+            log_error("gc: %s", reg_strerror(rc));
+        else
+            gc_log(&stats, 0);
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        next.tv_sec += g->interval;
+        pthread_mutex_lock(&g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static int gc_timer_start(struct gc_timer *g)
+{
+    pthread_condattr_t a;
+
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &a);
+    pthread_condattr_destroy(&a);
+    if (pthread_create(&g->thread, NULL, gc_thread, g) != 0)
+        return REG_E_INTERNAL;
+    g->started = 1;
+    return REG_OK;
+}
+
+static void gc_timer_signal(struct gc_timer *g, int stop)
+{
+    pthread_mutex_lock(&g->mu);
+    if (stop)
+        g->stop = 1;
+    else
+        g->poke = 1;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gc_timer_stop(struct gc_timer *g)
+{
+    if (!g->started)
+        return;
+    gc_timer_signal(g, 1);
+    pthread_join(g->thread, NULL);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    g->started = 0;
 }
 
 static int write_ready_file(const char *path, const char *listen, unsigned port)
@@ -88,123 +336,174 @@ static int open_auth(const struct config *cfg, struct auth **out)
     return rc;
 }
 
-static int serve(int argc, char **argv)
+static int start_http(const struct config *cfg, struct registry *reg, char **tls_cert,
+                      char **tls_key, struct http_server **srv)
 {
-    struct config cfg;
-    struct registry reg;
-    struct http_server *srv = NULL;
     struct http_opts ho;
-    char *tls_cert = NULL, *tls_key = NULL;
-    const char *config_path = NULL, *listen = NULL, *root = NULL, *ready = NULL;
-    char err[512];
-    sigset_t sigs;
-    int i, sig, rc;
 
-    memset(&reg, 0, sizeof(reg));
-    for (i = 0; i < argc; i++) {
-        const char **dst = NULL;
-
-        if (!strcmp(argv[i], "--config"))
-            dst = &config_path;
-        else if (!strcmp(argv[i], "--listen"))
-            dst = &listen;
-        else if (!strcmp(argv[i], "--root"))
-            dst = &root;
-        else if (!strcmp(argv[i], "--ready-file"))
-            dst = &ready;
-        if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "registry serve: bad argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+    if (cfg->tls_cert[0] || cfg->tls_key[0]) {
+        *tls_cert = file_read(cfg->tls_cert, 1 << 20, NULL);
+        *tls_key = file_read(cfg->tls_key, 1 << 20, NULL);
+        if (!*tls_cert || !*tls_key) {
+            log_error("tls: cannot read tls_cert %s and tls_key %s", cfg->tls_cert, cfg->tls_key);
+            return REG_E_CONFIG;
         }
-        *dst = argv[++i];
+        reg->tls = 1;
     }
-    config_defaults(&cfg);
-    if ((config_path && config_load(&cfg, config_path, err, sizeof(err))) ||
-        (listen && config_set(&cfg, "server", "listen", listen, err, sizeof(err))) ||
-        (root && config_set(&cfg, "storage", "root", root, err, sizeof(err)))) {
-        fprintf(stderr, "registry: %s\n", err);
-        config_free(&cfg);
-        return 2;
-    }
-    log_setup((enum log_level)cfg.log_level, (enum log_format)cfg.log_format);
+    reg->delete_enabled = cfg->delete_enabled;
+    reg->max_manifest_size = cfg->max_manifest_size;
+    memset(&ho, 0, sizeof(ho));
+    ho.listen = cfg->listen;
+    ho.threads = cfg->threads;
+    ho.max_connections = cfg->max_connections;
+    ho.timeout = cfg->timeout;
+    ho.tls_cert = *tls_cert;
+    ho.tls_key = *tls_key;
+    return http_start(&ho, reg, srv);
+}
 
-    /* Block the stop signals before any thread starts, then wait for them. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+/* Wait for a stop signal; SIGUSR1 starts a GC run. Then let requests in
+ * flight finish, for at most shutdown_timeout. */
+static void signal_loop(const sigset_t *sigs, struct gc_timer *g, struct http_server *srv,
+                        unsigned shutdown_timeout)
+{
+    int sig, i;
 
-    rc = blobstore_open(cfg.root, &reg.bs);
-    if (!rc)
-        rc = index_open(blobstore_index_dir(reg.bs), cfg.index_max_size, &reg.ix);
-    if (!rc)
-        rc = uploads_new(reg.bs, reg.ix, &reg.us);
-    if (rc) {
-        log_error("cannot open storage at %s: %s", cfg.root, reg_strerror(rc));
-        goto out;
-    }
-    rc = open_auth(&cfg, &reg.auth);
-    if (rc)
-        goto out;
-    if (cfg.tls_cert[0] || cfg.tls_key[0]) {
-        tls_cert = file_read(cfg.tls_cert, 1 << 20, NULL);
-        tls_key = file_read(cfg.tls_key, 1 << 20, NULL);
-        if (!tls_cert || !tls_key) {
-            log_error("tls: cannot read tls_cert %s and tls_key %s", cfg.tls_cert, cfg.tls_key);
-            rc = REG_E_CONFIG;
-            goto out;
-        }
-        reg.tls = 1;
-    }
-    reg.delete_enabled = cfg.delete_enabled;
-    reg.max_manifest_size = cfg.max_manifest_size;
-    ho.listen = cfg.listen;
-    ho.threads = cfg.threads;
-    ho.max_connections = cfg.max_connections;
-    ho.timeout = cfg.timeout;
-    ho.tls_cert = tls_cert;
-    ho.tls_key = tls_key;
-    rc = http_start(&ho, &reg, &srv);
-    if (rc)
-        goto out;
-    log_info("registry %s serving %s on %s (port %u), root %s, auth %s", REGISTRY_VERSION,
-             reg.tls ? "https" : "http", cfg.listen, http_port(srv), cfg.root,
-             cfg.auth_mode == AUTH_TOKEN   ? "token"
-             : cfg.auth_mode == AUTH_BASIC ? "basic"
-                                           : "none");
-    if (ready && write_ready_file(ready, cfg.listen, http_port(srv)) != REG_OK)
-        log_warn("cannot write %s", ready);
-
-    do {
+    for (;;) {
         sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            sig = 0;
-    } while (sig != SIGINT && sig != SIGTERM);
+        if (sigwait(sigs, &sig) != 0)
+            continue;
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        if (sig == SIGUSR1 && g->started) {
+            log_info("signal %d: starting a GC run", sig);
+            gc_timer_signal(g, 0);
+        }
+    }
     log_info("signal %d: no new connections, letting requests finish", sig);
     http_quiesce(srv);
-    for (i = 0; i < (int)cfg.shutdown_timeout * 10 && http_in_flight(srv) > 0; i++) {
+    for (i = 0; i < (int)shutdown_timeout * 10 && http_in_flight(srv) > 0; i++) {
         struct timespec ts = {0, 100000000L};
 
         nanosleep(&ts, NULL);
     }
     if (http_in_flight(srv) > 0)
         log_warn("%u requests still in flight, closing them", http_in_flight(srv));
+}
+
+static int serve(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    struct registry reg;
+    struct store st;
+    struct gc_timer gct;
+    struct http_server *srv = NULL;
+    char *tls_cert = NULL, *tls_key = NULL;
+    sigset_t sigs;
+    int rc, lockfd = -1;
+
+    rc = parse_cli("serve", argc, argv, CLI_LISTEN | CLI_READY, &cli);
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return rc;
+    memset(&reg, 0, sizeof(reg));
+    memset(&st, 0, sizeof(st));
+    memset(&gct, 0, sizeof(gct));
+
+    /* Block the signals before any thread starts, then wait for them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = lock_root(cfg.root, &lockfd);
+    if (!rc)
+        rc = store_open(&cfg, 0, &st);
+    if (!rc)
+        rc = open_auth(&cfg, &reg.auth);
+    if (rc)
+        goto out;
+    reg.bs = st.bs;
+    reg.ix = st.ix;
+    reg.us = st.us;
+    rc = start_http(&cfg, &reg, &tls_cert, &tls_key, &srv);
+    if (rc)
+        goto out;
+    gct.interval = cfg.gc_interval;
+    gct.root = cfg.root;
+    gct.st = &st;
+    gc_options(&cfg, 0, &gct.opts);
+    rc = gc_timer_start(&gct);
+    if (rc)
+        goto out;
+    log_info("registry %s serving %s on %s (port %u), root %s, auth %s, gc every %lds",
+             REGISTRY_VERSION, reg.tls ? "https" : "http", cfg.listen, http_port(srv), cfg.root,
+             cfg.auth_mode == AUTH_TOKEN   ? "token"
+             : cfg.auth_mode == AUTH_BASIC ? "basic"
+                                           : "none",
+             cfg.gc_interval);
+    if (cli.ready && write_ready_file(cli.ready, cfg.listen, http_port(srv)) != REG_OK)
+        log_warn("cannot write %s", cli.ready);
+    signal_loop(&sigs, &gct, srv, cfg.shutdown_timeout);
 out:
     http_stop(srv);
+    gc_timer_stop(&gct);
     auth_free(reg.auth);
     free(tls_cert);
     if (tls_key) {
         explicit_bzero(tls_key, strlen(tls_key));
         free(tls_key);
     }
-    config_free(&cfg);
-    uploads_free(reg.us);
-    index_close(reg.ix);
-    blobstore_close(reg.bs);
+    store_close(&st);
+    if (lockfd >= 0)
+        close(lockfd);
     if (!rc)
         log_info("stopped");
+    config_free(&cfg);
+    return rc ? 1 : 0;
+}
+
+/* registry gc [--dry-run]: one run, as the server's timer would do it. A
+ * dry run only reads, so it may run beside a live server. */
+static int gc_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    struct store st;
+    struct gc_opts o;
+    struct gc_stats stats;
+    int rc, lockfd = -1;
+
+    rc = parse_cli("gc", argc, argv, CLI_DRY, &cli);
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return rc;
+    memset(&st, 0, sizeof(st));
+    rc = cli.dry_run ? REG_OK : lock_root(cfg.root, &lockfd);
+    if (rc) {
+        log_error("a running server collects garbage itself every [gc] interval; send it "
+                  "SIGUSR1 to start a run now");
+        goto out;
+    }
+    rc = store_open(&cfg, cli.dry_run, &st);
+    if (rc)
+        goto out;
+    gc_options(&cfg, cli.dry_run, &o);
+    rc = gc_run(cfg.root, st.bs, st.ix, st.us, &o, &stats);
+    if (rc)
+        log_error("gc: %s", reg_strerror(rc));
+    else
+        gc_log(&stats, cli.dry_run);
+out:
+    store_close(&st);
+    if (lockfd >= 0)
+        close(lockfd);
+    config_free(&cfg);
     return rc ? 1 : 0;
 }
 
@@ -259,6 +558,8 @@ int main(int argc, char **argv)
         return serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "passwd"))
         return passwd(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "gc"))
+        return gc_command(argc - 2, argv + 2);
     fprintf(stderr, "registry: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,8 +1,10 @@
 #include "blobstore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 struct blobstore {
     char root[PATH_MAX];
     char index_dir[PATH_MAX];
+    pthread_rwlock_t commits; /* shared: commit + index record; exclusive: removal */
 };
 
 static int mkdir_p(const char *path)
@@ -85,6 +88,15 @@ int blobstore_open(const char *root, struct blobstore **out)
 
     if (!bs)
         goto out;
+    {
+        pthread_rwlockattr_t a;
+
+        /* Removals (GC) must not starve behind a steady stream of pushes. */
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&bs->commits, &a);
+        pthread_rwlockattr_destroy(&a);
+    }
     rc = REG_E_CONFIG;
     if (snprintf(bs->root, sizeof(bs->root), "%s", root) >= (int)sizeof(bs->root))
         goto out;
@@ -99,7 +111,8 @@ int blobstore_open(const char *root, struct blobstore **out)
     }
     rc = make_shards(bs);
 out:
-    if (rc) {
+    if (rc && bs) {
+        pthread_rwlock_destroy(&bs->commits);
         free(bs);
         bs = NULL;
     }
@@ -109,7 +122,25 @@ out:
 
 void blobstore_close(struct blobstore *bs)
 {
+    if (!bs)
+        return;
+    pthread_rwlock_destroy(&bs->commits);
     free(bs);
+}
+
+void blobstore_lock_shared(struct blobstore *bs)
+{
+    pthread_rwlock_rdlock(&bs->commits);
+}
+
+void blobstore_lock_exclusive(struct blobstore *bs)
+{
+    pthread_rwlock_wrlock(&bs->commits);
+}
+
+void blobstore_unlock(struct blobstore *bs)
+{
+    pthread_rwlock_unlock(&bs->commits);
 }
 
 const char *blobstore_index_dir(struct blobstore *bs)
@@ -183,7 +214,7 @@ int blobstore_commit(struct blobstore *bs, int fd, const char *upload_path, cons
     }
     if (fsync(fd) != 0) {
         log_error("fsync %s: %s", upload_path, strerror(errno));
-        return REG_E_IO;
+        return reg_errno(errno);
     }
     if (stat(dir, &st) != 0) {
         /* A new shard directory: its own name must be durable too. */
@@ -215,6 +246,47 @@ int blobstore_delete(struct blobstore *bs, const struct digest *d)
     if (unlink(file) != 0 && errno != ENOENT)
         return REG_E_IO;
     return REG_OK;
+}
+
+/* One shard directory: every file named like a digest of algo. */
+static int each_in_shard(const char *dir, enum digest_algo algo, blobstore_each_fn fn, void *arg)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char name[DIGEST_STR_MAX + 300], path[PATH_MAX + 300];
+    struct digest dg;
+    struct stat st;
+    int rc = REG_OK;
+
+    if (!d)
+        return errno == ENOENT ? REG_OK : REG_E_IO;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > DIGEST_HEX_MAX)
+            continue;
+        snprintf(name, sizeof(name), "%s:%s", digest_algo_name(algo), e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (digest_parse(name, strlen(name), &dg) != REG_OK || lstat(path, &st) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue; /* not ours */
+        rc = fn(arg, &dg, (uint64_t)st.st_size, (int64_t)st.st_mtime);
+    }
+    closedir(d);
+    return rc;
+}
+
+int blobstore_each(struct blobstore *bs, blobstore_each_fn fn, void *arg)
+{
+    static const enum digest_algo algos[] = {DIGEST_SHA256, DIGEST_SHA512};
+    char dir[PATH_MAX + 32];
+    size_t a;
+    int i, rc = REG_OK;
+
+    for (a = 0; !rc && a < sizeof(algos) / sizeof(algos[0]); a++)
+        for (i = 0; !rc && i < 256; i++) {
+            snprintf(dir, sizeof(dir), "%s/blobs/%s/%02x", bs->root, digest_algo_name(algos[a]), i);
+            rc = each_in_shard(dir, algos[a], fn, arg);
+        }
+    return rc;
 }
 
 int blobstore_upload_path(struct blobstore *bs, const char *uuid, char *buf, size_t size)

@@ -30,6 +30,19 @@ int blobstore_commit(struct blobstore *bs, int fd, const char *upload_path, cons
 /* Remove a blob file; absent is not an error. */
 int blobstore_delete(struct blobstore *bs, const struct digest *d);
 
+/* A commit and the index record that makes it known hold the store shared;
+ * a removal (GC, fsck --repair) holds it exclusive. So a removal that finds
+ * a file without a record, or a record it may drop, never races a commit of
+ * the same digest: a push either keeps its bytes or was never acknowledged. */
+void blobstore_lock_shared(struct blobstore *bs);
+void blobstore_lock_exclusive(struct blobstore *bs);
+void blobstore_unlock(struct blobstore *bs);
+
+/* Every blob file, with its size and modification time; fn returns REG_OK
+ * to go on. Files whose names are not digests are skipped. */
+typedef int (*blobstore_each_fn)(void *arg, const struct digest *d, uint64_t size, int64_t mtime);
+int blobstore_each(struct blobstore *bs, blobstore_each_fn fn, void *arg);
+
 /* Path of the upload file for uuid (which must already be validated). */
 int blobstore_upload_path(struct blobstore *bs, const char *uuid, char *buf, size_t size);
 

@@ -2,8 +2,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <lmdb.h>
@@ -21,17 +25,32 @@ enum {
     DB_MANIFEST_DATA,
     DB_TAG,
     DB_REFERRER,
+    DB_REPO_REF,
+    DB_META,
     DB__COUNT
 };
 
 static const char *const db_names[DB__COUNT] = {
-    "blob",     "repo_blob",     "blob_repo", "repo",     "upload",
-    "manifest", "manifest_data", "tag",       "referrer",
+    "blob",          "repo_blob", "blob_repo", "repo",     "upload", "manifest",
+    "manifest_data", "tag",       "referrer",  "repo_ref", "meta",
 };
+
+/* Disk allocated ahead of the index file, so that deletes and GC still have
+ * pages to write when the disk is full; growing writes keep it topped up. */
+#define INDEX_SLACK ((uint64_t)8 << 20)
+/* Map beyond index_max_size: room for deletes and GC when the index is full. */
+#define INDEX_HEADROOM_MIN ((size_t)16 << 20)
+
+/* The schema version in meta "version"; 1 added repo_ref. */
+#define INDEX_SCHEMA 1
 
 struct index {
     MDB_env *env;
     MDB_dbi dbi[DB__COUNT];
+    uint64_t limit;       /* index_max_size: growing writes stop here */
+    uint64_t psize;       /* LMDB page size */
+    pthread_mutex_t grow; /* serialises the disk reservation */
+    uint64_t reserved;    /* bytes of the data file allocated on disk */
 };
 
 struct index_txn {
@@ -72,6 +91,10 @@ static int map_mdb(int rc, int notfound)
         return notfound;
     if (rc == ENOMEM)
         return REG_E_NOMEM;
+    if (rc == MDB_MAP_FULL)
+        return REG_E_INDEX_FULL;
+    if (rc == ENOSPC || rc == EDQUOT)
+        return REG_E_NOSPC;
     log_error("lmdb: %s", mdb_strerror(rc));
     return REG_E_INDEX;
 }
@@ -105,42 +128,87 @@ static int tag_cmp(const MDB_val *a, const MDB_val *b)
     return c;
 }
 
-int index_open(const char *dir, size_t map_size, struct index **out)
+static int repo_ref(struct index_txn *t, const char *repo, const char *digest, int delta);
+static int rebuild_repo_refs(struct index_txn *t);
+
+/* Bring an index written by an older version up to INDEX_SCHEMA. */
+static int upgrade(struct index_txn *t)
+{
+    uint32_t version = 0;
+    MDB_val k = {7, "version"}, v;
+    int rc = map_mdb(mdb_get(t->txn, t->ix->dbi[DB_META], &k, &v), REG_E_NOT_FOUND);
+
+    if (rc == REG_OK && v.mv_size == sizeof(version))
+        memcpy(&version, v.mv_data, sizeof(version));
+    else if (rc != REG_E_NOT_FOUND)
+        return rc ? rc : REG_E_INDEX;
+    if (version >= INDEX_SCHEMA)
+        return REG_OK;
+    rc = rebuild_repo_refs(t);
+    if (rc)
+        return rc;
+    version = INDEX_SCHEMA;
+    v.mv_size = sizeof(version);
+    v.mv_data = &version;
+    return map_mdb(mdb_put(t->txn, t->ix->dbi[DB_META], &k, &v, 0), REG_E_INDEX);
+}
+
+static int open_env(const char *dir, size_t max_size, int readonly, struct index **out)
 {
     struct index *ix = calloc(1, sizeof(*ix));
+    struct index_txn t;
     MDB_txn *txn = NULL;
-    int rc = REG_E_NOMEM, i;
+    MDB_stat st;
+    size_t headroom = max_size / 8 > INDEX_HEADROOM_MIN ? max_size / 8 : INDEX_HEADROOM_MIN;
+    int rc = REG_E_NOMEM, i, fd;
+    struct stat fst;
 
     if (!ix)
         goto out;
+    pthread_mutex_init(&ix->grow, NULL);
+    ix->limit = max_size;
     rc = map_mdb(mdb_env_create(&ix->env), REG_E_INDEX);
     if (rc)
         goto out;
     mdb_env_set_maxdbs(ix->env, DB__COUNT);
-    mdb_env_set_mapsize(ix->env, map_size);
+    mdb_env_set_mapsize(ix->env, max_size + headroom);
     mdb_env_set_maxreaders(ix->env, 1024);
     /* NOTLS: a read txn is tied to the request, not the thread. */
-    rc = map_mdb(mdb_env_open(ix->env, dir, MDB_NOTLS, 0600), REG_E_INDEX);
+    rc = map_mdb(mdb_env_open(ix->env, dir, MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0600),
+                 REG_E_INDEX);
     if (rc)
         goto out;
-    rc = map_mdb(mdb_txn_begin(ix->env, NULL, 0, &txn), REG_E_INDEX);
+    rc = map_mdb(mdb_txn_begin(ix->env, NULL, readonly ? MDB_RDONLY : 0, &txn), REG_E_INDEX);
     if (rc)
         goto out;
     for (i = 0; i < DB__COUNT; i++) {
-        rc = map_mdb(mdb_dbi_open(txn, db_names[i], MDB_CREATE, &ix->dbi[i]), REG_E_INDEX);
+        rc = map_mdb(mdb_dbi_open(txn, db_names[i], readonly ? 0 : MDB_CREATE, &ix->dbi[i]),
+                     REG_E_INDEX);
         if (!rc && i == DB_TAG)
             rc = map_mdb(mdb_set_compare(txn, ix->dbi[i], tag_cmp), REG_E_INDEX);
         if (rc)
             goto out;
     }
+    t.ix = ix;
+    t.txn = txn;
+    rc = readonly ? REG_OK : upgrade(&t);
+    if (rc)
+        goto out;
     rc = map_mdb(mdb_txn_commit(txn), REG_E_INDEX);
     txn = NULL;
+    if (rc)
+        goto out;
+    rc = map_mdb(mdb_env_stat(ix->env, &st), REG_E_INDEX);
+    ix->psize = st.ms_psize;
+    if (!rc && mdb_env_get_fd(ix->env, &fd) == 0 && fstat(fd, &fst) == 0)
+        ix->reserved = (uint64_t)fst.st_blocks * 512;
 out:
     if (txn)
         mdb_txn_abort(txn);
     if (rc && ix) {
         if (ix->env)
             mdb_env_close(ix->env);
+        pthread_mutex_destroy(&ix->grow);
         free(ix);
         ix = NULL;
     }
@@ -148,30 +216,108 @@ out:
     return rc;
 }
 
+int index_open(const char *dir, size_t max_size, struct index **out)
+{
+    return open_env(dir, max_size, 0, out);
+}
+
+int index_open_readonly(const char *dir, struct index **out)
+{
+    return open_env(dir, (size_t)1 << 30, 1, out);
+}
+
 void index_close(struct index *ix)
 {
     if (!ix)
         return;
     mdb_env_close(ix->env);
+    pthread_mutex_destroy(&ix->grow);
     free(ix);
 }
 
-int index_begin(struct index *ix, int writable, struct index_txn **out)
+/* Bytes in pages the index has freed and will reuse. The free list's
+ * records each begin with their page count (as mdb_stat -f reads them). */
+static uint64_t free_bytes(struct index *ix)
 {
-    struct index_txn *t = malloc(sizeof(*t));
-    int rc;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint64_t pages = 0;
+    size_t n;
+
+    if (mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &cur) == 0) {
+        while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+            if (v.mv_size < sizeof(n))
+                continue;
+            memcpy(&n, v.mv_data, sizeof(n));
+            pages += n;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return pages * ix->psize;
+}
+
+/* Room for a write that may grow the index: under index_max_size once
+ * reusable pages are counted, and disk allocated ahead of the file. Writes
+ * that only free (deletes, GC) skip this and use the headroom. */
+static int room(struct index *ix)
+{
+    MDB_envinfo info;
+    uint64_t used, want;
+    int rc = REG_OK, fd, e;
+
+    if (mdb_env_info(ix->env, &info) != 0)
+        return REG_E_INDEX;
+    used = ((uint64_t)info.me_last_pgno + 1) * ix->psize;
+    if (used > ix->limit && used - free_bytes(ix) > ix->limit)
+        return REG_E_INDEX_FULL;
+    pthread_mutex_lock(&ix->grow);
+    if (used + INDEX_SLACK > ix->reserved && mdb_env_get_fd(ix->env, &fd) == 0) {
+        /* Blocks past the end, file size unchanged: LMDB's writes land in
+         * them. Never the emulated posix_fallocate, which writes. */
+        want = used + 2 * INDEX_SLACK;
+        e = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)want) == 0 ? 0 : errno;
+        if (e == 0 || e == EOPNOTSUPP || e == ENOSYS)
+            ix->reserved = want; /* without fallocate there is nothing to reserve with */
+        else
+            rc = reg_errno(e);
+    }
+    pthread_mutex_unlock(&ix->grow);
+    return rc;
+}
+
+int index_begin(struct index *ix, int mode, struct index_txn **out)
+{
+    struct index_txn *t;
+    int rc = mode == INDEX_WRITE ? room(ix) : REG_OK;
 
     *out = NULL;
+    if (rc)
+        return rc;
+    t = malloc(sizeof(*t));
     if (!t)
         return REG_E_NOMEM;
     t->ix = ix;
-    rc = map_mdb(mdb_txn_begin(ix->env, NULL, writable ? 0 : MDB_RDONLY, &t->txn), REG_E_INDEX);
+    rc = map_mdb(mdb_txn_begin(ix->env, NULL, mode == INDEX_READ ? MDB_RDONLY : 0, &t->txn),
+                 REG_E_INDEX);
     if (rc) {
         free(t);
         return rc;
     }
     *out = t;
     return REG_OK;
+}
+
+int index_end(struct index_txn *t, int rc)
+{
+    if (rc) {
+        index_abort(t);
+        return rc;
+    }
+    return index_commit(t);
 }
 
 int index_commit(struct index_txn *t)
@@ -258,11 +404,15 @@ int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
     struct index_blob b;
     int rc = index_get_blob(t, digest, &b);
 
-    if (rc != REG_E_BLOB_UNKNOWN)
+    if (rc == REG_E_BLOB_UNKNOWN) {
+        memset(&b, 0, sizeof(b));
+        b.size = size;
+    } else if (rc) {
         return rc;
-    memset(&b, 0, sizeof(b));
-    b.size = size;
-    b.created = (int64_t)time(NULL);
+    }
+    /* Pushed again: GC's grace starts over, so a 201 is never followed by
+     * GC removing what the client will reference next. */
+    b.touched = (int64_t)time(NULL);
     return kv_put(t, DB_BLOB, digest, NULL, &b, sizeof(b));
 }
 
@@ -285,7 +435,17 @@ int index_repo_exists(struct index_txn *t, const char *repo)
 
 int index_link_blob(struct index_txn *t, const char *repo, const char *digest)
 {
-    int rc = kv_put(t, DB_REPO_BLOB, repo, digest, "", 0);
+    struct index_blob b;
+    int rc = index_get_blob(t, digest, &b);
+
+    if (rc == REG_OK) { /* a mount: the grace starts over, as for a push */
+        b.touched = (int64_t)time(NULL);
+        rc = kv_put(t, DB_BLOB, digest, NULL, &b, sizeof(b));
+    } else if (rc == REG_E_BLOB_UNKNOWN) {
+        rc = REG_OK;
+    }
+    if (!rc)
+        rc = kv_put(t, DB_REPO_BLOB, repo, digest, "", 0);
 
     if (!rc)
         rc = kv_put(t, DB_BLOB_REPO, digest, repo, "", 0);
@@ -331,21 +491,17 @@ int index_put_upload(struct index_txn *t, const char *uuid, const struct index_u
     return kv_put(t, DB_UPLOAD, uuid, NULL, buf, n);
 }
 
-int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload *out)
+static int parse_upload(const MDB_val *v, struct index_upload *out)
 {
     struct upload_hdr h;
-    MDB_val v;
     size_t rlen;
-    int rc = kv_get(t, DB_UPLOAD, uuid, NULL, &v, REG_E_UPLOAD_UNKNOWN);
 
-    if (rc)
-        return rc;
-    if (v.mv_size < sizeof(h))
+    if (v->mv_size < sizeof(h))
         return REG_E_INDEX;
-    memcpy(&h, v.mv_data, sizeof(h));
-    if (h.state_len > INDEX_HASH_STATE_MAX || v.mv_size < sizeof(h) + h.state_len)
+    memcpy(&h, v->mv_data, sizeof(h));
+    if (h.state_len > INDEX_HASH_STATE_MAX || v->mv_size < sizeof(h) + h.state_len)
         return REG_E_INDEX;
-    rlen = v.mv_size - sizeof(h) - h.state_len;
+    rlen = v->mv_size - sizeof(h) - h.state_len;
     if (rlen >= sizeof(out->repo))
         return REG_E_INDEX;
     memset(out, 0, sizeof(*out));
@@ -353,9 +509,17 @@ int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload 
     out->updated = h.updated;
     out->algo = h.algo;
     out->state_len = h.state_len;
-    memcpy(out->state, (char *)v.mv_data + sizeof(h), h.state_len);
-    memcpy(out->repo, (char *)v.mv_data + sizeof(h) + h.state_len, rlen);
+    memcpy(out->state, (char *)v->mv_data + sizeof(h), h.state_len);
+    memcpy(out->repo, (char *)v->mv_data + sizeof(h) + h.state_len, rlen);
     return REG_OK;
+}
+
+int index_get_upload(struct index_txn *t, const char *uuid, struct index_upload *out)
+{
+    MDB_val v;
+    int rc = kv_get(t, DB_UPLOAD, uuid, NULL, &v, REG_E_UPLOAD_UNKNOWN);
+
+    return rc ? rc : parse_upload(&v, out);
 }
 
 int index_del_upload(struct index_txn *t, const char *uuid)
@@ -453,6 +617,24 @@ static int blob_ref(struct index_txn *t, const char *digest, int delta)
     return kv_put(t, DB_BLOB, digest, NULL, &b, sizeof(b));
 }
 
+/* How many manifests of repo reference digest (a blob or an index child):
+ * what blob and manifest DELETEs check, in their own write transaction. */
+static int repo_ref(struct index_txn *t, const char *repo, const char *digest, int delta)
+{
+    uint64_t count = 0;
+    MDB_val v;
+    int rc = kv_get(t, DB_REPO_REF, repo, digest, &v, REG_E_NOT_FOUND);
+
+    if (rc == REG_OK && v.mv_size == sizeof(count))
+        memcpy(&count, v.mv_data, sizeof(count));
+    else if (rc != REG_E_NOT_FOUND)
+        return rc ? rc : REG_E_INDEX;
+    if (delta < 0 && count <= 1)
+        return kv_del(t, DB_REPO_REF, repo, digest);
+    count = delta < 0 ? count - 1 : count + 1;
+    return kv_put(t, DB_REPO_REF, repo, digest, &count, sizeof(count));
+}
+
 /* Manifest bytes are shared by the repositories that hold the manifest:
  * digest -> bytes, and digest \0 "#refs" -> how many repositories. */
 static int data_ref(struct index_txn *t, const char *digest, int delta, const void *data,
@@ -477,6 +659,30 @@ static int data_ref(struct index_txn *t, const char *digest, int delta, const vo
     return rc;
 }
 
+/* Pushed again: GC's grace for untagged manifests starts over. */
+static int touch_manifest(struct index_txn *t, const char *repo, const char *digest)
+{
+    struct manifest_hdr h;
+    MDB_val v;
+    char *copy;
+    int rc = kv_get(t, DB_MANIFEST, repo, digest, &v, REG_E_MANIFEST_UNKNOWN);
+
+    if (rc)
+        return rc;
+    if (v.mv_size < sizeof(h))
+        return REG_E_INDEX;
+    copy = malloc(v.mv_size);
+    if (!copy)
+        return REG_E_NOMEM;
+    memcpy(copy, v.mv_data, v.mv_size);
+    memcpy(&h, copy, sizeof(h));
+    h.created = (int64_t)time(NULL);
+    memcpy(copy, &h, sizeof(h));
+    rc = kv_put(t, DB_MANIFEST, repo, digest, copy, v.mv_size);
+    free(copy);
+    return rc ? rc : index_add_repo(t, repo);
+}
+
 int index_put_manifest(struct index_txn *t, const char *repo, const char *digest,
                        const struct index_manifest *m, const char *const *refs, size_t nrefs,
                        const void *data, size_t len, int *created)
@@ -489,8 +695,8 @@ int index_put_manifest(struct index_txn *t, const char *repo, const char *digest
 
     *created = 0;
     rc = index_get_manifest(t, repo, digest, &old);
-    if (rc == REG_OK)
-        return index_add_repo(t, repo); /* same bytes, same digest: nothing new */
+    if (rc == REG_OK) /* same bytes, same digest: nothing new but the time */
+        return touch_manifest(t, repo, digest);
     if (rc != REG_E_MANIFEST_UNKNOWN)
         return rc;
     memset(&h, 0, sizeof(h));
@@ -522,8 +728,11 @@ int index_put_manifest(struct index_txn *t, const char *repo, const char *digest
     }
     rc = kv_put(t, DB_MANIFEST, repo, digest, buf, vlen);
     free(buf);
-    for (i = 0; !rc && i < nrefs; i++)
+    for (i = 0; !rc && i < nrefs; i++) {
         rc = blob_ref(t, refs[i], +1);
+        if (!rc)
+            rc = repo_ref(t, repo, refs[i], +1);
+    }
     if (!rc)
         rc = data_ref(t, digest, +1, data, len);
     if (!rc)
@@ -629,6 +838,8 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
     rc = kv_del(t, DB_MANIFEST, repo, digest);
     for (i = 0; !rc && i < nrefs && off < refs_len; i++) {
         rc = blob_ref(t, copy + off, -1);
+        if (!rc)
+            rc = repo_ref(t, repo, copy + off, -1);
         off += strlen(copy + off) + 1;
     }
     free(copy);
@@ -762,4 +973,528 @@ int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, 
         return REG_E_INTERNAL;
     memcpy(prefix, digest, plen);
     return list_names(t, DB_BLOB_REPO, prefix, plen, NULL, SIZE_MAX, cb, arg, &more);
+}
+
+/* ---- whole-index walks: GC, fsck, upgrades ------------------------------ */
+
+/* Split a key a \0 b into two NUL-terminated strings. */
+static int split_key(const MDB_val *k, char *a, size_t asize, char *b, size_t bsize)
+{
+    const char *p = k->mv_data, *sep = memchr(p, '\0', k->mv_size);
+    size_t al = sep ? (size_t)(sep - p) : k->mv_size, bl = sep ? k->mv_size - al - 1 : 0;
+
+    if (al >= asize || bl >= bsize)
+        return -1;
+    memcpy(a, p, al);
+    a[al] = '\0';
+    memcpy(b, sep ? sep + 1 : "", bl);
+    b[bl] = '\0';
+    return 0;
+}
+
+struct each_ctx {
+    void *fn;
+    void *arg;
+    int rc;
+};
+
+static int each_manifest_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct each_ctx *c = arg;
+    index_manifest_fn fn = (index_manifest_fn)c->fn;
+    struct index_manifest m;
+    char repo[KEY_MAX + 1], digest[KEY_MAX + 1];
+    const char *refs;
+    size_t refs_len;
+    uint32_t nrefs;
+
+    (void)cur;
+    if (split_key(k, repo, sizeof(repo), digest, sizeof(digest)) ||
+        parse_manifest(v, &m, &refs, &refs_len, &nrefs)) {
+        c->rc = REG_E_INDEX;
+        return 1;
+    }
+    c->rc = fn(c->arg, repo, digest, &m, refs, refs_len);
+    return c->rc != REG_OK;
+}
+
+int index_each_manifest(struct index_txn *t, index_manifest_fn fn, void *arg)
+{
+    struct each_ctx c = {(void *)fn, arg, REG_OK};
+    int rc = scan(t, DB_MANIFEST, "", 0, NULL, each_manifest_one, &c);
+
+    return rc ? rc : c.rc;
+}
+
+static int each_blob_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct each_ctx *c = arg;
+    index_blob_fn fn = (index_blob_fn)c->fn;
+    struct index_blob b;
+    char digest[KEY_MAX + 1];
+
+    (void)cur;
+    if (k->mv_size >= sizeof(digest) || v->mv_size != sizeof(b)) {
+        c->rc = REG_E_INDEX;
+        return 1;
+    }
+    memcpy(digest, k->mv_data, k->mv_size);
+    digest[k->mv_size] = '\0';
+    memcpy(&b, v->mv_data, sizeof(b));
+    c->rc = fn(c->arg, digest, &b);
+    return c->rc != REG_OK;
+}
+
+int index_each_blob(struct index_txn *t, index_blob_fn fn, void *arg)
+{
+    struct each_ctx c = {(void *)fn, arg, REG_OK};
+    int rc = scan(t, DB_BLOB, "", 0, NULL, each_blob_one, &c);
+
+    return rc ? rc : c.rc;
+}
+
+static int each_upload_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct each_ctx *c = arg;
+    index_upload_fn fn = (index_upload_fn)c->fn;
+    struct index_upload u;
+    char uuid[KEY_MAX + 1];
+
+    (void)cur;
+    if (k->mv_size >= sizeof(uuid) || parse_upload(v, &u)) {
+        c->rc = REG_E_INDEX;
+        return 1;
+    }
+    memcpy(uuid, k->mv_data, k->mv_size);
+    uuid[k->mv_size] = '\0';
+    c->rc = fn(c->arg, uuid, &u);
+    return c->rc != REG_OK;
+}
+
+int index_each_upload(struct index_txn *t, index_upload_fn fn, void *arg)
+{
+    struct each_ctx c = {(void *)fn, arg, REG_OK};
+    int rc = scan(t, DB_UPLOAD, "", 0, NULL, each_upload_one, &c);
+
+    return rc ? rc : c.rc;
+}
+
+/* Names of a db's keys (a \0 b split), for the listings below. */
+static int each_pair_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct each_ctx *c = arg;
+    index_pair_fn fn = (index_pair_fn)c->fn;
+    char a[KEY_MAX + 1], b[KEY_MAX + 1];
+
+    (void)cur;
+    if (split_key(k, a, sizeof(a), b, sizeof(b))) {
+        c->rc = REG_E_INDEX;
+        return 1;
+    }
+    c->rc = fn(c->arg, a, b, v->mv_data, v->mv_size);
+    return c->rc != REG_OK;
+}
+
+static int each_pair(struct index_txn *t, int db, index_pair_fn fn, void *arg)
+{
+    struct each_ctx c = {(void *)fn, arg, REG_OK};
+    int rc = scan(t, db, "", 0, NULL, each_pair_one, &c);
+
+    return rc ? rc : c.rc;
+}
+
+int index_each_tag(struct index_txn *t, index_pair_fn fn, void *arg)
+{
+    return each_pair(t, DB_TAG, fn, arg);
+}
+
+int index_each_repo(struct index_txn *t, index_pair_fn fn, void *arg)
+{
+    return each_pair(t, DB_REPO, fn, arg);
+}
+
+int index_each_link(struct index_txn *t, index_pair_fn fn, void *arg)
+{
+    return each_pair(t, DB_REPO_BLOB, fn, arg);
+}
+
+static int rebuild_one(void *arg, const char *repo, const char *digest,
+                       const struct index_manifest *m, const char *refs, size_t refs_len)
+{
+    struct index_txn *t = arg;
+    size_t off = 0;
+    int rc = REG_OK;
+
+    (void)digest;
+    (void)m;
+    while (!rc && off < refs_len) {
+        rc = repo_ref(t, repo, refs + off, +1);
+        off += strlen(refs + off) + 1;
+    }
+    return rc;
+}
+
+/* Writing while a cursor walks another db of the same txn is fine in LMDB;
+ * the manifest records themselves are not written. */
+static int rebuild_repo_refs(struct index_txn *t)
+{
+    int rc = map_mdb(mdb_drop(t->txn, t->ix->dbi[DB_REPO_REF], 0), REG_E_INDEX);
+
+    return rc ? rc : index_each_manifest(t, rebuild_one, t);
+}
+
+struct user_ctx {
+    const char *digest;
+    char *out;
+    size_t size;
+};
+
+static int find_user(void *arg, const char *repo, const char *digest,
+                     const struct index_manifest *m, const char *refs, size_t refs_len)
+{
+    struct user_ctx *c = arg;
+    size_t off = 0;
+
+    (void)repo;
+    (void)m;
+    while (off < refs_len) {
+        if (strcmp(refs + off, c->digest) == 0) {
+            snprintf(c->out, c->size, "%s", digest);
+            return 1;
+        }
+        off += strlen(refs + off) + 1;
+    }
+    return REG_OK;
+}
+
+int index_ref_user(struct index_txn *t, const char *repo, const char *digest, char *out,
+                   size_t size)
+{
+    struct each_ctx c;
+    struct user_ctx uc = {digest, out, size};
+    char prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1;
+    MDB_val v;
+    int rc = kv_get(t, DB_REPO_REF, repo, digest, &v, REG_E_NOT_FOUND);
+
+    if (rc)
+        return rc;
+    snprintf(out, size, "a manifest");
+    if (plen > KEY_MAX)
+        return REG_OK;
+    /* Rare (a refused delete): walk the repository's manifests for a name. */
+    memcpy(prefix, repo, plen);
+    c.fn = (void *)find_user;
+    c.arg = &uc;
+    c.rc = REG_OK;
+    rc = scan(t, DB_MANIFEST, prefix, plen, NULL, each_manifest_one, &c);
+    return rc == REG_OK || rc == REG_E_INDEX ? REG_OK : rc;
+}
+
+struct tagged_ctx {
+    const char *digest;
+    size_t dlen;
+    int found;
+};
+
+static int tagged_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct tagged_ctx *c = arg;
+
+    (void)cur;
+    (void)k;
+    c->found = v->mv_size == c->dlen && memcmp(v->mv_data, c->digest, c->dlen) == 0;
+    return c->found;
+}
+
+int index_manifest_tagged(struct index_txn *t, const char *repo, const char *digest)
+{
+    struct tagged_ctx c = {digest, strlen(digest), 0};
+    char prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1;
+    int rc;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, repo, plen);
+    rc = scan(t, DB_TAG, prefix, plen, NULL, tagged_one, &c);
+    return rc ? rc : c.found ? REG_OK : REG_E_MANIFEST_UNKNOWN;
+}
+
+static int unlink_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct index_txn *t = arg;
+    char digest[KEY_MAX + 1], repo[KEY_MAX + 1];
+
+    (void)v;
+    if (split_key(k, digest, sizeof(digest), repo, sizeof(repo)) ||
+        kv_del(t, DB_REPO_BLOB, repo, digest) != REG_OK)
+        return -1;
+    return mdb_cursor_del(cur, 0) ? -1 : 0;
+}
+
+int index_remove_blob(struct index_txn *t, const char *digest)
+{
+    char prefix[KEY_MAX];
+    size_t plen = strlen(digest) + 1;
+    int rc;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, digest, plen);
+    rc = scan(t, DB_BLOB_REPO, prefix, plen, NULL, unlink_one, t);
+    return rc ? rc : kv_del(t, DB_BLOB, digest, NULL);
+}
+
+static int any_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    (void)cur;
+    (void)k;
+    (void)v;
+    *(int *)arg = 1;
+    return 1;
+}
+
+int index_repo_empty(struct index_txn *t, const char *repo)
+{
+    static const int dbs[] = {DB_MANIFEST, DB_TAG, DB_REPO_BLOB};
+    char prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1, i;
+    int rc = REG_OK, any = 0;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, repo, plen);
+    for (i = 0; !rc && !any && i < sizeof(dbs) / sizeof(dbs[0]); i++)
+        rc = scan(t, dbs[i], prefix, plen, NULL, any_one, &any);
+    return rc ? rc : any ? REG_E_NOT_FOUND : REG_OK;
+}
+
+int index_drop_repo(struct index_txn *t, const char *repo)
+{
+    return kv_del(t, DB_REPO, repo, NULL);
+}
+
+int index_drop_uploads(struct index_txn *t)
+{
+    return map_mdb(mdb_drop(t->txn, t->ix->dbi[DB_UPLOAD], 0), REG_E_INDEX);
+}
+
+int index_copy(struct index *ix, const char *dir)
+{
+    return map_mdb(mdb_env_copy2(ix->env, dir, MDB_CP_COMPACT), REG_E_INDEX);
+}
+
+/* ---- reference counts from scratch (fsck) ----------------------------- */
+
+struct ref_pair {
+    char *repo;   /* NULL for the whole-registry count */
+    char *digest; /* points into the same allocation */
+};
+
+struct ref_list {
+    struct ref_pair *v;
+    size_t n, cap;
+};
+
+static int ref_add(struct ref_list *l, const char *repo, const char *digest)
+{
+    size_t rl = strlen(repo) + 1, dl = strlen(digest) + 1;
+    char *p;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        void *nv = realloc(l->v, cap * sizeof(*l->v));
+
+        if (!nv)
+            return REG_E_NOMEM;
+        l->v = nv;
+        l->cap = cap;
+    }
+    p = malloc(rl + dl);
+    if (!p)
+        return REG_E_NOMEM;
+    memcpy(p, repo, rl);
+    memcpy(p + rl, digest, dl);
+    l->v[l->n].repo = p;
+    l->v[l->n].digest = p + rl;
+    l->n++;
+    return REG_OK;
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ref_pair *x = a, *y = b;
+    int c = strcmp(x->repo, y->repo);
+
+    return c ? c : strcmp(x->digest, y->digest);
+}
+
+static int collect_refs(void *arg, const char *repo, const char *digest,
+                        const struct index_manifest *m, const char *refs, size_t refs_len)
+{
+    struct ref_list *l = arg;
+    size_t off = 0;
+    int rc = REG_OK;
+
+    (void)digest;
+    (void)m;
+    while (!rc && off < refs_len) {
+        rc = ref_add(&l[0], repo, refs + off);
+        if (!rc)
+            rc = ref_add(&l[1], "", refs + off);
+        off += strlen(refs + off) + 1;
+    }
+    return rc;
+}
+
+/* How many times (repo, digest) occurs in a sorted list. */
+static uint64_t ref_count(const struct ref_list *l, const char *repo, const char *digest)
+{
+    struct ref_pair key = {(char *)repo, (char *)digest};
+    size_t lo = 0, hi = l->n, n = 0;
+
+    while (lo < hi) { /* first position not below key */
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (ref_cmp(&l->v[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    while (lo + n < l->n && ref_cmp(&l->v[lo + n], &key) == 0)
+        n++;
+    return n;
+}
+
+struct count_ctx {
+    struct ref_list *lists;
+    index_problem_fn fn;
+    void *arg;
+    size_t bad;
+};
+
+static int check_blob_count(void *arg, const char *digest, const struct index_blob *b)
+{
+    struct count_ctx *c = arg;
+    uint64_t want = ref_count(&c->lists[1], "", digest);
+    char msg[300];
+
+    if (want == b->refcount)
+        return REG_OK;
+    snprintf(msg, sizeof(msg), "blob %s: reference count %llu, but %llu manifest references",
+             digest, (unsigned long long)b->refcount, (unsigned long long)want);
+    c->fn(c->arg, msg);
+    c->bad++;
+    return REG_OK;
+}
+
+static int check_repo_count(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct count_ctx *c = arg;
+    char repo[KEY_MAX + 1], digest[KEY_MAX + 1], msg[1200];
+    uint64_t have = 0, want;
+
+    (void)cur;
+    if (split_key(k, repo, sizeof(repo), digest, sizeof(digest)) || v->mv_size != sizeof(have))
+        return -1;
+    memcpy(&have, v->mv_data, sizeof(have));
+    want = ref_count(&c->lists[0], repo, digest);
+    if (want != have) {
+        snprintf(msg, sizeof(msg), "%s: %s counted as used %llu times, but used %llu times", repo,
+                 digest, (unsigned long long)have, (unsigned long long)want);
+        c->fn(c->arg, msg);
+        c->bad++;
+    }
+    return 0;
+}
+
+/* Every (repo, digest) the manifests use must have its count, too. */
+static int check_repo_present(struct index_txn *t, struct count_ctx *c)
+{
+    struct ref_list *l = &c->lists[0];
+    char msg[1200];
+    size_t i;
+    MDB_val v;
+    int rc;
+
+    for (i = 0; i < l->n; i++) {
+        if (i > 0 && ref_cmp(&l->v[i - 1], &l->v[i]) == 0)
+            continue;
+        rc = kv_get(t, DB_REPO_REF, l->v[i].repo, l->v[i].digest, &v, REG_E_NOT_FOUND);
+        if (rc == REG_E_NOT_FOUND) {
+            snprintf(msg, sizeof(msg), "%s: %s is used by manifests but not counted", l->v[i].repo,
+                     l->v[i].digest);
+            c->fn(c->arg, msg);
+            c->bad++;
+        } else if (rc) {
+            return rc;
+        }
+    }
+    return REG_OK;
+}
+
+int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size_t *bad)
+{
+    struct ref_list lists[2];
+    struct count_ctx c = {lists, fn, arg, 0};
+    size_t i, k;
+    int rc;
+
+    memset(lists, 0, sizeof(lists));
+    rc = index_each_manifest(t, collect_refs, lists);
+    for (k = 0; k < 2; k++)
+        qsort(lists[k].v, lists[k].n, sizeof(*lists[k].v), ref_cmp);
+    if (!rc)
+        rc = index_each_blob(t, check_blob_count, &c);
+    if (!rc)
+        rc = scan(t, DB_REPO_REF, "", 0, NULL, check_repo_count, &c);
+    if (!rc)
+        rc = check_repo_present(t, &c);
+    for (k = 0; k < 2; k++) {
+        for (i = 0; i < lists[k].n; i++)
+            free(lists[k].v[i].repo);
+        free(lists[k].v);
+    }
+    *bad = c.bad;
+    return rc;
+}
+
+static int zero_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct index_blob b;
+    MDB_val nv = {sizeof(b), &b};
+
+    (void)arg;
+    if (v->mv_size != sizeof(b))
+        return -1;
+    memcpy(&b, v->mv_data, sizeof(b));
+    b.refcount = 0;
+    return mdb_cursor_put(cur, (MDB_val *)k, &nv, MDB_CURRENT) ? -1 : 0;
+}
+
+static int count_one(void *arg, const char *repo, const char *digest,
+                     const struct index_manifest *m, const char *refs, size_t refs_len)
+{
+    struct index_txn *t = arg;
+    size_t off = 0;
+    int rc = REG_OK;
+
+    (void)repo;
+    (void)digest;
+    (void)m;
+    while (!rc && off < refs_len) {
+        rc = blob_ref(t, refs + off, +1);
+        off += strlen(refs + off) + 1;
+    }
+    return rc;
+}
+
+int index_recount(struct index_txn *t)
+{
+    int rc = scan(t, DB_BLOB, "", 0, NULL, zero_one, NULL);
+
+    if (!rc)
+        rc = index_each_manifest(t, count_one, t);
+    return rc ? rc : rebuild_repo_refs(t);
 }

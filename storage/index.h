@@ -11,9 +11,14 @@
  *   manifest_data digest            -> refcount + the manifest bytes
  *   tag         repo \0 tag         -> digest
  *   referrer    repo \0 subject \0 digest -> descriptor JSON
+ *   repo_ref    repo \0 digest      -> how many manifests of repo reference
+ *                                      digest (a blob, or an index child)
+ *   meta        "version"           -> schema version
  *
  * A blob's refcount counts the (repository, manifest) pairs that reference
- * it; garbage collection deletes blobs whose count is zero.
+ * it; garbage collection deletes blobs whose count is zero. repo_ref is the
+ * same count per repository: a DELETE that would break a manifest is
+ * refused by it, in the same write transaction as every manifest PUT.
  *
  * Reads run in read transactions that never block writers (MVCC); all
  * writes of one operation happen in one write transaction. */
@@ -29,7 +34,8 @@ struct index_txn;
 struct index_blob {
     uint64_t size;     /* bytes */
     uint64_t refcount; /* manifests that reference the blob */
-    int64_t created;   /* unix seconds */
+    int64_t touched;   /* unix seconds of the last push or mount of it; GC's grace
+                          period counts from here */
 };
 
 #define INDEX_HASH_STATE_MAX 256
@@ -43,22 +49,36 @@ struct index_upload {
     unsigned char state[INDEX_HASH_STATE_MAX];
 };
 
-/* Open (creating) the environment in dir. map_size caps the index. */
-int index_open(const char *dir, size_t map_size, struct index **out);
+/* Open (creating, and upgrading an older schema) the environment in dir.
+ * Writes that add data stop at max_size (REG_E_INDEX_FULL); deletes go on
+ * beyond it, so that space can always be freed. */
+int index_open(const char *dir, size_t max_size, struct index **out);
+/* Open an existing index only to read it, beside a live server. */
+int index_open_readonly(const char *dir, struct index **out);
 void index_close(struct index *ix);
 
-/* Begin a transaction; writable ones serialise. Every begin is matched by
- * exactly one commit or abort, which frees the txn. */
-int index_begin(struct index *ix, int writable, struct index_txn **out);
+/* Transaction modes. INDEX_WRITE may add data: it is refused with
+ * REG_E_INDEX_FULL past max_size, or REG_E_NOSPC when the disk cannot hold
+ * the index's next growth. INDEX_WRITE_FREEING only removes (DELETEs, GC)
+ * and is never refused for space. */
+enum index_mode { INDEX_READ = 0, INDEX_WRITE = 1, INDEX_WRITE_FREEING = 2 };
+
+/* Begin a transaction (enum index_mode); writable ones serialise. Every
+ * begin is matched by exactly one commit or abort, which frees the txn. */
+int index_begin(struct index *ix, int mode, struct index_txn **out);
 int index_commit(struct index_txn *t);
 void index_abort(struct index_txn *t);
+/* Commit when rc is REG_OK, else abort; returns the outcome. */
+int index_end(struct index_txn *t, int rc);
 
 /* Blobs. get: REG_E_BLOB_UNKNOWN when absent. */
 int index_get_blob(struct index_txn *t, const char *digest, struct index_blob *out);
-/* Record a stored blob of size bytes if it is not already known. */
+/* Record a stored blob of size bytes if it is not already known; either
+ * way its touched time becomes now. */
 int index_add_blob(struct index_txn *t, const char *digest, uint64_t size);
 
-/* Visibility of a blob in a repository; link also records the repo. */
+/* Visibility of a blob in a repository; link also records the repo and
+ * touches the blob. */
 int index_link_blob(struct index_txn *t, const char *repo, const char *digest);
 int index_unlink_blob(struct index_txn *t, const char *repo, const char *digest);
 /* REG_OK when linked, REG_E_BLOB_UNKNOWN when not. */
@@ -86,7 +106,8 @@ struct index_manifest {
 /* Store a manifest in repo: its record, its bytes (shared between repos)
  * and, the first time it enters repo, a reference on each of refs (blob
  * digests; absent blobs are not counted). *created is set to 1 when the
- * manifest is new in repo. */
+ * manifest is new in repo; when it is not, its created time becomes now
+ * (GC's grace for untagged manifests counts from there). */
 int index_put_manifest(struct index_txn *t, const char *repo, const char *digest,
                        const struct index_manifest *m, const char *const *refs, size_t nrefs,
                        const void *data, size_t len, int *created);
@@ -127,5 +148,51 @@ int index_list_referrers(struct index_txn *t, const char *repo, const char *subj
                          index_value_cb cb, void *arg);
 /* Repositories in which the blob is visible, in order, until cb stops. */
 int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg);
+
+/* One manifest of repo that references digest (a blob, or a child of an
+ * index), its digest written to out; REG_E_NOT_FOUND when none does. */
+int index_ref_user(struct index_txn *t, const char *repo, const char *digest, char *out,
+                   size_t size);
+/* REG_OK when a tag of repo points at digest, else REG_E_MANIFEST_UNKNOWN. */
+int index_manifest_tagged(struct index_txn *t, const char *repo, const char *digest);
+
+/* Whole-index walks, for GC and fsck. A callback returns REG_OK to go on,
+ * anything else stops the walk and is returned. Strings are valid during
+ * the call only; the walk's txn must not be written meanwhile. refs holds
+ * the manifest's references as NUL-terminated strings, refs_len bytes. */
+typedef int (*index_manifest_fn)(void *arg, const char *repo, const char *digest,
+                                 const struct index_manifest *m, const char *refs, size_t refs_len);
+typedef int (*index_blob_fn)(void *arg, const char *digest, const struct index_blob *b);
+typedef int (*index_upload_fn)(void *arg, const char *uuid, const struct index_upload *u);
+/* a and b are the two parts of a key; value is the record. */
+typedef int (*index_pair_fn)(void *arg, const char *a, const char *b, const void *value,
+                             size_t len);
+int index_each_manifest(struct index_txn *t, index_manifest_fn fn, void *arg);
+int index_each_blob(struct index_txn *t, index_blob_fn fn, void *arg);
+int index_each_upload(struct index_txn *t, index_upload_fn fn, void *arg);
+/* (repo, tag, digest) */
+int index_each_tag(struct index_txn *t, index_pair_fn fn, void *arg);
+/* (repo, "", creation time) */
+int index_each_repo(struct index_txn *t, index_pair_fn fn, void *arg);
+/* (repo, blob digest, "") */
+int index_each_link(struct index_txn *t, index_pair_fn fn, void *arg);
+
+/* Reference counts recomputed from the manifest records and compared with
+ * the stored ones; fn gets one line per difference, *bad their number. */
+typedef void (*index_problem_fn)(void *arg, const char *what);
+int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size_t *bad);
+/* Rewrite every reference count from the manifest records. */
+int index_recount(struct index_txn *t);
+
+/* Forget a blob: its record and its links in every repository. */
+int index_remove_blob(struct index_txn *t, const char *digest);
+/* REG_OK when repo holds no manifest, tag or blob, else REG_E_NOT_FOUND. */
+int index_repo_empty(struct index_txn *t, const char *repo);
+/* Drop repo from the catalog (check index_repo_empty first). */
+int index_drop_repo(struct index_txn *t, const char *repo);
+/* Forget every upload session (a backup holds no upload files). */
+int index_drop_uploads(struct index_txn *t);
+/* A compact, consistent copy of the whole index into the directory dir. */
+int index_copy(struct index *ix, const char *dir);
 
 #endif

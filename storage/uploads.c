@@ -1,5 +1,6 @@
 #include "uploads.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -41,6 +42,7 @@ struct upload {
     int persist;      /* has an index record */
     int dir_synced;   /* the file's name is durable in uploads/ */
     int ended;        /* finished or cancelled: nothing left to checkpoint */
+    int failed;       /* a write failed: bytes past the checkpoint are dropped */
     uint64_t offset;  /* bytes written and hashed */
     uint64_t saved;   /* offset of the last checkpoint */
     uint64_t flushed; /* offset up to which writeback has been started */
@@ -173,15 +175,10 @@ static int save_record(struct upload *u)
     rec.algo = (uint32_t)u->h.algo;
     rec.state_len = sizeof(u->h);
     memcpy(rec.state, &u->h, sizeof(u->h));
-    rc = index_begin(u->us->ix, 1, &t);
+    rc = index_begin(u->us->ix, INDEX_WRITE, &t);
     if (rc)
         return rc;
-    rc = index_put_upload(t, u->uuid, &rec);
-    if (rc) {
-        index_abort(t);
-        return rc;
-    }
-    rc = index_commit(t);
+    rc = index_end(t, index_put_upload(t, u->uuid, &rec));
     if (!rc)
         u->saved = u->offset;
     return rc;
@@ -370,7 +367,7 @@ int upload_write(struct upload *u, const void *data, size_t len)
     const char *p = data;
     size_t left = len;
 
-    if (u->ended)
+    if (u->ended || u->failed)
         return REG_E_UPLOAD_UNKNOWN;
     while (left > 0) {
         ssize_t n = write(u->fd, p, left);
@@ -378,8 +375,15 @@ int upload_write(struct upload *u, const void *data, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            int rc = reg_errno(errno);
+
             log_error("write %s: %s", u->path, strerror(errno));
-            return REG_E_IO;
+            /* What this request brought is not acknowledged: give its space
+             * back now (a full disk), keep what earlier requests saved. */
+            u->failed = 1;
+            if (ftruncate(u->fd, (off_t)u->saved) != 0)
+                log_warn("truncate %s: %s", u->path, strerror(errno));
+            return rc;
         }
         /* Hash exactly what reached the file, so offset and hash agree. */
         hasher_update(&u->h, p, (size_t)n);
@@ -400,11 +404,16 @@ int upload_write(struct upload *u, const void *data, size_t len)
 
 int upload_checkpoint(struct upload *u)
 {
-    if (u->ended || !u->persist || u->offset == u->saved)
+    if (u->ended || u->failed || !u->persist || u->offset == u->saved)
         return REG_OK;
     if (fdatasync(u->fd) != 0) {
+        int rc = reg_errno(errno);
+
         log_error("fdatasync %s: %s", u->path, strerror(errno));
-        return REG_E_IO;
+        u->failed = 1;
+        if (ftruncate(u->fd, (off_t)u->saved) != 0)
+            log_warn("truncate %s: %s", u->path, strerror(errno));
+        return rc;
     }
     if (!u->dir_synced) {
         char dir[PATH_MAX];
@@ -424,6 +433,8 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
     struct digest got;
     int rc;
 
+    if (u->failed)
+        return REG_E_UPLOAD_INVALID;
     if (expect->algo != u->h.algo) {
         rc = rehash(u, expect->algo, u->offset);
         if (rc)
@@ -436,29 +447,28 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
         upload_cancel(u);
         return REG_E_DIGEST_INVALID;
     }
+    /* Held shared from the file's commit to its record's: GC removes
+     * nothing in between (blobstore.h). */
+    blobstore_lock_shared(u->us->bs);
     rc = blobstore_commit(u->us->bs, u->fd, u->path, expect);
     if (rc)
-        return rc;
+        goto out;
     /* The file has left uploads/: nothing of this session is left to save. */
     u->ended = 1;
-    rc = index_begin(u->us->ix, 1, &t);
+    rc = index_begin(u->us->ix, INDEX_WRITE, &t);
     if (rc)
-        return rc;
+        goto out;
     rc = index_add_blob(t, expect->str, u->offset);
     if (!rc)
         rc = index_link_blob(t, u->repo, expect->str);
     if (!rc && u->persist)
         rc = index_del_upload(t, u->uuid);
-    if (rc) {
-        index_abort(t);
-        return rc;
-    }
-    rc = index_commit(t);
-    if (rc)
-        return rc;
-    u->ended = 1;
-    *size = u->offset;
-    return REG_OK;
+    rc = index_end(t, rc);
+    if (!rc)
+        *size = u->offset;
+out:
+    blobstore_unlock(u->us->bs);
+    return rc;
 }
 
 int upload_cancel(struct upload *u)
@@ -470,13 +480,9 @@ int upload_cancel(struct upload *u)
         return REG_OK;
     u->ended = 1;
     if (u->persist) {
-        rc = index_begin(u->us->ix, 1, &t);
+        rc = index_begin(u->us->ix, INDEX_WRITE_FREEING, &t);
         if (!rc)
-            rc = index_del_upload(t, u->uuid);
-        if (!rc)
-            rc = index_commit(t);
-        else
-            index_abort(t);
+            rc = index_end(t, index_del_upload(t, u->uuid));
     }
     /* The record goes first: a file without a record is only litter. */
     if (unlink(u->path) != 0 && errno != ENOENT)
@@ -495,4 +501,112 @@ void upload_release(struct upload *u)
     if (u->uuid[0])
         release(u->us, u->uuid);
     free(u);
+}
+
+/* ---- garbage collection of sessions ------------------------------------ */
+
+struct stale {
+    char (*uuids)[UPLOAD_UUID_LEN + 1];
+    size_t n, cap;
+    int64_t cutoff;
+};
+
+static int collect_stale(void *arg, const char *uuid, const struct index_upload *u)
+{
+    struct stale *st = arg;
+
+    if (u->updated > st->cutoff || strlen(uuid) != UPLOAD_UUID_LEN)
+        return REG_OK;
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 64;
+        void *p = realloc(st->uuids, cap * sizeof(*st->uuids));
+
+        if (!p)
+            return REG_E_NOMEM;
+        st->uuids = p;
+        st->cap = cap;
+    }
+    memcpy(st->uuids[st->n++], uuid, UPLOAD_UUID_LEN + 1);
+    return REG_OK;
+}
+
+/* Remove one session nobody holds: its record (when it has one) and its
+ * file. expired: only if its record is still older than cutoff. */
+static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t cutoff, int dry,
+                     struct uploads_swept *out)
+{
+    struct index_upload rec;
+    struct index_txn *t = NULL;
+    char path[PATH_MAX];
+    struct stat st;
+    int rc, has;
+
+    if (acquire(us, uuid) != REG_OK)
+        return REG_OK; /* in use: not stale */
+    rc = index_begin(us->ix, INDEX_READ, &t);
+    if (rc)
+        goto out;
+    rc = index_get_upload(t, uuid, &rec);
+    index_abort(t);
+    has = rc == REG_OK;
+    if (rc && rc != REG_E_UPLOAD_UNKNOWN)
+        goto out;
+    rc = REG_OK;
+    if (expired ? (!has || rec.updated > cutoff) : has)
+        goto out; /* moved on meanwhile, or a live session's file */
+    rc = blobstore_upload_path(us->bs, uuid, path, sizeof(path));
+    if (rc)
+        goto out;
+    if (stat(path, &st) == 0)
+        out->bytes += (uint64_t)st.st_size;
+    if (expired)
+        out->sessions++;
+    else
+        out->files++;
+    if (dry)
+        goto out;
+    if (has) {
+        rc = index_begin(us->ix, INDEX_WRITE_FREEING, &t);
+        if (!rc)
+            rc = index_end(t, index_del_upload(t, uuid));
+    }
+    if (!rc && unlink(path) != 0 && errno != ENOENT)
+        rc = REG_E_IO;
+out:
+    release(us, uuid);
+    return rc;
+}
+
+int uploads_gc(struct uploads *us, int64_t cutoff, int dry, struct uploads_swept *out)
+{
+    struct stale st = {NULL, 0, 0, cutoff};
+    struct index_txn *t = NULL;
+    char dir[PATH_MAX];
+    struct dirent *e;
+    DIR *d = NULL;
+    size_t i;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = index_begin(us->ix, INDEX_READ, &t);
+    if (rc)
+        return rc;
+    rc = index_each_upload(t, collect_stale, &st);
+    index_abort(t);
+    for (i = 0; !rc && i < st.n; i++)
+        rc = sweep_one(us, st.uuids[i], 1, cutoff, dry, out);
+    free(st.uuids);
+    if (rc)
+        return rc;
+    /* Files no session names: a crash between a file and its record, or a
+     * monolithic upload cut short by a crash. */
+    rc = blobstore_upload_path(us->bs, "", dir, sizeof(dir));
+    if (!rc && (d = opendir(dir)) == NULL)
+        rc = REG_E_IO;
+    while (!rc && (e = readdir(d)) != NULL)
+        if (upload_uuid_valid(e->d_name, strlen(e->d_name)))
+            rc = sweep_one(us, e->d_name, 0, cutoff, dry, out);
+    if (d)
+        closedir(d);
+    return rc;
 }

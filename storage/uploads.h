@@ -58,4 +58,15 @@ int upload_cancel(struct upload *u);
 /* Give the session back (no checkpoint) and free u. NULL is fine. */
 void upload_release(struct upload *u);
 
+/* What a GC pass over upload sessions removed (or, dry, would remove). */
+struct uploads_swept {
+    uint64_t sessions; /* idle sessions expired, with their files */
+    uint64_t files;    /* files in uploads/ that no session names */
+    uint64_t bytes;    /* bytes of both */
+};
+
+/* Expire sessions idle since before cutoff (unix seconds) and remove upload
+ * files no session names. Sessions a request holds are left alone. */
+int uploads_gc(struct uploads *us, int64_t cutoff, int dry, struct uploads_swept *out);
+
 #endif

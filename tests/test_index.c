@@ -91,8 +91,8 @@ Test(index, added_blob_reads_back_with_size_and_time)
     cr_assert_eq(index_get_blob(t, D1, &b), REG_OK);
     cr_assert_eq(b.size, 12345);
     cr_assert_eq(b.refcount, 0);
-    cr_assert_geq(b.created, (int64_t)before);
-    cr_assert_leq(b.created, (int64_t)time(NULL));
+    cr_assert_geq(b.touched, (int64_t)before);
+    cr_assert_leq(b.touched, (int64_t)time(NULL));
     cr_assert_eq(index_get_blob(t, D2, &b), REG_E_BLOB_UNKNOWN);
     index_abort(t);
 }
