@@ -16,7 +16,9 @@
 #include "../common/err.h"
 #include "../common/file.h"
 #include "../common/log.h"
+#include "../storage/backup.h"
 #include "../storage/blobstore.h"
+#include "../storage/fsck.h"
 #include "../storage/gc.h"
 #include "../storage/index.h"
 #include "../storage/uploads.h"
@@ -507,6 +509,69 @@ out:
     return rc ? 1 : 0;
 }
 
+/* registry fsck [--repair]: exit 0 clean, 1 problems found, 2 could not run.
+ * Without --repair it only reads, beside a live server if need be. */
+static int fsck_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    struct store st;
+    struct fsck_result res;
+    int rc, lockfd = -1;
+
+    rc = parse_cli("fsck", argc, argv, CLI_REPAIR, &cli);
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return 2;
+    memset(&st, 0, sizeof(st));
+    rc = cli.repair ? lock_root(cfg.root, &lockfd) : REG_OK;
+    if (!rc)
+        rc = store_open(&cfg, !cli.repair, &st);
+    if (!rc)
+        rc = fsck_run(st.bs, st.ix, cli.repair, isatty(2), stdout, &res);
+    if (rc) {
+        log_error("fsck: could not run: %s", reg_strerror(rc));
+    } else {
+        printf("fsck: %llu problems%s, %llu repaired, %llu broken images; rehashed %llu blobs "
+               "(%llu bytes) in %.2f s (%.0f MB/s)\n",
+               (unsigned long long)res.problems, res.problems ? "" : " (clean)",
+               (unsigned long long)res.repaired, (unsigned long long)res.broken,
+               (unsigned long long)res.blobs, (unsigned long long)res.bytes, res.seconds,
+               res.hash_seconds > 0 ? (double)res.bytes / 1e6 / res.hash_seconds : 0.0);
+    }
+    store_close(&st);
+    if (lockfd >= 0)
+        close(lockfd);
+    config_free(&cfg);
+    return rc ? 2 : res.problems ? 1 : 0;
+}
+
+/* registry backup DEST: a consistent copy of a (live) root. */
+static int backup_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    struct backup_result res;
+    int rc;
+
+    rc = parse_cli("backup", argc, argv, CLI_DEST, &cli);
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return 2;
+    rc = backup_run(cfg.root, cli.dest, &res);
+    if (rc)
+        log_error("backup of %s into %s failed: %s", cfg.root, cli.dest, reg_strerror(rc));
+    else
+        log_info("backup of %s into %s: index and %llu blobs (%llu bytes, %llu copied, the rest "
+                 "hard-linked) in %.2f s",
+                 cfg.root, cli.dest, (unsigned long long)res.blobs, (unsigned long long)res.bytes,
+                 (unsigned long long)res.copied, res.seconds);
+    config_free(&cfg);
+    return rc ? 1 : 0;
+}
+
 /* registry passwd USER: an htpasswd line with a bcrypt hash (cost 10). */
 static int passwd(int argc, char **argv)
 {
@@ -560,6 +625,10 @@ int main(int argc, char **argv)
         return passwd(argc - 2, argv + 2);
     if (!strcmp(argv[1], "gc"))
         return gc_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "fsck"))
+        return fsck_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "backup"))
+        return backup_command(argc - 2, argv + 2);
     fprintf(stderr, "registry: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -295,3 +295,76 @@ int blobstore_upload_path(struct blobstore *bs, const char *uuid, char *buf, siz
 
     return (n < 0 || (size_t)n >= size) ? REG_E_IO : REG_OK;
 }
+
+/* Copy a file's bytes into a new file and make them durable. */
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = REG_OK;
+    struct stat st;
+    loff_t left;
+    ssize_t n;
+
+    if (in < 0)
+        return errno == ENOENT ? REG_E_BLOB_UNKNOWN : REG_E_IO;
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0 || fstat(in, &st) != 0) {
+        rc = reg_errno(errno);
+        goto out;
+    }
+    for (left = st.st_size; left > 0; left -= n) {
+        n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+        if (n < 0 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+        if (n <= 0) {
+            rc = n < 0 ? reg_errno(errno) : REG_E_IO;
+            goto out;
+        }
+    }
+    if (fsync(out) != 0)
+        rc = reg_errno(errno);
+out:
+    close(in);
+    if (out >= 0)
+        close(out);
+    if (rc && out >= 0)
+        unlink(to);
+    return rc;
+}
+
+int blobstore_export(struct blobstore *bs, struct blobstore *dst, const struct digest *d,
+                     int *copied)
+{
+    char sdir[PATH_MAX], sfile[PATH_MAX], ddir[PATH_MAX], dfile[PATH_MAX];
+    int rc = blob_paths(bs, d, sdir, sfile);
+
+    *copied = 0;
+    if (!rc)
+        rc = blob_paths(dst, d, ddir, dfile);
+    if (rc)
+        return rc;
+    if (link(sfile, dfile) == 0 || errno == EEXIST)
+        return REG_OK; /* blobs never change: sharing the inode is safe */
+    if (errno == ENOENT)
+        return REG_E_BLOB_UNKNOWN;
+    if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+        return reg_errno(errno);
+    *copied = 1;
+    return copy_file(sfile, dfile);
+}
+
+int blobstore_sync(struct blobstore *bs)
+{
+    static const char *const algos[] = {"sha256", "sha512"};
+    char path[PATH_MAX + 32];
+    size_t a;
+    int i, rc = REG_OK;
+
+    for (a = 0; !rc && a < 2; a++)
+        for (i = 0; !rc && i < 256; i++) {
+            snprintf(path, sizeof(path), "%s/blobs/%s/%02x", bs->root, algos[a], i);
+            rc = blobstore_sync_dir(path);
+        }
+    return rc ? rc : make_shards(bs);
+}

@@ -52,4 +52,12 @@ const char *blobstore_index_dir(struct blobstore *bs);
 /* fsync a directory by path. */
 int blobstore_sync_dir(const char *dir);
 
+/* Put blob d of bs into dst: a hard link when both are on one file system,
+ * else a copy (*copied set), fsynced. The caller syncs dst's directories
+ * (blobstore_sync) once at the end. REG_E_BLOB_UNKNOWN when bs lacks it. */
+int blobstore_export(struct blobstore *bs, struct blobstore *dst, const struct digest *d,
+                     int *copied);
+/* fsync every directory of the store. */
+int blobstore_sync(struct blobstore *bs);
+
 #endif
