@@ -404,11 +404,12 @@ int upload_write(struct upload *u, const void *data, size_t len)
 
 int upload_checkpoint(struct upload *u)
 {
+    int rc;
+
     if (u->ended || u->failed || !u->persist || u->offset == u->saved)
         return REG_OK;
     if (fdatasync(u->fd) != 0) {
-        int rc = reg_errno(errno);
-
+        rc = reg_errno(errno);
         log_error("fdatasync %s: %s", u->path, strerror(errno));
         u->failed = 1;
         if (ftruncate(u->fd, (off_t)u->saved) != 0)
@@ -424,7 +425,14 @@ int upload_checkpoint(struct upload *u)
             return REG_E_IO;
         u->dir_synced = 1;
     }
-    return save_record(u);
+    rc = save_record(u);
+    if (rc) {
+        /* Not acknowledged: give the space back, keep the last checkpoint. */
+        u->failed = 1;
+        if (ftruncate(u->fd, (off_t)u->saved) != 0)
+            log_warn("truncate %s: %s", u->path, strerror(errno));
+    }
+    return rc;
 }
 
 int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
