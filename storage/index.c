@@ -1444,7 +1444,8 @@ int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size
     memset(lists, 0, sizeof(lists));
     rc = index_each_manifest(t, collect_refs, lists);
     for (k = 0; k < 2; k++)
-        qsort(lists[k].v, lists[k].n, sizeof(*lists[k].v), ref_cmp);
+        if (lists[k].n)
+            qsort(lists[k].v, lists[k].n, sizeof(*lists[k].v), ref_cmp);
     if (!rc)
         rc = index_each_blob(t, check_blob_count, &c);
     if (!rc)
