@@ -14,6 +14,7 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "digest.h"
 
 enum {
     DB_BLOB,
@@ -130,6 +131,7 @@ static int tag_cmp(const MDB_val *a, const MDB_val *b)
 
 static int repo_ref(struct index_txn *t, const char *repo, const char *digest, int delta);
 static int rebuild_repo_refs(struct index_txn *t);
+static int referrer_key(struct key *k, const char *repo, const char *subject, const char *digest);
 
 /* Bring an index written by an older version up to INDEX_SCHEMA. */
 static int upgrade(struct index_txn *t)
@@ -846,7 +848,7 @@ int index_delete_manifest(struct index_txn *t, const char *repo, const char *dig
     if (!rc)
         rc = data_ref(t, digest, -1, NULL, 0);
     if (!rc && m.subject[0]) {
-        rc = key_make3(&k, repo, m.subject, digest);
+        rc = referrer_key(&k, repo, m.subject, digest);
         if (!rc)
             rc = key_del(t, DB_REFERRER, &k);
     }
@@ -884,11 +886,27 @@ int index_del_tag(struct index_txn *t, const char *repo, const char *tag)
     return rc ? rc : kv_del(t, DB_TAG, repo, tag);
 }
 
+/* repo \0 subject \0 digest; when that is longer than LMDB allows (a
+ * long name with two sha512 digests), the last part is "#" and the sha256
+ * of the digest: listings read the prefix, and the value holds the whole
+ * descriptor. */
+static int referrer_key(struct key *k, const char *repo, const char *subject, const char *digest)
+{
+    struct digest h;
+    char part[DIGEST_STR_MAX + 2];
+
+    if (strlen(repo) + strlen(subject) + strlen(digest) + 2 <= KEY_MAX)
+        return key_make3(k, repo, subject, digest);
+    digest_of(DIGEST_SHA256, digest, strlen(digest), &h);
+    snprintf(part, sizeof(part), "#%s", digest_hex(&h));
+    return key_make3(k, repo, subject, part);
+}
+
 int index_put_referrer(struct index_txn *t, const char *repo, const char *subject,
                        const char *digest, const char *desc, size_t len)
 {
     struct key k;
-    int rc = key_make3(&k, repo, subject, digest);
+    int rc = referrer_key(&k, repo, subject, digest);
 
     return rc ? rc : key_put(t, DB_REFERRER, &k, desc, len);
 }
