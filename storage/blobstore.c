@@ -253,25 +253,38 @@ static int each_in_shard(const char *dir, enum digest_algo algo, blobstore_each_
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char name[DIGEST_STR_MAX + 300], path[PATH_MAX + 300];
+    char name[DIGEST_STR_MAX + 300];
     struct digest dg;
-    struct stat st;
     int rc = REG_OK;
 
     if (!d)
         return errno == ENOENT ? REG_OK : REG_E_IO;
     while (!rc && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strlen(e->d_name) > DIGEST_HEX_MAX)
+        if (e->d_name[0] == '.' || strlen(e->d_name) > DIGEST_HEX_MAX ||
+            (e->d_type != DT_REG && e->d_type != DT_UNKNOWN))
             continue;
         snprintf(name, sizeof(name), "%s:%s", digest_algo_name(algo), e->d_name);
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (digest_parse(name, strlen(name), &dg) != REG_OK || lstat(path, &st) != 0 ||
-            !S_ISREG(st.st_mode))
+        if (digest_parse(name, strlen(name), &dg) != REG_OK)
             continue; /* not ours */
-        rc = fn(arg, &dg, (uint64_t)st.st_size, (int64_t)st.st_mtime);
+        rc = fn(arg, &dg);
     }
     closedir(d);
     return rc;
+}
+
+int blobstore_size(struct blobstore *bs, const struct digest *d, uint64_t *size)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    struct stat st;
+    int rc = blob_paths(bs, d, dir, file);
+
+    *size = 0;
+    if (rc)
+        return rc;
+    if (stat(file, &st) != 0)
+        return errno == ENOENT ? REG_E_BLOB_UNKNOWN : REG_E_IO;
+    *size = (uint64_t)st.st_size;
+    return REG_OK;
 }
 
 int blobstore_each(struct blobstore *bs, blobstore_each_fn fn, void *arg)

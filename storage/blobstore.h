@@ -38,10 +38,12 @@ void blobstore_lock_shared(struct blobstore *bs);
 void blobstore_lock_exclusive(struct blobstore *bs);
 void blobstore_unlock(struct blobstore *bs);
 
-/* Every blob file, with its size and modification time; fn returns REG_OK
- * to go on. Files whose names are not digests are skipped. */
-typedef int (*blobstore_each_fn)(void *arg, const struct digest *d, uint64_t size, int64_t mtime);
+/* Every blob file (a directory walk, no stat); fn returns REG_OK to go on.
+ * Files whose names are not digests are skipped. */
+typedef int (*blobstore_each_fn)(void *arg, const struct digest *d);
 int blobstore_each(struct blobstore *bs, blobstore_each_fn fn, void *arg);
+/* The size of blob d's file; REG_E_BLOB_UNKNOWN when there is none. */
+int blobstore_size(struct blobstore *bs, const struct digest *d, uint64_t *size);
 
 /* Path of the upload file for uuid (which must already be validated). */
 int blobstore_upload_path(struct blobstore *bs, const char *uuid, char *buf, size_t size);

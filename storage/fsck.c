@@ -153,15 +153,16 @@ static int check_blob(void *arg, const char *digest, const struct index_blob *b)
 
 /* ---- files -> records ------------------------------------------------------ */
 
-static int check_file(void *arg, const struct digest *d, uint64_t size, int64_t mtime)
+static int check_file(void *arg, const struct digest *d)
 {
     struct fsck *f = arg;
     struct index_blob b;
+    uint64_t size = 0;
     int rc = index_get_blob(f->t, d->str, &b);
 
-    (void)mtime;
     if (rc != REG_E_BLOB_UNKNOWN)
         return rc;
+    blobstore_size(f->bs, d, &size);
     problem(f, "harmless (a crash leftover); registry gc or fsck --repair removes it",
             "blob file %s (%llu bytes) is not in the index", d->str, (unsigned long long)size);
     return add_fix(f, FIX_ORPHAN, "", d->str);

@@ -20,9 +20,11 @@
 /* Passes over untagged manifests: deleting an index can free its children. */
 #define GC_MANIFEST_PASSES 16
 
-/* A growable list of (repo, digest) pairs, or of digests (repo ""). */
+/* A growable list of (repo, digest) pairs, or of digests (repo ""). The
+ * repository name is allocated only when there is one: blob lists can be
+ * long. */
 struct item {
-    char repo[256];
+    char *repo; /* NULL for none */
     char digest[DIGEST_STR_MAX];
     uint64_t size;
 };
@@ -34,7 +36,9 @@ struct items {
 
 static int items_add(struct items *l, const char *repo, const char *digest, uint64_t size)
 {
-    if (strlen(repo) >= sizeof(l->v->repo) || strlen(digest) >= sizeof(l->v->digest))
+    struct item *it;
+
+    if (strlen(digest) >= sizeof(l->v->digest))
         return REG_OK; /* not a name we store */
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
@@ -45,15 +49,22 @@ static int items_add(struct items *l, const char *repo, const char *digest, uint
         l->v = p;
         l->cap = cap;
     }
-    snprintf(l->v[l->n].repo, sizeof(l->v->repo), "%s", repo);
-    snprintf(l->v[l->n].digest, sizeof(l->v->digest), "%s", digest);
-    l->v[l->n].size = size;
+    it = &l->v[l->n];
+    it->repo = NULL;
+    if (repo[0] && (it->repo = strdup(repo)) == NULL)
+        return REG_E_NOMEM;
+    snprintf(it->digest, sizeof(it->digest), "%s", digest);
+    it->size = size;
     l->n++;
     return REG_OK;
 }
 
 static void items_free(struct items *l)
 {
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->v[i].repo);
     free(l->v);
     memset(l, 0, sizeof(*l));
 }
@@ -162,15 +173,22 @@ static int gc_manifests(struct index *ix, int64_t cutoff, int dry, struct gc_sta
 
 /* ---- blobs ---------------------------------------------------------------- */
 
+/* Candidates gathered per pass: bounds GC's memory on huge stores. */
+#define GC_PASS_MAX 65536
+
 struct bctx {
     int64_t cutoff;
     struct items found;
+    char last[DIGEST_STR_MAX]; /* where a full pass stopped; "" when done */
 };
 
 static int collect_blob(void *arg, const char *digest, const struct index_blob *b)
 {
     struct bctx *c = arg;
 
+    if (c->found.n == GC_PASS_MAX)
+        return 1; /* the next pass goes on after c->last */
+    snprintf(c->last, sizeof(c->last), "%s", digest);
     if (b->refcount > 0 || b->touched > c->cutoff)
         return REG_OK;
     return items_add(&c->found, "", digest, b->size);
@@ -225,29 +243,35 @@ static int gc_blobs(struct blobstore *bs, struct index *ix, int64_t cutoff, int 
 {
     struct bctx c;
     struct index_txn *t = NULL;
+    char after[DIGEST_STR_MAX] = "";
     size_t i, n;
-    int rc;
+    int rc, full;
 
-    memset(&c, 0, sizeof(c));
-    c.cutoff = cutoff;
-    rc = index_begin(ix, INDEX_READ, &t);
-    if (rc)
-        return rc;
-    rc = index_each_blob(t, collect_blob, &c);
-    index_abort(t);
-    for (i = 0; !rc && i < c.found.n; i += n) {
-        n = c.found.n - i < GC_BATCH ? c.found.n - i : GC_BATCH;
-        if (dry) {
-            size_t k;
+    do {
+        memset(&c, 0, sizeof(c));
+        c.cutoff = cutoff;
+        rc = index_begin(ix, INDEX_READ, &t);
+        if (rc)
+            return rc;
+        rc = index_each_blob_after(t, after[0] ? after : NULL, collect_blob, &c);
+        index_abort(t);
+        full = rc == 1;
+        rc = full ? REG_OK : rc;
+        for (i = 0; !rc && i < c.found.n; i += n) {
+            n = c.found.n - i < GC_BATCH ? c.found.n - i : GC_BATCH;
+            if (dry) {
+                size_t k;
 
-            for (k = i; k < i + n; k++)
-                out->blob_bytes += c.found.v[k].size;
-            out->blobs += n;
-            continue;
+                for (k = i; k < i + n; k++)
+                    out->blob_bytes += c.found.v[k].size;
+                out->blobs += n;
+                continue;
+            }
+            rc = remove_blobs(bs, ix, c.found.v + i, n, cutoff, out);
         }
-        rc = remove_blobs(bs, ix, c.found.v + i, n, cutoff, out);
-    }
-    items_free(&c.found);
+        items_free(&c.found);
+        snprintf(after, sizeof(after), "%s", c.last);
+    } while (!rc && full);
     return rc;
 }
 
@@ -299,20 +323,22 @@ static int gc_repos(struct index *ix, int dry, struct gc_stats *out)
 /* ---- files no index entry names ------------------------------------------ */
 
 struct octx {
+    struct blobstore *bs;
     struct index_txn *t;
     struct items found;
 };
 
-static int collect_orphan(void *arg, const struct digest *d, uint64_t size, int64_t mtime)
+static int collect_orphan(void *arg, const struct digest *d)
 {
     struct octx *c = arg;
     struct index_blob b;
+    uint64_t size = 0;
     int rc = index_get_blob(c->t, d->str, &b);
 
-    (void)mtime;
-    if (rc == REG_E_BLOB_UNKNOWN)
-        return items_add(&c->found, "", d->str, size);
-    return rc;
+    if (rc != REG_E_BLOB_UNKNOWN)
+        return rc;
+    blobstore_size(c->bs, d, &size);
+    return items_add(&c->found, "", d->str, size);
 }
 
 static int gc_orphans(struct blobstore *bs, struct index *ix, int dry, struct gc_stats *out)
@@ -324,6 +350,7 @@ static int gc_orphans(struct blobstore *bs, struct index *ix, int dry, struct gc
     int rc;
 
     memset(&c, 0, sizeof(c));
+    c.bs = bs;
     rc = index_begin(ix, INDEX_READ, &c.t);
     if (rc)
         return rc;

@@ -1065,8 +1065,13 @@ static int each_blob_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB
 
 int index_each_blob(struct index_txn *t, index_blob_fn fn, void *arg)
 {
+    return index_each_blob_after(t, NULL, fn, arg);
+}
+
+int index_each_blob_after(struct index_txn *t, const char *after, index_blob_fn fn, void *arg)
+{
     struct each_ctx c = {(void *)fn, arg, REG_OK};
-    int rc = scan(t, DB_BLOB, "", 0, NULL, each_blob_one, &c);
+    int rc = scan(t, DB_BLOB, "", 0, after, each_blob_one, &c);
 
     return rc ? rc : c.rc;
 }

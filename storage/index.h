@@ -169,6 +169,8 @@ typedef int (*index_pair_fn)(void *arg, const char *a, const char *b, const void
                              size_t len);
 int index_each_manifest(struct index_txn *t, index_manifest_fn fn, void *arg);
 int index_each_blob(struct index_txn *t, index_blob_fn fn, void *arg);
+/* The same from the first digest after after (NULL: from the start). */
+int index_each_blob_after(struct index_txn *t, const char *after, index_blob_fn fn, void *arg);
 int index_each_upload(struct index_txn *t, index_upload_fn fn, void *arg);
 /* (repo, tag, digest) */
 int index_each_tag(struct index_txn *t, index_pair_fn fn, void *arg);

@@ -439,6 +439,7 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
 {
     struct index_txn *t = NULL;
     struct digest got;
+    uint64_t have;
     int rc;
 
     if (u->failed)
@@ -455,6 +456,10 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
         upload_cancel(u);
         return REG_E_DIGEST_INVALID;
     }
+    /* The slow part, flushing the data, before the lock: GC then never
+     * waits for a disk flush, and the commit's own fsync finds it done. */
+    if (blobstore_size(u->us->bs, expect, &have) == REG_E_BLOB_UNKNOWN && fdatasync(u->fd) != 0)
+        return reg_errno(errno);
     /* Held shared from the file's commit to its record's: GC removes
      * nothing in between (blobstore.h). */
     blobstore_lock_shared(u->us->bs);
