@@ -222,6 +222,7 @@ static void *gc_thread(void *arg)
     struct gc_timer *g = arg;
     struct timespec next;
     struct gc_stats stats;
+    char line[512];
     int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &next);
@@ -241,10 +242,12 @@ static void *gc_thread(void *arg)
         g->poke = 0;
         pthread_mutex_unlock(&g->mu);
         rc = gc_run(g->root, g->st->bs, g->st->ix, g->st->us, &g->opts, &stats);
-        if (rc)
+        if (rc) {
             log_error("gc: %s", reg_strerror(rc));
-        else
-            gc_log(&stats, 0);
+        } else {
+            gc_format(&stats, 0, line, sizeof(line));
+            log_info("%s", line);
+        }
         clock_gettime(CLOCK_MONOTONIC, &next);
         next.tv_sec += g->interval;
         pthread_mutex_lock(&g->mu);
@@ -478,6 +481,7 @@ static int gc_command(int argc, char **argv)
     struct store st;
     struct gc_opts o;
     struct gc_stats stats;
+    char line[512];
     int rc, lockfd = -1;
 
     rc = parse_cli("gc", argc, argv, CLI_DRY, &cli);
@@ -497,10 +501,12 @@ static int gc_command(int argc, char **argv)
         goto out;
     gc_options(&cfg, cli.dry_run, &o);
     rc = gc_run(cfg.root, st.bs, st.ix, st.us, &o, &stats);
-    if (rc)
+    if (rc) {
         log_error("gc: %s", reg_strerror(rc));
-    else
-        gc_log(&stats, cli.dry_run);
+    } else {
+        gc_format(&stats, cli.dry_run, line, sizeof(line));
+        printf("%s\n", line);
+    }
 out:
     store_close(&st);
     if (lockfd >= 0)

@@ -460,13 +460,14 @@ int gc_run(const char *root, struct blobstore *bs, struct index *ix, struct uplo
     return rc;
 }
 
-void gc_log(const struct gc_stats *s, int dry)
+void gc_format(const struct gc_stats *s, int dry, char *buf, size_t size)
 {
     if (s->skipped) {
-        log_info("gc: a backup is running; this run is skipped");
+        snprintf(buf, size, "gc: a backup is running; this run is skipped");
         return;
     }
-    log_info("gc%s: %s %llu manifests, %llu blobs (%llu bytes), %llu empty repositories, "
+    snprintf(buf, size,
+             "gc%s: %s %llu manifests, %llu blobs (%llu bytes), %llu empty repositories, "
              "%llu upload sessions and %llu stray upload files (%llu bytes), "
              "%llu orphan blob files (%llu bytes) in %.3f s",
              dry ? " (dry run)" : "", dry ? "would free" : "freed",

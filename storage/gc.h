@@ -12,6 +12,7 @@
 #ifndef REG_GC_H
 #define REG_GC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "blobstore.h"
@@ -49,7 +50,7 @@ int gc_run(const char *root, struct blobstore *bs, struct index *ix, struct uplo
 int gc_pause(const char *root);
 void gc_resume(int fd);
 
-/* Log one line of what a run freed (or, dry, would free). */
-void gc_log(const struct gc_stats *s, int dry);
+/* One line of what a run freed (or, dry, would free). */
+void gc_format(const struct gc_stats *s, int dry, char *buf, size_t size);
 
 #endif
