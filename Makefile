@@ -40,7 +40,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC := common/err.c common/log.c common/file.c \
-            storage/digest.c storage/index.c storage/blobstore.c storage/uploads.c storage/gc.c storage/fsck.c storage/backup.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/uploads.c storage/gc.c storage/fsck.c storage/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/listing.c api/token.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \

@@ -74,7 +74,7 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     struct index_txn *t = NULL;
     struct digest d;
     uint64_t size, off = 0, len;
-    char buf[96];
+    char buf[96], *url = NULL;
     int fd = -1, rc, partial;
 
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
@@ -87,9 +87,17 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     index_abort(t);
     if (rc)
         return rc;
-    rc = blobstore_open_read(reg->bs, &d, &fd, &size);
+    rc = blobstore_open_read(reg->bs, &d, &fd, &url, &size);
     if (rc)
         return rc;
+    if (url) { /* a backend that serves the bytes itself */
+        req_set_header(r, "Docker-Content-Digest", d.str);
+        rc = req_set_header(r, "Location", url);
+        free(url);
+        if (!rc)
+            req_reply(r, 307);
+        return rc;
+    }
     len = size;
     req_set_header(r, "Docker-Content-Digest", d.str);
     req_set_header(r, "ETag", req_printf(r, "\"%s\"", d.str));

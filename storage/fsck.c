@@ -124,7 +124,7 @@ static int check_blob(void *arg, const char *digest, const struct index_blob *b)
         problem(f, "fsck --repair drops the record", "blob record with a bad name: %s", digest);
         return add_fix(f, FIX_BLOB_RECORD, "", digest);
     }
-    rc = blobstore_open_read(f->bs, &d, &fd, &size);
+    rc = blobstore_open_read(f->bs, &d, &fd, NULL, &size);
     if (rc == REG_E_BLOB_UNKNOWN) {
         problem(f, "fsck --repair drops the record; push the images that need it again",
                 "blob %s is in the index but its file is missing", digest);
@@ -235,17 +235,17 @@ static int check_tag(void *arg, const char *repo, const char *tag, const void *v
 static int check_upload(void *arg, const char *uuid, const struct index_upload *u)
 {
     struct fsck *f = arg;
-    char path[4200];
-    struct stat st;
+    uint64_t size;
+    int rc = blobstore_writer_size(f->bs, uuid, &size);
 
-    if (blobstore_upload_path(f->bs, uuid, path, sizeof(path)) != REG_OK)
+    if (rc == REG_OK && size >= u->offset)
         return REG_OK;
-    if (stat(path, &st) == 0 && (uint64_t)st.st_size >= u->offset)
-        return REG_OK;
-    if (u->offset == 0 && errno == ENOENT)
-        return REG_OK; /* an empty session's file is made again on resume */
+    if (rc == REG_E_UPLOAD_UNKNOWN && u->offset == 0)
+        return REG_OK; /* an empty session's bytes are made again on resume */
+    if (rc && rc != REG_E_UPLOAD_UNKNOWN)
+        return rc;
     problem(f, "fsck --repair drops the session; the client starts its upload again",
-            "upload %s (%s): its file is missing or shorter than the %llu bytes it saved", uuid,
+            "upload %s (%s): its bytes are missing or shorter than the %llu it saved", uuid,
             u->repo, (unsigned long long)u->offset);
     return add_fix(f, FIX_UPLOAD, "", uuid);
 }
@@ -329,10 +329,9 @@ static int apply(struct fsck *f, struct index *ix)
             digest_parse(x->b, strlen(x->b), &d) == REG_OK)
             rc = blobstore_delete(f->bs, &d);
         if (x->kind == FIX_UPLOAD) {
-            char path[4200];
+            uint64_t bytes;
 
-            if (blobstore_upload_path(f->bs, x->b, path, sizeof(path)) == REG_OK)
-                unlink(path);
+            blobstore_writer_remove(f->bs, x->b, &bytes);
         }
     }
     blobstore_unlock(f->bs);

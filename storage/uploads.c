@@ -1,16 +1,10 @@
 #include "uploads.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -30,22 +24,16 @@ struct uploads {
     struct held *held;
 };
 
-/* Bytes between two writeback kicks. */
-#define WRITEBACK_STEP (8u << 20)
-
 struct upload {
     struct uploads *us;
     char uuid[UPLOAD_UUID_LEN + 1];
     char repo[256];
-    char path[PATH_MAX];
-    int fd;
-    int persist;      /* has an index record */
-    int dir_synced;   /* the file's name is durable in uploads/ */
-    int ended;        /* finished or cancelled: nothing left to checkpoint */
-    int failed;       /* a write failed: bytes past the checkpoint are dropped */
-    uint64_t offset;  /* bytes written and hashed */
-    uint64_t saved;   /* offset of the last checkpoint */
-    uint64_t flushed; /* offset up to which writeback has been started */
+    struct blob_writer *w; /* the session's bytes in the blob store */
+    int persist;           /* has an index record */
+    int ended;             /* finished or cancelled: nothing left to checkpoint */
+    int failed;            /* a write failed: bytes past the checkpoint are dropped */
+    uint64_t offset;       /* bytes written and hashed */
+    uint64_t saved;        /* offset of the last checkpoint */
     struct hasher h;
 };
 
@@ -157,7 +145,6 @@ static struct upload *upload_alloc(struct uploads *us, const char *repo)
     if (!u)
         return NULL;
     u->us = us;
-    u->fd = -1;
     snprintf(u->repo, sizeof(u->repo), "%s", repo);
     return u;
 }
@@ -200,26 +187,13 @@ int upload_create(struct uploads *us, const char *repo, int persist, struct uplo
         goto out;
     hasher_init(&u->h, DIGEST_SHA256);
     u->persist = persist;
-    rc = blobstore_upload_path(us->bs, u->uuid, u->path, sizeof(u->path));
-    if (rc)
-        goto out;
-    u->fd = open(u->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (u->fd < 0) {
-        log_error("create %s: %s", u->path, strerror(errno));
-        rc = REG_E_IO;
-        goto out;
-    }
-    /* The directory entry is made durable at the first checkpoint that
-     * holds data: until then a lost file loses nothing (see resume). */
-    if (persist)
+    rc = blobstore_writer_create(us->bs, u->uuid, &u->w);
+    if (!rc && persist)
         rc = save_record(u);
 out:
     if (rc && u) {
-        if (u->fd >= 0) {
-            close(u->fd);
-            unlink(u->path);
-            u->fd = -1;
-        }
+        blob_writer_close(u->w, 1);
+        u->w = NULL;
         u->ended = 1;
         upload_release(u);
         u = NULL;
@@ -265,17 +239,15 @@ static int rehash(struct upload *u, enum digest_algo algo, uint64_t len)
         return REG_E_NOMEM;
     hasher_init(&u->h, algo);
     while (done < len) {
-        size_t want = len - done < bufsize ? (size_t)(len - done) : bufsize;
-        ssize_t n = pread(u->fd, buf, want, (off_t)done);
+        size_t want = len - done < bufsize ? (size_t)(len - done) : bufsize, n = 0;
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = REG_E_IO;
+        rc = blob_writer_pread(u->w, done, buf, want, &n);
+        if (!rc && n == 0)
+            rc = REG_E_IO; /* shorter than its checkpoint */
+        if (rc)
             break;
-        }
-        hasher_update(&u->h, buf, (size_t)n);
-        done += (uint64_t)n;
+        hasher_update(&u->h, buf, n);
+        done += n;
     }
     free(buf);
     return rc;
@@ -285,7 +257,6 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
 {
     struct upload *u = upload_alloc(us, repo);
     struct index_upload rec;
-    struct stat st;
     int rc = REG_E_NOMEM, held = 0;
 
     *out = NULL;
@@ -301,31 +272,11 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
     if (rc)
         goto out;
     u->persist = 1;
-    rc = blobstore_upload_path(us->bs, u->uuid, u->path, sizeof(u->path));
+    /* Bytes past the checkpoint were never acknowledged: the store drops
+     * them. */
+    rc = blobstore_writer_reopen(us->bs, u->uuid, rec.offset, &u->w);
     if (rc)
         goto out;
-    u->fd = open(u->path, O_RDWR | O_CLOEXEC);
-    if (u->fd < 0 && errno == ENOENT && rec.offset == 0) {
-        /* A crash before the first checkpoint can lose the empty file's
-         * name; nothing was acknowledged, so start it again. */
-        u->fd = open(u->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    }
-    u->dir_synced = rec.offset > 0;
-    if (u->fd < 0 || fstat(u->fd, &st) != 0) {
-        log_error("upload %s: file lost: %s", uuid, strerror(errno));
-        rc = REG_E_UPLOAD_UNKNOWN;
-        goto out;
-    }
-    if ((uint64_t)st.st_size < rec.offset) {
-        log_error("upload %s: file shorter than its checkpoint", uuid);
-        rc = REG_E_UPLOAD_UNKNOWN;
-        goto out;
-    }
-    /* Bytes past the checkpoint were never acknowledged: drop them. */
-    if ((uint64_t)st.st_size > rec.offset && ftruncate(u->fd, (off_t)rec.offset) != 0) {
-        rc = REG_E_IO;
-        goto out;
-    }
     if (rec.state_len == sizeof(u->h)) {
         memcpy(&u->h, rec.state, sizeof(u->h));
     } else {
@@ -337,9 +288,6 @@ int upload_resume(struct uploads *us, const char *repo, const char *uuid, struct
     }
     u->offset = rec.offset;
     u->saved = rec.offset;
-    u->flushed = rec.offset;
-    if (lseek(u->fd, (off_t)u->offset, SEEK_SET) < 0)
-        rc = REG_E_IO;
 out:
     if (rc && u) {
         u->ended = 1;
@@ -362,43 +310,28 @@ uint64_t upload_offset(const struct upload *u)
     return u->offset;
 }
 
+/* A write failed: what this request brought is not acknowledged, so give
+ * its space back now (a full disk) and keep what earlier requests saved. */
+static void drop_unsaved(struct upload *u)
+{
+    u->failed = 1;
+    blob_writer_truncate(u->w, u->saved);
+}
+
 int upload_write(struct upload *u, const void *data, size_t len)
 {
-    const char *p = data;
-    size_t left = len;
+    int rc;
 
     if (u->ended || u->failed)
         return REG_E_UPLOAD_UNKNOWN;
-    while (left > 0) {
-        ssize_t n = write(u->fd, p, left);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int rc = reg_errno(errno);
-
-            log_error("write %s: %s", u->path, strerror(errno));
-            /* What this request brought is not acknowledged: give its space
-             * back now (a full disk), keep what earlier requests saved. */
-            u->failed = 1;
-            if (ftruncate(u->fd, (off_t)u->saved) != 0)
-                log_warn("truncate %s: %s", u->path, strerror(errno));
-            return rc;
-        }
-        /* Hash exactly what reached the file, so offset and hash agree. */
-        hasher_update(&u->h, p, (size_t)n);
-        u->offset += (uint64_t)n;
-        p += n;
-        left -= (size_t)n;
+    rc = blob_writer_append(u->w, data, len);
+    if (rc) {
+        drop_unsaved(u);
+        return rc;
     }
-    /* Start writeback as data arrives, so the fsync at commit has little
-     * left to do. It only initiates I/O: durability still comes from the
-     * fsync. */
-    if (u->offset - u->flushed >= WRITEBACK_STEP) {
-        sync_file_range(u->fd, (off_t)u->flushed, (off_t)(u->offset - u->flushed),
-                        SYNC_FILE_RANGE_WRITE);
-        u->flushed = u->offset;
-    }
+    /* Hash exactly what reached the store, so offset and hash agree. */
+    hasher_update(&u->h, data, len);
+    u->offset += len;
     return REG_OK;
 }
 
@@ -408,30 +341,11 @@ int upload_checkpoint(struct upload *u)
 
     if (u->ended || u->failed || !u->persist || u->offset == u->saved)
         return REG_OK;
-    if (fdatasync(u->fd) != 0) {
-        rc = reg_errno(errno);
-        log_error("fdatasync %s: %s", u->path, strerror(errno));
-        u->failed = 1;
-        if (ftruncate(u->fd, (off_t)u->saved) != 0)
-            log_warn("truncate %s: %s", u->path, strerror(errno));
-        return rc;
-    }
-    if (!u->dir_synced) {
-        char dir[PATH_MAX];
-
-        snprintf(dir, sizeof(dir), "%s", u->path);
-        *strrchr(dir, '/') = '\0';
-        if (blobstore_sync_dir(dir) != REG_OK)
-            return REG_E_IO;
-        u->dir_synced = 1;
-    }
-    rc = save_record(u);
-    if (rc) {
-        /* Not acknowledged: give the space back, keep the last checkpoint. */
-        u->failed = 1;
-        if (ftruncate(u->fd, (off_t)u->saved) != 0)
-            log_warn("truncate %s: %s", u->path, strerror(errno));
-    }
+    rc = blob_writer_checkpoint(u->w);
+    if (!rc)
+        rc = save_record(u);
+    if (rc)
+        drop_unsaved(u);
     return rc;
 }
 
@@ -458,12 +372,15 @@ int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
     }
     /* The slow part, flushing the data, before the lock: GC then never
      * waits for a disk flush, and the commit's own fsync finds it done. */
-    if (blobstore_size(u->us->bs, expect, &have) == REG_E_BLOB_UNKNOWN && fdatasync(u->fd) != 0)
-        return reg_errno(errno);
+    if (blobstore_size(u->us->bs, expect, &have) == REG_E_BLOB_UNKNOWN) {
+        rc = blob_writer_checkpoint(u->w);
+        if (rc)
+            return rc;
+    }
     /* Held shared from the file's commit to its record's: GC removes
      * nothing in between (blobstore.h). */
     blobstore_lock_shared(u->us->bs);
-    rc = blobstore_commit(u->us->bs, u->fd, u->path, expect);
+    rc = blobstore_commit(u->us->bs, u->w, expect);
     if (rc)
         goto out;
     /* The file has left uploads/: nothing of this session is left to save. */
@@ -497,9 +414,9 @@ int upload_cancel(struct upload *u)
         if (!rc)
             rc = index_end(t, index_del_upload(t, u->uuid));
     }
-    /* The record goes first: a file without a record is only litter. */
-    if (unlink(u->path) != 0 && errno != ENOENT)
-        rc = rc ? rc : REG_E_IO;
+    /* The record goes first: bytes without a record are only litter. */
+    blob_writer_close(u->w, 1);
+    u->w = NULL;
     return rc;
 }
 
@@ -507,10 +424,8 @@ void upload_release(struct upload *u)
 {
     if (!u)
         return;
-    if (u->fd >= 0)
-        close(u->fd);
-    if (!u->persist && !u->ended)
-        unlink(u->path); /* a monolithic upload that never finished */
+    /* A monolithic upload that never finished leaves nothing behind. */
+    blob_writer_close(u->w, !u->persist && !u->ended);
     if (u->uuid[0])
         release(u->us, u->uuid);
     free(u);
@@ -550,8 +465,7 @@ static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t 
 {
     struct index_upload rec;
     struct index_txn *t = NULL;
-    char path[PATH_MAX];
-    struct stat st;
+    uint64_t bytes = 0;
     int rc, has;
 
     if (acquire(us, uuid) != REG_OK)
@@ -567,11 +481,8 @@ static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t 
     rc = REG_OK;
     if (expired ? (!has || rec.updated > cutoff) : has)
         goto out; /* moved on meanwhile, or a live session's file */
-    rc = blobstore_upload_path(us->bs, uuid, path, sizeof(path));
-    if (rc)
-        goto out;
-    if (stat(path, &st) == 0)
-        out->bytes += (uint64_t)st.st_size;
+    blobstore_writer_size(us->bs, uuid, &bytes);
+    out->bytes += bytes;
     if (expired)
         out->sessions++;
     else
@@ -583,20 +494,34 @@ static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t 
         if (!rc)
             rc = index_end(t, index_del_upload(t, uuid));
     }
-    if (!rc && unlink(path) != 0 && errno != ENOENT)
-        rc = REG_E_IO;
+    if (!rc)
+        rc = blobstore_writer_remove(us->bs, uuid, &bytes);
 out:
     release(us, uuid);
     return rc;
 }
 
+struct stray_ctx {
+    struct uploads *us;
+    int64_t cutoff;
+    int dry;
+    struct uploads_swept *out;
+};
+
+static int sweep_stray(void *arg, const char *id)
+{
+    struct stray_ctx *c = arg;
+
+    if (!upload_uuid_valid(id, strlen(id)))
+        return REG_OK; /* not ours */
+    return sweep_one(c->us, id, 0, c->cutoff, c->dry, c->out);
+}
+
 int uploads_gc(struct uploads *us, int64_t cutoff, int dry, struct uploads_swept *out)
 {
     struct stale st = {NULL, 0, 0, cutoff};
+    struct stray_ctx sc;
     struct index_txn *t = NULL;
-    char dir[PATH_MAX];
-    struct dirent *e;
-    DIR *d = NULL;
     size_t i;
     int rc;
 
@@ -611,15 +536,11 @@ int uploads_gc(struct uploads *us, int64_t cutoff, int dry, struct uploads_swept
     free(st.uuids);
     if (rc)
         return rc;
-    /* Files no session names: a crash between a file and its record, or a
-     * monolithic upload cut short by a crash. */
-    rc = blobstore_upload_path(us->bs, "", dir, sizeof(dir));
-    if (!rc && (d = opendir(dir)) == NULL)
-        rc = REG_E_IO;
-    while (!rc && (e = readdir(d)) != NULL)
-        if (upload_uuid_valid(e->d_name, strlen(e->d_name)))
-            rc = sweep_one(us, e->d_name, 0, cutoff, dry, out);
-    if (d)
-        closedir(d);
-    return rc;
+    /* Bytes no session names: a crash between the bytes and the record,
+     * or a monolithic upload cut short by a crash. */
+    sc.us = us;
+    sc.cutoff = cutoff;
+    sc.dry = dry;
+    sc.out = out;
+    return blobstore_each_writer(us->bs, sweep_stray, &sc);
 }

@@ -98,7 +98,7 @@ static int blob_file_exists(const struct digest *d)
 {
     int fd = -1;
     uint64_t size;
-    int rc = blobstore_open_read(bs, d, &fd, &size);
+    int rc = blobstore_open_read(bs, d, &fd, NULL, &size);
 
     if (fd >= 0)
         close(fd);
