@@ -29,6 +29,8 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_DENIED] = "requested access to the resource is denied",
     [REG_E_TOOMANY] = "too many requests",
     [REG_E_PAGINATION] = "the n parameter must be a non-negative integer",
+    [REG_E_BAD_REQUEST] = "malformed HTTP request",
+    [REG_E_NOT_IMPLEMENTED] = "not implemented",
 };
 
 const char *reg_strerror(int err)

@@ -33,6 +33,8 @@ enum reg_err {
     REG_E_DENIED,                /* authenticated but not allowed */
     REG_E_TOOMANY,               /* rate limited */
     REG_E_PAGINATION,            /* n is not a non-negative integer */
+    REG_E_BAD_REQUEST,           /* malformed HTTP request (framing, target, Host) */
+    REG_E_NOT_IMPLEMENTED,       /* an HTTP feature we do not implement (Transfer-Encoding) */
     REG_E__COUNT
 };
 
