@@ -301,7 +301,6 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c, cons
         free(r);
         return NULL;
     }
-    atomic_fetch_add(&s->in_flight, 1);
     return r;
 }
 
@@ -572,7 +571,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *con_cls = r;
     }
     if (!r->seen) {
+        /* In flight from here on, not from the request line: a client
+         * still sending its headers holds no request a shutdown waits for. */
         r->seen = 1;
+        atomic_fetch_add(&s->in_flight, 1);
         r->method = method;
         rc = check_framing(r, version, &detail);
         if (rc) {
@@ -627,8 +629,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
      * not ours to know). */
     log_access(r->method ? r->method : "-", r->path,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499, r->bytes, ms);
+    if (r->seen)
+        atomic_fetch_sub(&s->in_flight, 1);
     req_free(r);
-    atomic_fetch_sub(&s->in_flight, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
