@@ -46,6 +46,8 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_NOSPC] = {507, "UNKNOWN"},
     [REG_E_INDEX_FULL] = {507, "UNKNOWN"},
     [REG_E_IN_USE] = {405, "UNSUPPORTED"},
+    [REG_E_BAD_REQUEST] = {400, "UNSUPPORTED"},
+    [REG_E_NOT_IMPLEMENTED] = {501, "UNSUPPORTED"},
 };
 
 void api_error(struct req *r, int err, const char *detail)
@@ -56,7 +58,8 @@ void api_error(struct req *r, int err, const char *detail)
 
     if (err > 0 && err < REG_E__COUNT && err_table[err].code)
         m = err_table[err];
-    if (m.status >= 500)
+    /* A 501 is the client's doing (an encoding we do not speak), not ours. */
+    if (m.status >= 500 && m.status != 501)
         log_error("%s %s: %s%s%s", req_method(r), m.code, reg_strerror(err), detail ? ": " : "",
                   detail ? detail : "");
     body = json_pack("{s:[{s:s, s:s, s:s?}]}", "errors", "code", m.code, "message",

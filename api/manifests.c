@@ -114,7 +114,28 @@ static int fail(char *detail, size_t size, const char *msg, const char *what)
     return REG_E_MANIFEST_INVALID;
 }
 
-/* A descriptor: mediaType, a digest we support, a non-negative size. */
+/* annotations, where present, map strings to strings (image-spec
+ * annotations.md): the referrers API serves them to clients that expect
+ * exactly that. */
+static int check_annotations(json_t *a, const char *where, char *detail, size_t dsize)
+{
+    const char *key;
+    json_t *v;
+
+    if (!a)
+        return REG_OK;
+    if (!json_is_object(a))
+        return fail(detail, dsize, "annotations must be an object", where);
+    json_object_foreach(a, key, v)
+    {
+        if (!json_is_string(v))
+            return fail(detail, dsize, "annotation values must be strings", key);
+    }
+    return REG_OK;
+}
+
+/* A descriptor: mediaType, a digest we support, a non-negative size,
+ * string annotations. */
 static int check_descriptor(json_t *d, const char *where, const char **digest,
                             const char **media_type, char *detail, size_t dsize)
 {
@@ -131,14 +152,30 @@ static int check_descriptor(json_t *d, const char *where, const char **digest,
         return fail(detail, dsize, "descriptor digest is missing or invalid", where);
     if (!json_is_integer(sz) || json_integer_value(sz) < 0)
         return fail(detail, dsize, "descriptor size is missing or negative", where);
+    if (check_annotations(json_object_get(d, "annotations"), where, detail, dsize))
+        return REG_E_MANIFEST_INVALID;
     *digest = json_string_value(dg);
     *media_type = json_string_value(mt);
     return REG_OK;
 }
 
+/* Layers a registry may not hold (image-spec layer.md, Docker's foreign
+ * layers): the only ones a manifest may reference without pushing them.
+ * Exact types only: any other layer must be in the repository. */
 static int non_distributable(const char *mt)
 {
-    return strstr(mt, "foreign") || strstr(mt, "nondistributable");
+    static const char *const types[] = {
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (!strcmp(mt, types[i]))
+            return 1;
+    return 0;
 }
 
 static int parse_manifest(json_t *root, const char *content_type, struct parsed *p, char *detail,
@@ -177,8 +214,9 @@ static int parse_manifest(json_t *root, const char *content_type, struct parsed 
     /* An empty artifactType counts as missing (the config's type applies). */
     p->artifact_type = at && json_string_length(at) ? json_string_value(at) : NULL;
     p->annotations = json_object_get(root, "annotations");
-    if (p->annotations && !json_is_object(p->annotations))
-        return fail(detail, dsize, "annotations must be an object", NULL);
+    rc = check_annotations(p->annotations, NULL, detail, dsize);
+    if (rc)
+        return rc;
     if (subj) {
         rc = check_descriptor(subj, "subject", &p->subject, &dmt, detail, dsize);
         if (rc)
@@ -398,6 +436,10 @@ static int get_begin(struct req *r, const struct route *rt)
     if (rc)
         return rc;
     rc = resolve(t, rt, digest, sizeof(digest), &m);
+    /* A reference that is neither a tag nor a digest names no manifest
+     * (what the conformance suite and Distribution answer). */
+    if (rc == REG_E_TAG_INVALID || rc == REG_E_DIGEST_INVALID)
+        rc = REG_E_MANIFEST_UNKNOWN;
     if (!rc)
         rc = index_get_manifest_data(t, digest, &data, &len);
     if (!rc) {
@@ -422,7 +464,7 @@ static int delete_begin(struct req *r, const struct route *rt)
         return REG_E_UNSUPPORTED;
     rc = parse_reference(rt->ref, &d, &is_digest);
     if (rc)
-        return rc;
+        return REG_E_MANIFEST_UNKNOWN; /* an invalid reference names nothing */
     rc = index_begin(reg->ix, INDEX_WRITE_FREEING, &t);
     if (rc)
         return rc;

@@ -42,8 +42,10 @@ struct auth_identity {
 };
 
 /* Who is calling, from the Authorization header (NULL: nobody said).
- * REG_E_UNAUTHORIZED for bad credentials or a bad token, REG_E_TOOMANY
- * while client is throttled after repeated failures. */
+ * REG_E_UNAUTHORIZED for bad credentials or a bad token (a refresh token
+ * included), REG_E_TOOMANY instead while failures from client for that
+ * user (or, for junk and bad tokens, for nobody named) are throttled.
+ * Valid credentials and tokens always pass. */
 int auth_identify(struct auth *a, const char *authorization, const char *client,
                   struct auth_identity *id);
 void auth_identity_clear(struct auth_identity *id);
@@ -61,7 +63,9 @@ int auth_challenge(struct auth *a, const char *host, const char *scheme, const c
 int auth_basic_login(struct auth *a, const char *authorization, const char *client,
                      struct auth_identity *id);
 
-/* Check user's password. */
+/* Check user's password; a success is cached for a minute (bcrypt runs
+ * once), and the htpasswd file is reloaded when it changed. REG_E_TOOMANY
+ * for a wrong password while (client, user) is throttled. */
 int auth_login(struct auth *a, const char *user, const char *pass, const char *client);
 
 /* The token service: a JSON answer granting id the intersection of scopes

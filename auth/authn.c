@@ -3,10 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "../common/err.h"
 #include "../common/log.h"
@@ -14,9 +16,15 @@
 #include "htpasswd.h"
 #include "token.h"
 
-/* Failed logins: after FAIL_MAX failures within FAIL_WINDOW seconds a
- * client is refused (429) for FAIL_BLOCK seconds. */
-#define FAIL_SLOTS 256
+/* Failed logins, counted per (client address, user name): after FAIL_MAX
+ * failures within FAIL_WINDOW seconds, that pair's further failures are
+ * answered 429 for FAIL_BLOCK seconds. A correct password always passes,
+ * and one user's failures never touch another's logins. Failures that
+ * name no user (junk headers, bad tokens) count under the empty name.
+ * FAIL_SETS sets of FAIL_WAYS slots: a flood of new pairs evicts the
+ * quietest pair of one set, never the whole table. */
+#define FAIL_SETS 128
+#define FAIL_WAYS 4
 #define FAIL_MAX 10
 #define FAIL_WINDOW 60
 #define FAIL_BLOCK 30
@@ -24,6 +32,18 @@
 /* Verified bearer tokens, so that a client's next requests with the same
  * token skip the signature check: sha256(token) -> what it said. */
 #define TOKEN_SLOTS 128
+
+/* Verified Basic credentials, so that bcrypt (tens of milliseconds of CPU
+ * by design) runs once per credential per CRED_TTL seconds instead of on
+ * every request: sha256(salt, user, NUL, password) -> verified until. Only
+ * successes are kept; the table is emptied when the htpasswd file
+ * changes. CRED_SETS sets of CRED_WAYS slots. */
+#define CRED_SETS 64
+#define CRED_WAYS 4
+#define CRED_TTL 60
+
+/* How often, at most, the htpasswd file is looked at for changes. */
+#define USERS_CHECK_INTERVAL 1
 
 struct token_slot {
     unsigned char hash[32];
@@ -33,23 +53,147 @@ struct token_slot {
 };
 
 struct fail_slot {
-    char client[64];
+    unsigned char key[32]; /* sha256(salt, client, user) */
     unsigned fails;
-    time_t window_start, blocked_until;
+    time_t window_start; /* 0: empty */
+    time_t blocked_until;
+};
+
+struct cred_slot {
+    unsigned char hash[32]; /* sha256(salt, user, NUL, password) */
+    time_t until;           /* monotonic seconds; 0: empty */
+};
+
+/* One loaded htpasswd file. Logins hold a reference while they check a
+ * password, so that a reload can swap the file under them. */
+struct users {
+    struct htpasswd *h;
+    unsigned refs; /* under auth.lock */
 };
 
 struct auth {
     enum auth_mode mode;
     char realm[512], service[256], issuer[256];
     long ttl, leeway;
-    struct htpasswd *users;
+    struct users *users; /* NULL without an htpasswd file */
+    char users_path[4096];
+    struct stat users_st; /* the file as loaded: a change reloads it */
+    time_t users_checked; /* monotonic seconds of the last look */
     struct acl *acl;
     struct token_signer *signer;
     struct token_verifier *verifier;
     pthread_mutex_t lock;
-    struct fail_slot fails[FAIL_SLOTS];
+    unsigned char salt[32]; /* per process: cache keys cannot be precomputed */
+    struct fail_slot fails[FAIL_SETS][FAIL_WAYS];
     struct token_slot tokens[TOKEN_SLOTS];
+    struct cred_slot creds[CRED_SETS][CRED_WAYS];
 };
+
+static time_t mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void users_unref(struct auth *a, struct users *u)
+{
+    int last;
+
+    if (!u)
+        return;
+    pthread_mutex_lock(&a->lock);
+    last = --u->refs == 0;
+    pthread_mutex_unlock(&a->lock);
+    if (last) {
+        htpasswd_free(u->h);
+        free(u);
+    }
+}
+
+/* The current users with a reference taken (NULL when there are none). */
+static struct users *users_ref(struct auth *a)
+{
+    struct users *u;
+
+    pthread_mutex_lock(&a->lock);
+    u = a->users;
+    if (u)
+        u->refs++;
+    pthread_mutex_unlock(&a->lock);
+    return u;
+}
+
+static int users_load(struct auth *a, char *err, size_t errsize)
+{
+    struct users *u = calloc(1, sizeof(*u));
+    int rc;
+
+    if (!u)
+        return REG_E_NOMEM;
+    if (stat(a->users_path, &a->users_st) != 0)
+        memset(&a->users_st, 0, sizeof(a->users_st));
+    rc = htpasswd_load(a->users_path, &u->h, err, errsize);
+    if (rc) {
+        free(u);
+        return rc;
+    }
+    u->refs = 1;
+    a->users = u;
+    a->users_checked = mono_now();
+    return REG_OK;
+}
+
+static int same_file(const struct stat *x, const struct stat *y)
+{
+    return x->st_dev == y->st_dev && x->st_ino == y->st_ino && x->st_size == y->st_size &&
+           x->st_mtim.tv_sec == y->st_mtim.tv_sec && x->st_mtim.tv_nsec == y->st_mtim.tv_nsec &&
+           x->st_ctim.tv_sec == y->st_ctim.tv_sec && x->st_ctim.tv_nsec == y->st_ctim.tv_nsec;
+}
+
+/* Reload the htpasswd file when it changed (looked at once a second at
+ * most), and forget every cached credential then: a changed password or a
+ * removed user takes effect without a restart. A file that no longer
+ * loads keeps the users already loaded. */
+static void users_refresh(struct auth *a)
+{
+    struct users *u = NULL, *old = NULL;
+    struct stat st;
+    time_t now = mono_now();
+    char err[512];
+    int due;
+
+    pthread_mutex_lock(&a->lock);
+    due = a->users && now - a->users_checked >= USERS_CHECK_INTERVAL;
+    if (due)
+        a->users_checked = now;
+    pthread_mutex_unlock(&a->lock);
+    if (!due || stat(a->users_path, &st) != 0)
+        return;
+    pthread_mutex_lock(&a->lock);
+    due = !same_file(&st, &a->users_st);
+    a->users_st = st; /* a broken file is reported once, not every second */
+    pthread_mutex_unlock(&a->lock);
+    if (!due)
+        return;
+    u = calloc(1, sizeof(*u));
+    if (!u || htpasswd_load(a->users_path, &u->h, err, sizeof(err)) != REG_OK) {
+        if (u)
+            log_warn("auth: %s changed but does not load, keeping the users loaded before: %s",
+                     a->users_path, err);
+        free(u);
+        return;
+    }
+    u->refs = 1;
+    pthread_mutex_lock(&a->lock);
+    old = a->users;
+    a->users = u;
+    memset(a->creds, 0, sizeof(a->creds));
+    pthread_mutex_unlock(&a->lock);
+    log_info("auth: %s changed, users reloaded", a->users_path);
+    users_unref(a, old);
+}
 
 #define BAD(...) (snprintf(err, errsize, __VA_ARGS__), REG_E_CONFIG)
 
@@ -63,6 +207,10 @@ int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t
     if (!a)
         return REG_E_NOMEM;
     pthread_mutex_init(&a->lock, NULL);
+    if (RAND_bytes(a->salt, sizeof(a->salt)) != 1) {
+        auth_free(a);
+        return REG_E_INTERNAL;
+    }
     a->mode = s->mode;
     snprintf(a->realm, sizeof(a->realm), "%s", s->realm ? s->realm : "");
     snprintf(a->service, sizeof(a->service), "%s", s->service);
@@ -81,9 +229,12 @@ int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t
     }
     if (rc || s->mode == AUTH_NONE)
         goto out;
-    if (s->htpasswd && *s->htpasswd)
-        rc = htpasswd_load(s->htpasswd, &a->users, err, errsize);
-    else if (s->mode == AUTH_BASIC || !s->trust || !*s->trust)
+    if (s->htpasswd && *s->htpasswd && strlen(s->htpasswd) >= sizeof(a->users_path))
+        rc = BAD("[auth] htpasswd: path too long");
+    else if (s->htpasswd && *s->htpasswd) {
+        snprintf(a->users_path, sizeof(a->users_path), "%s", s->htpasswd);
+        rc = users_load(a, err, errsize);
+    } else if (s->mode == AUTH_BASIC || !s->trust || !*s->trust)
         rc = BAD("[auth] htpasswd is required for mode %s",
                  s->mode == AUTH_BASIC ? "basic" : "token with the built-in token service");
     if (rc || s->mode != AUTH_TOKEN)
@@ -118,7 +269,7 @@ void auth_free(struct auth *a)
         return;
     for (i = 0; i < TOKEN_SLOTS; i++)
         free(a->tokens[i].access);
-    htpasswd_free(a->users);
+    users_unref(a, a->users);
     acl_free(a->acl);
     token_signer_free(a->signer);
     token_verifier_free(a->verifier);
@@ -131,60 +282,159 @@ enum auth_mode auth_mode(const struct auth *a)
     return a->mode;
 }
 
-static struct fail_slot *slot_of(struct auth *a, const char *client)
+/* sha256(salt, parts...): keys of the caches and of the failure table,
+ * which a client cannot aim at a slot of its choosing. */
+static void salted_hash(const struct auth *a, const char *x, size_t xlen, const char *y,
+                        size_t ylen, unsigned char out[32])
 {
-    unsigned h = 5381;
-    const char *p;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
 
-    for (p = client; *p; p++)
-        h = h * 33 + (unsigned char)*p;
-    return &a->fails[h % FAIL_SLOTS];
+    memset(out, 0, 32);
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(c, a->salt, sizeof(a->salt)) != 1 || EVP_DigestUpdate(c, x, xlen) != 1 ||
+        EVP_DigestUpdate(c, y, ylen) != 1 || EVP_DigestFinal_ex(c, out, NULL) != 1)
+        RAND_bytes(out, 32); /* a key that matches nothing */
+    EVP_MD_CTX_free(c);
 }
 
-static int throttled(struct auth *a, const char *client)
+static void fail_key(const struct auth *a, const char *client, const char *user,
+                     unsigned char key[32])
 {
-    struct fail_slot *s;
-    time_t now = time(NULL);
-    int blocked;
-
-    pthread_mutex_lock(&a->lock);
-    s = slot_of(a, client);
-    blocked = !strcmp(s->client, client) && s->blocked_until > now;
-    pthread_mutex_unlock(&a->lock);
-    return blocked;
+    /* The NUL ends the address: ("1.2.3.4", "5x") and ("1.2.3.45", "x") differ. */
+    salted_hash(a, client, strlen(client) + 1, user, strlen(user), key);
 }
 
-static void note_failure(struct auth *a, const char *client)
+/* How willingly a slot is given to a new pair: an empty or finished one
+ * first, then the one with the fewest failures, a blocked one last. */
+static long evict_score(const struct fail_slot *s, time_t now)
 {
+    if (!s->window_start || (s->blocked_until <= now && now - s->window_start > FAIL_WINDOW))
+        return -1;
+    if (s->blocked_until > now)
+        return FAIL_MAX + (long)(s->blocked_until - now);
+    return (long)s->fails;
+}
+
+/* The slot of key, given to it when it has none. Under a->lock. */
+static struct fail_slot *fail_slot(struct auth *a, const unsigned char key[32], time_t now)
+{
+    struct fail_slot *set = a->fails[(key[0] | key[1] << 8) % FAIL_SETS], *pick = &set[0];
+    size_t i;
+
+    for (i = 0; i < FAIL_WAYS; i++)
+        if (set[i].window_start && CRYPTO_memcmp(set[i].key, key, 32) == 0)
+            return &set[i];
+    for (i = 1; i < FAIL_WAYS; i++)
+        if (evict_score(&set[i], now) < evict_score(pick, now))
+            pick = &set[i];
+    memset(pick, 0, sizeof(*pick));
+    memcpy(pick->key, key, 32);
+    pick->window_start = now;
+    return pick;
+}
+
+/* Count one failed login of user ("" when none was named) from client.
+ * Returns REG_E_TOOMANY when that pair is blocked, else
+ * REG_E_UNAUTHORIZED. */
+static int note_failure(struct auth *a, const char *client, const char *user)
+{
+    unsigned char key[32];
     struct fail_slot *s;
     time_t now = time(NULL);
+    unsigned fails;
+    int blocked, newly = 0;
 
+    fail_key(a, client, user, key);
     pthread_mutex_lock(&a->lock);
-    s = slot_of(a, client);
-    if (strcmp(s->client, client) != 0 || now - s->window_start > FAIL_WINDOW) {
-        snprintf(s->client, sizeof(s->client), "%s", client);
+    s = fail_slot(a, key, now);
+    if (s->blocked_until <= now && now - s->window_start > FAIL_WINDOW) {
         s->fails = 0;
         s->window_start = now;
         s->blocked_until = 0;
     }
-    if (++s->fails >= FAIL_MAX) {
+    if (++s->fails >= FAIL_MAX && s->blocked_until <= now) {
         s->blocked_until = now + FAIL_BLOCK;
-        log_warn("auth: %u failed logins from %s, refusing it for %d s", s->fails, client,
-                 FAIL_BLOCK);
+        newly = 1;
+    }
+    blocked = s->blocked_until > now;
+    fails = s->fails;
+    pthread_mutex_unlock(&a->lock);
+    if (newly)
+        log_warn("auth: %u failed logins for user '%.64s' from %s, answering its failures 429 "
+                 "for %d s",
+                 fails, user, client, FAIL_BLOCK);
+    return blocked ? REG_E_TOOMANY : REG_E_UNAUTHORIZED;
+}
+
+static struct cred_slot *cred_set(struct auth *a, const unsigned char hash[32])
+{
+    return a->creds[(hash[0] | hash[1] << 8) % CRED_SETS];
+}
+
+/* Whether "user:pass" was verified within CRED_TTL seconds. */
+static int cred_cached(struct auth *a, const unsigned char hash[32])
+{
+    struct cred_slot *set;
+    time_t now = mono_now();
+    size_t i;
+    int hit = 0;
+
+    pthread_mutex_lock(&a->lock);
+    set = cred_set(a, hash);
+    for (i = 0; i < CRED_WAYS; i++)
+        if (set[i].until > now && CRYPTO_memcmp(set[i].hash, hash, 32) == 0)
+            hit = 1;
+    pthread_mutex_unlock(&a->lock);
+    return hit;
+}
+
+/* Remember a verified credential, unless the users it was checked
+ * against have been replaced since (its verdict may be stale). */
+static void cred_remember(struct auth *a, const unsigned char hash[32], const struct users *u)
+{
+    struct cred_slot *set, *pick;
+    time_t now = mono_now();
+    size_t i;
+
+    pthread_mutex_lock(&a->lock);
+    set = cred_set(a, hash);
+    pick = &set[0];
+    for (i = 0; i < CRED_WAYS; i++) {
+        if (CRYPTO_memcmp(set[i].hash, hash, 32) == 0) {
+            pick = &set[i];
+            break;
+        }
+        if (set[i].until < pick->until)
+            pick = &set[i];
+    }
+    if (a->users == u) {
+        memcpy(pick->hash, hash, 32);
+        pick->until = now + CRED_TTL;
     }
     pthread_mutex_unlock(&a->lock);
 }
 
 int auth_login(struct auth *a, const char *user, const char *pass, const char *client)
 {
+    unsigned char hash[32];
+    struct users *u;
     int rc;
 
-    if (throttled(a, client))
-        return REG_E_TOOMANY;
-    rc = a->users ? htpasswd_verify(a->users, user, pass) : REG_E_UNAUTHORIZED;
+    /* The whole credential: user, its NUL, password (no user holds a NUL). */
+    salted_hash(a, user, strlen(user) + 1, pass, strlen(pass), hash);
+    users_refresh(a);
+    /* A correct password passes whatever failures came before it. */
+    if (cred_cached(a, hash))
+        return REG_OK;
+    u = users_ref(a);
+    log_debug("auth: checking the password of user '%.64s' with bcrypt", user);
+    rc = u ? htpasswd_verify(u->h, user, pass) : REG_E_UNAUTHORIZED;
+    if (!rc)
+        cred_remember(a, hash, u);
+    users_unref(a, u);
     if (rc == REG_E_UNAUTHORIZED) {
         log_info("auth: failed login for user '%.64s' from %s", user, client);
-        note_failure(a, client);
+        rc = note_failure(a, client, user);
     }
     return rc;
 }
@@ -268,6 +518,22 @@ static void remember_token(struct auth *a, const char *token, const struct token
     pthread_mutex_unlock(&a->lock);
 }
 
+/* Whether a token's access claim is that of a refresh token. */
+static int is_refresh(const json_t *access)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(access, i, e)
+    {
+        const char *type = json_string_value(json_object_get(e, "type"));
+
+        if (type && !strcmp(type, "refresh"))
+            return 1;
+    }
+    return 0;
+}
+
 int auth_basic_login(struct auth *a, const char *authorization, const char *client,
                      struct auth_identity *id)
 {
@@ -275,15 +541,11 @@ int auth_basic_login(struct auth *a, const char *authorization, const char *clie
     int rc;
 
     memset(id, 0, sizeof(*id));
-    if (throttled(a, client))
-        return REG_E_TOOMANY;
-    if (strncasecmp(authorization, "Basic ", 6) != 0) {
-        note_failure(a, client);
-        return REG_E_UNAUTHORIZED;
-    }
+    if (strncasecmp(authorization, "Basic ", 6) != 0)
+        return note_failure(a, client, "");
     rc = parse_basic(authorization + 6, user, sizeof(user), pass, sizeof(pass));
     if (rc)
-        note_failure(a, client);
+        rc = note_failure(a, client, "");
     else
         rc = auth_login(a, user, pass, client);
     OPENSSL_cleanse(pass, sizeof(pass));
@@ -311,12 +573,14 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
             return REG_OK;
         rc = token_verify(a->verifier, authorization + 7, a->issuer, a->service, a->leeway,
                           time(NULL), &claims);
-        if (rc) {
-            if (throttled(a, client))
-                return REG_E_TOOMANY;
-            note_failure(a, client);
-            return rc;
+        /* A refresh token is only good at /token: on /v2/ it would pass as
+         * a known user with no rights, enough for the base endpoint. */
+        if (!rc && is_refresh(claims.access)) {
+            json_decref(claims.access);
+            rc = REG_E_UNAUTHORIZED;
         }
+        if (rc)
+            return note_failure(a, client, "");
         remember_token(a, authorization + 7, &claims);
         id->has_token = 1;
         id->authenticated = claims.subject[0] != '\0';
@@ -324,8 +588,6 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
         id->access = claims.access;
         return REG_OK;
     }
-    if (throttled(a, client))
-        return REG_E_TOOMANY;
     if (!strncasecmp(authorization, "Basic ", 6)) {
         /* Token mode wants tokens: a 401 sends the client to the token
          * service, where its Basic credentials are checked. */
@@ -333,8 +595,7 @@ int auth_identify(struct auth *a, const char *authorization, const char *client,
             return REG_E_UNAUTHORIZED;
         return auth_basic_login(a, authorization, client, id);
     }
-    note_failure(a, client);
-    return REG_E_UNAUTHORIZED;
+    return note_failure(a, client, "");
 }
 
 void auth_identity_clear(struct auth_identity *id)
@@ -528,32 +789,30 @@ int auth_refresh_identity(struct auth *a, const char *refresh_token, const char 
                           struct auth_identity *id)
 {
     struct token_claims claims;
+    struct users *u;
     json_t *first;
     const char *type;
-    int rc;
+    int rc, known, refresh;
 
     memset(id, 0, sizeof(*id));
-    if (throttled(a, client))
-        return REG_E_TOOMANY;
     if (!a->signer)
         return REG_E_UNAUTHORIZED;
     rc = token_verify(a->verifier, refresh_token, a->issuer, a->service, a->leeway, time(NULL),
                       &claims);
-    if (rc) {
-        note_failure(a, client);
-        return rc;
-    }
+    if (rc)
+        return note_failure(a, client, "");
+    users_refresh(a);
+    u = users_ref(a);
     first = json_array_get(claims.access, 0);
     type = json_string_value(json_object_get(first, "type"));
     /* The user must still exist: removing a line from htpasswd revokes
      * its refresh tokens. */
-    if (!type || strcmp(type, "refresh") != 0 || !claims.subject[0] ||
-        !htpasswd_has_user(a->users, claims.subject)) {
-        json_decref(claims.access);
-        note_failure(a, client);
-        return REG_E_UNAUTHORIZED;
-    }
+    refresh = type && !strcmp(type, "refresh");
     json_decref(claims.access);
+    known = u && htpasswd_has_user(u->h, claims.subject);
+    users_unref(a, u);
+    if (!refresh || !claims.subject[0] || !known)
+        return note_failure(a, client, claims.subject);
     id->authenticated = 1;
     snprintf(id->user, sizeof(id->user), "%s", claims.subject);
     return REG_OK;

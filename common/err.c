@@ -34,6 +34,8 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_NOSPC] = "storage full: no space left on the disk that holds the registry's data",
     [REG_E_INDEX_FULL] = "storage full: the metadata index reached its index_max_size",
     [REG_E_IN_USE] = "the operation is unsupported: content is in use",
+    [REG_E_BAD_REQUEST] = "malformed HTTP request",
+    [REG_E_NOT_IMPLEMENTED] = "not implemented",
 };
 
 const char *reg_strerror(int err)

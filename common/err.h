@@ -36,6 +36,8 @@ enum reg_err {
     REG_E_NOSPC,                 /* the disk holding the data root is full */
     REG_E_INDEX_FULL,            /* the index reached index_max_size */
     REG_E_IN_USE,                /* deleting it would break a manifest that uses it */
+    REG_E_BAD_REQUEST,           /* malformed HTTP request (framing, target, Host) */
+    REG_E_NOT_IMPLEMENTED,       /* an HTTP feature we do not implement (Transfer-Encoding) */
     REG_E__COUNT
 };
 

@@ -248,7 +248,8 @@ Test(auth_basic, malformed_authorization_headers_are_401)
     cr_assert_neq(st("GET", "/v2/", big, NULL, 0, NULL, 0), 200);
 }
 
-Test(auth_basic, failed_login_bursts_are_slowed_with_429)
+/* Fail alice's password from this address until 429. */
+static void block_alice(void)
 {
     long s = 0;
     int i;
@@ -256,8 +257,107 @@ Test(auth_basic, failed_login_bursts_are_slowed_with_429)
     for (i = 0; i < 15 && s != 429; i++)
         s = st("GET", "/v2/", basic("alice", "guess"), NULL, 0, NULL, 0);
     cr_assert_eq(s, 429, "no throttling after %d failures", i);
-    cr_assert_eq(st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0), 429,
-                 "even the right password waits out the block");
+}
+
+Test(auth_basic, failed_logins_of_a_user_get_429_but_its_correct_password_always_passes)
+{
+    const char *hdrs[] = {basic("alice", "guess"), NULL};
+    char v[64];
+    struct resp r;
+
+    block_alice();
+    http(&srv, "GET", "/v2/", NULL, 0, hdrs, &r);
+    cr_assert_eq(r.status, 429);
+    cr_assert_str_eq(resp_error_code(&r, v, sizeof(v)), "TOOMANYREQUESTS");
+    cr_assert_str_eq(resp_header(&r, "Retry-After", v, sizeof(v)) ? v : "", "30");
+    resp_free(&r);
+    cr_assert_eq(st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0), 200,
+                 "a correct password always passes");
+    cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", basic("alice", "secret"), NULL, 0, NULL, 0),
+                 404);
+    cr_assert_eq(st("GET", "/v2/", basic("alice", "guess2"), NULL, 0, NULL, 0), 429,
+                 "a success does not lift the block on wrong passwords");
+}
+
+Test(auth_basic, one_users_failures_never_lock_out_another_user_from_the_same_address)
+{
+    char code[64];
+
+    block_alice();
+    cr_assert_eq(st("GET", "/v2/", basic("bob", "pw2"), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(st("GET", "/v2/", basic("bob", "wrong"), code, sizeof(code), NULL, 0), 401,
+                 "bob's first failure is his own");
+    cr_assert_str_eq(code, "UNAUTHORIZED");
+    cr_assert_eq(st("GET", "/v2/", NULL, NULL, 0, NULL, 0), 401, "anonymous is not throttled");
+    cr_assert_eq(st("GET", "/v2/", "Authorization: Basic !!!!", NULL, 0, NULL, 0), 401,
+                 "junk counts apart from alice");
+    cr_assert_eq(st("GET", "/v2/", basic("bob", "pw2"), NULL, 0, NULL, 0), 200);
+}
+
+static void setup_basic_debug(void)
+{
+    start_mode("basic", "[log]\nlevel = debug\n");
+}
+
+/* Lines of the server log that hold needle. */
+static int log_lines(const char *needle)
+{
+    FILE *f = fopen(server_file(&srv, "server.log", NULL), "r");
+    char line[4096];
+    int n = 0;
+
+    cr_assert(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+Test(auth_basic, verified_credentials_are_cached_so_bcrypt_runs_once_per_credential,
+     .init = setup_basic_debug, .fini = teardown)
+{
+    int i;
+
+    for (i = 0; i < 5; i++)
+        cr_assert_eq(st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(log_lines("checking the password of user 'alice'"), 1);
+    for (i = 0; i < 3; i++)
+        cr_assert_eq(st("GET", "/v2/", basic("bob", "pw2"), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(log_lines("checking the password of user 'bob'"), 1);
+    /* A wrong password is never taken from the cache, nor put in it. */
+    for (i = 0; i < 2; i++)
+        cr_assert_eq(st("GET", "/v2/", basic("alice", "secreT"), NULL, 0, NULL, 0), 401);
+    cr_assert_eq(log_lines("checking the password of user 'alice'"), 3);
+    cr_assert_eq(st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(log_lines("checking the password of user 'alice'"), 3);
+}
+
+Test(auth_basic, changing_htpasswd_takes_effect_without_restart_even_for_cached_credentials)
+{
+    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    char cmd[1400];
+    long s = 200;
+    int i;
+
+    cr_assert_eq(st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(st("GET", "/v2/", basic("bob", "pw2"), NULL, 0, NULL, 0), 200);
+    /* A new password for alice, bob gone; replaced the way editors do. */
+    snprintf(cmd, sizeof(cmd),
+             "echo changed | %s passwd alice > %s.new 2>/dev/null && mv %s.new %s", bin,
+             server_file(&srv, "htpasswd", NULL), server_file(&srv, "htpasswd", NULL),
+             server_file(&srv, "htpasswd", NULL));
+    cr_assert_eq(system(cmd), 0);
+    /* The file is looked at once a second at most: wait up to 5 s. */
+    for (i = 0; i < 50 && s == 200; i++) {
+        s = st("GET", "/v2/", basic("alice", "secret"), NULL, 0, NULL, 0);
+        if (s == 200)
+            nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(s, 401, "the old password still works");
+    cr_assert_eq(st("GET", "/v2/", basic("bob", "pw2"), NULL, 0, NULL, 0), 401,
+                 "a removed user's cached credential still works");
+    cr_assert_eq(st("GET", "/v2/", basic("alice", "changed"), NULL, 0, NULL, 0), 200);
 }
 
 /* ---- token ------------------------------------------------------------------ */
@@ -724,6 +824,32 @@ Test(auth_token, junk_tokens_from_an_address_do_not_lock_out_a_valid_token)
                  429);
     cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(tok), NULL, 0, NULL, 0), 404,
                  "a valid token still works");
+}
+
+Test(auth_token, a_refresh_token_is_never_an_access_token)
+{
+    const char form[] = "grant_type=password&username=alice&password=secret&service=registry"
+                        "&scope=repository%3Ateam-a%2Fapp%3Apull&access_type=offline";
+    char access[8192], refresh[8192], code[64];
+    struct resp r;
+    json_t *j;
+
+    http(&srv, "POST", "/token", form, strlen(form),
+         (const char *[]){"Content-Type: application/x-www-form-urlencoded", NULL}, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    j = json_loadb(r.body, r.len, 0, NULL);
+    cr_assert(json_is_string(json_object_get(j, "refresh_token")));
+    snprintf(access, sizeof(access), "%s", json_string_value(json_object_get(j, "access_token")));
+    snprintf(refresh, sizeof(refresh), "%s",
+             json_string_value(json_object_get(j, "refresh_token")));
+    json_decref(j);
+    resp_free(&r);
+    cr_assert_eq(st("GET", "/v2/", bearer(refresh), code, sizeof(code), NULL, 0), 401);
+    cr_assert_str_eq(code, "UNAUTHORIZED");
+    cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(refresh), NULL, 0, NULL, 0), 401);
+    cr_assert_eq(st("GET", "/v2/", bearer(refresh), NULL, 0, NULL, 0), 401, "nor once seen");
+    cr_assert_eq(st("GET", "/v2/", bearer(access), NULL, 0, NULL, 0), 200);
+    cr_assert_eq(st("GET", "/v2/team-a/app/tags/list", bearer(access), NULL, 0, NULL, 0), 404);
 }
 
 Test(auth_token, removing_a_user_revokes_their_refresh_tokens)

@@ -85,11 +85,11 @@ Test(badinput, encoded_traversal_is_refused)
     expect("GET", "/v2/a/%2e%2e/b/blobs/sha256:" ZERO64, 400, "NAME_INVALID");
     expect("GET", "/v2/%2E%2E/%2E%2E/etc/blobs/sha256:" ZERO64, 400, "NAME_INVALID");
     expect("GET", "/v2/a%2f..%2fb/blobs/sha256:" ZERO64, 400, "NAME_INVALID");
-    /* Decoded, these name no endpoint at all. */
+    /* Decoded, these name no endpoint at all (a NUL is refused outright). */
     expect("GET", "/v2/a/blobs/..%2f..%2fetc%2fpasswd", 404, "UNSUPPORTED");
     expect("GET", "/v2/a/blobs/sha256:..%2f..%2f" ZERO64, 404, "UNSUPPORTED");
     expect("PATCH", "/v2/a/blobs/uploads/..%2f..%2findex%2fdata.mdb", 404, "UNSUPPORTED");
-    expect("GET", "/v2/a%00b/blobs/sha256:" ZERO64, 404, "UNSUPPORTED");
+    expect("GET", "/v2/a%00b/blobs/sha256:" ZERO64, 400, "UNSUPPORTED");
     expect("GET", "/v2/a/blobs/sha256:%2e%2e", 400, "DIGEST_INVALID");
     expect("GET", "/v2/a/blobs/uploads/%2e%2e", 404, "BLOB_UPLOAD_UNKNOWN");
     expect("GET", "/v2/a/blobs/uploads/.", 404, "BLOB_UPLOAD_UNKNOWN");

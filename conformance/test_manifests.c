@@ -519,3 +519,144 @@ Test(manifests, a_manifest_deleted_in_one_repository_stays_in_another)
                  "pushing it again after both deletes stores it anew");
     cr_assert_eq(get_status("GET", "/v2/two/manifests/v2", NULL, 0), 200);
 }
+
+Test(manifests, non_string_annotations_are_manifest_invalid_wherever_they_are)
+{
+    char m[2048], bad[4096], subj[200];
+    const char *where[] = {"top", "config", "layer", "subject", NULL};
+    const char *values[] = {"1", "true", "null", "{}", "[\"x\"]", NULL};
+    size_t i, j;
+
+    make_image("ann", OCI_MANIFEST, NULL, m, sizeof(m));
+    digest_str("sha256", m, strlen(m), subj, sizeof(subj));
+    for (i = 0; where[i]; i++)
+        for (j = 0; values[j]; j++) {
+            char ann[64], *p;
+
+            snprintf(ann, sizeof(ann), "\"annotations\":{\"k\":\"v\",\"x\":%s}", values[j]);
+            snprintf(bad, sizeof(bad), "%s", m);
+            if (!strcmp(where[i], "top")) {
+                snprintf(bad + strlen(bad) - 1, sizeof(bad) - strlen(bad) + 1, ",%s}", ann);
+            } else if (!strcmp(where[i], "subject")) {
+                snprintf(bad + strlen(bad) - 1, sizeof(bad) - strlen(bad) + 1,
+                         ",\"subject\":{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":1,%s}}",
+                         OCI_MANIFEST, subj, ann);
+            } else {
+                /* Before the size of the config, or of the (only) layer. */
+                p = !strcmp(where[i], "config") ? strstr(bad, "\"config\":{")
+                                                : strstr(bad, "\"layers\":[{");
+                cr_assert(p);
+                p = strstr(p, "\"size\":");
+                memmove(p + strlen(ann) + 1, p, strlen(p) + 1);
+                memcpy(p, ann, strlen(ann));
+                p[strlen(ann)] = ',';
+            }
+            expect_put_error("ann", "v1", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
+        }
+    /* Annotations that are not an object, and in an index's manifests. */
+    snprintf(bad, sizeof(bad), "%.*s,\"annotations\":\"x\"}", (int)strlen(m) - 1, m);
+    expect_put_error("ann", "v1", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
+    cr_assert_eq(put_manifest("ann", "base", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    snprintf(bad, sizeof(bad),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":%zu,\"annotations\":{\"n\":2}}]}",
+             OCI_INDEX, OCI_MANIFEST, subj, strlen(m));
+    expect_put_error("ann", "v1", OCI_INDEX, bad, strlen(bad), 400, "MANIFEST_INVALID");
+    cr_assert_eq(get_status("GET", "/v2/ann/manifests/v1", NULL, 0), 404, "nothing was stored");
+    /* String values everywhere are fine. */
+    snprintf(bad, sizeof(bad),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+             "\"digest\":\"%s\",\"size\":%zu,\"annotations\":{\"n\":\"2\"}}],"
+             "\"annotations\":{\"a\":\"b\"}}",
+             OCI_INDEX, OCI_MANIFEST, subj, strlen(m));
+    cr_assert_eq(put_manifest("ann", "v1", OCI_INDEX, bad, strlen(bad), NULL), 201);
+}
+
+/* An image whose one layer has type layer_type and was never pushed. */
+static long put_with_unpushed_layer(const char *mt, const char *layer_type)
+{
+    char cfg[200], m[2048], layer[200];
+    const char *cfg_body = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+
+    push_blob(&srv, "nd", cfg_body, strlen(cfg_body), cfg, sizeof(cfg));
+    digest_str("sha256", layer_type, strlen(layer_type), layer, sizeof(layer));
+    snprintf(m, sizeof(m),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+             "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+             "\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10,\"urls\":"
+             "[\"https://example.com/layer\"]}]}",
+             mt, cfg, strlen(cfg_body), layer_type, layer);
+    return put_manifest("nd", "v1", mt, m, strlen(m), NULL);
+}
+
+Test(manifests, only_exact_non_distributable_layer_types_skip_the_blob_check)
+{
+    const char *exempt[] = {"application/vnd.oci.image.layer.nondistributable.v1.tar",
+                            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", NULL};
+    const char *not_exempt[] = {"application/vnd.example.foreign",
+                                "application/vnd.docker.image.rootfs.foreign.diff.tar",
+                                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzipx",
+                                "foreign",
+                                "application/vnd.oci.image.layer.v1.tar",
+                                NULL};
+    size_t i;
+
+    for (i = 0; exempt[i]; i++)
+        cr_expect_eq(put_with_unpushed_layer(OCI_MANIFEST, exempt[i]), 201, "%s", exempt[i]);
+    cr_expect_eq(put_with_unpushed_layer(
+                     DOCKER_MANIFEST, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
+                 201);
+    for (i = 0; not_exempt[i]; i++) {
+        struct resp r;
+        char c[64], cfg[200], m[2048], layer[200];
+        const char *cfg_body = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+
+        push_blob(&srv, "nd", cfg_body, strlen(cfg_body), cfg, sizeof(cfg));
+        digest_str("sha256", not_exempt[i], strlen(not_exempt[i]), layer, sizeof(layer));
+        snprintf(m, sizeof(m),
+                 "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+                 "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+                 "\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10}]}",
+                 OCI_MANIFEST, cfg, strlen(cfg_body), not_exempt[i], layer);
+        put_manifest("nd", "no", OCI_MANIFEST, m, strlen(m), &r);
+        cr_expect_eq(r.status, 400, "%s: %ld %s", not_exempt[i], r.status, r.body);
+        cr_expect_str_eq(resp_error_code(&r, c, sizeof(c)), "MANIFEST_BLOB_UNKNOWN", "%s: %s",
+                         not_exempt[i], r.body);
+        resp_free(&r);
+    }
+    cr_expect_eq(get_status("GET", "/v2/nd/manifests/no", NULL, 0), 404);
+}
+
+Test(manifests, invalid_reference_on_get_head_delete_is_404_manifest_unknown)
+{
+    char m[2048], code[64], path[600], d[200];
+    const char *refs[] = {"-bad",
+                          ".bad",
+                          "sha256:abc",
+                          "md5:d41d8cd98f00b204e9800998ecf8427e",
+                          "sha256:" /* empty hex */,
+                          "a%2bb",
+                          NULL};
+    const char *methods[] = {"GET", "HEAD", "DELETE", NULL};
+    size_t i, j;
+
+    make_image("inv", OCI_MANIFEST, NULL, m, sizeof(m));
+    cr_assert_eq(put_manifest("inv", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    digest_str("sha256", m, strlen(m), d, sizeof(d));
+    for (i = 0; refs[i]; i++)
+        for (j = 0; methods[j]; j++) {
+            snprintf(path, sizeof(path), "/v2/inv/manifests/%s", refs[i]);
+            code[0] = '\0';
+            cr_expect_eq(get_status(methods[j], path, code, sizeof(code)), 404, "%s %s", methods[j],
+                         path);
+            if (strcmp(methods[j], "HEAD") != 0)
+                cr_expect_str_eq(code, "MANIFEST_UNKNOWN", "%s %s", methods[j], path);
+        }
+    /* Nothing went: the tag and the manifest are still there. */
+    cr_expect_eq(get_status("GET", "/v2/inv/manifests/v1", NULL, 0), 200);
+    snprintf(path, sizeof(path), "/v2/inv/manifests/%s", d);
+    cr_expect_eq(get_status("GET", path, NULL, 0), 200);
+    /* A PUT with an invalid tag stays 400. */
+    expect_put_error("inv", "-bad", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
+}

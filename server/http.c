@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,8 @@ struct req {
     struct timespec start;
     struct auth_identity id; /* who is calling (anonymous when auth is off) */
     char client[64];         /* peer address */
+    int seen;                /* on_access has run for this request */
+    int bad_target;          /* the raw request target holds a control character */
 };
 
 #define POOL_BLOCK 4096
@@ -292,12 +295,12 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c, cons
     r->conn = c;
     r->method = method;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
-    r->path = req_printf(r, "%s", url);
+    /* The query string stays out of the log: it may carry a token. */
+    r->path = req_printf(r, "%.*s", (int)strcspn(url, "?"), url);
     if (!r->path) {
         free(r);
         return NULL;
     }
-    atomic_fetch_add(&s->in_flight, 1);
     return r;
 }
 
@@ -417,6 +420,135 @@ static void begin(struct req *r, const char *url)
     }
 }
 
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Whether the request target, as sent, holds a control character, raw or
+ * percent-encoded. libmicrohttpd decodes the path and the query in place
+ * and hands us C strings, so a %00 would silently cut them short
+ * (".../manifests/latest%00evil" would name "latest"); only the raw target
+ * shows it. Decodes exactly what libmicrohttpd decodes: '%' and two hex
+ * digits. */
+static int target_has_control(const char *uri)
+{
+    const unsigned char *p = (const unsigned char *)uri;
+    int c, hi, lo;
+
+    for (; *p; p++) {
+        c = *p;
+        if (c == '%') {
+            hi = hex_value(p[1]);
+            lo = hi < 0 ? -1 : hex_value(p[2]);
+            if (lo >= 0) {
+                c = hi << 4 | lo;
+                p += 2;
+            }
+        }
+        if (c < 0x20 || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+/* libmicrohttpd calls this with the raw request target before it parses
+ * the headers or decodes anything; what it returns becomes the request's
+ * context, and on_completed runs for it even when libmicrohttpd answers
+ * the request itself. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct req *r = req_new(cls, c, NULL, uri);
+
+    if (r)
+        r->bad_target = target_has_control(uri);
+    return r;
+}
+
+struct header_scan {
+    const char *content_length; /* the first value */
+    int conflict;               /* another Content-Length with a different value */
+    unsigned te, host;          /* Transfer-Encoding and Host headers seen */
+    int te_other;               /* a Transfer-Encoding other than chunked */
+    int bad_name;               /* a header name with blanks ("Content-Length :") */
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct header_scan *h = cls;
+
+    (void)kind;
+    if (!value)
+        value = "";
+    /* libmicrohttpd 0.9.75 keeps blanks before the colon in the name, so
+     * "Transfer-Encoding : chunked" is no framing header to it; a proxy
+     * may well read it as one. */
+    if (!key[0] || strpbrk(key, " \t"))
+        h->bad_name = 1;
+    if (!strcasecmp(key, "Content-Length")) {
+        if (!h->content_length)
+            h->content_length = value;
+        else if (strcmp(h->content_length, value) != 0)
+            h->conflict = 1;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        h->te++;
+        /* libmicrohttpd's own test: anything else is not de-chunked. */
+        if (strcasecmp(value, "chunked") != 0)
+            h->te_other = 1;
+    } else if (!strcasecmp(key, "Host")) {
+        h->host++;
+    }
+    return MHD_YES;
+}
+
+/* What libmicrohttpd 0.9.75 lets through and a proxy in front of us might
+ * read differently (request smuggling), or what would make it wait for a
+ * body it will never delimit. REG_OK or the error to answer, with a
+ * detail. */
+static int check_framing(struct req *r, const char *version, const char **detail)
+{
+    struct header_scan h;
+
+    memset(&h, 0, sizeof(h));
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, scan_header, &h);
+    if (r->bad_target) {
+        *detail = "control character in the request path or query";
+        return REG_E_BAD_REQUEST;
+    }
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) != 0 && h.host == 0) {
+        *detail = "HTTP/1.1 request without Host";
+        return REG_E_BAD_REQUEST;
+    }
+    if (h.bad_name) {
+        *detail = "blank in a header name";
+        return REG_E_BAD_REQUEST;
+    }
+    if (h.host > 1) {
+        *detail = "more than one Host header";
+        return REG_E_BAD_REQUEST;
+    }
+    if (h.te > 1 || h.te_other) {
+        *detail = "only Transfer-Encoding: chunked is supported";
+        return REG_E_NOT_IMPLEMENTED;
+    }
+    if (h.te && h.content_length) {
+        *detail = "both Transfer-Encoding and Content-Length";
+        return REG_E_BAD_REQUEST;
+    }
+    if (h.conflict) {
+        *detail = "conflicting Content-Length headers";
+        return REG_E_SIZE_INVALID;
+    }
+    return REG_OK;
+}
+
 /* libmicrohttpd calls this once with the headers, once per piece of body,
  * and once more at the end. A reply queued in the first call makes it
  * close the connection, so requests without a body start at the end; those
@@ -428,14 +560,28 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
+    const char *detail = NULL;
     int rc;
 
-    (void)version;
     if (!r) {
+        /* on_uri could not allocate: try once more, without its check. */
         r = req_new(s, c, method, url);
         if (!r)
             return MHD_NO;
         *con_cls = r;
+    }
+    if (!r->seen) {
+        /* In flight from here on, not from the request line: a client
+         * still sending its headers holds no request a shutdown waits for. */
+        r->seen = 1;
+        atomic_fetch_add(&s->in_flight, 1);
+        r->method = method;
+        rc = check_framing(r, version, &detail);
+        if (rc) {
+            r->begun = 1;
+            api_error(r, rc, detail);
+            return MHD_YES;
+        }
         if (has_body(c))
             begin(r, url);
         return MHD_YES;
@@ -479,10 +625,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     clock_gettime(CLOCK_MONOTONIC, &now);
     ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
          (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
-    log_access(r->method, r->path, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
-               r->bytes, ms);
+    /* Without a method, libmicrohttpd refused the request itself (status 0:
+     * not ours to know). */
+    log_access(r->method ? r->method : "-", r->path,
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499, r->bytes, ms);
+    if (r->seen)
+        atomic_fetch_sub(&s->in_flight, 1);
     req_free(r);
-    atomic_fetch_sub(&s->in_flight, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -595,8 +744,8 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_END);
+        on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->d) {
         log_error("cannot start the HTTP daemon on %s", o->listen);
         rc = REG_E_CONFIG;

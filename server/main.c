@@ -539,11 +539,12 @@ static int fsck_command(int argc, char **argv)
     if (rc) {
         log_error("fsck: could not run: %s", reg_strerror(rc));
     } else {
-        printf("fsck: %llu problems%s, %llu repaired, %llu broken images; rehashed %llu blobs "
-               "(%llu bytes) in %.2f s (%.0f MB/s)\n",
+        printf("fsck: %llu problems%s, %llu crash leftovers, %llu repaired, %llu broken images; "
+               "rehashed %llu blobs (%llu bytes) in %.2f s (%.0f MB/s)\n",
                (unsigned long long)res.problems, res.problems ? "" : " (clean)",
-               (unsigned long long)res.repaired, (unsigned long long)res.broken,
-               (unsigned long long)res.blobs, (unsigned long long)res.bytes, res.seconds,
+               (unsigned long long)res.leftovers, (unsigned long long)res.repaired,
+               (unsigned long long)res.broken, (unsigned long long)res.blobs,
+               (unsigned long long)res.bytes, res.seconds,
                res.hash_seconds > 0 ? (double)res.bytes / 1e6 / res.hash_seconds : 0.0);
     }
     store_close(&st);

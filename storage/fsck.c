@@ -47,6 +47,22 @@ static double now_seconds(void)
 
 static void problem(struct fsck *f, const char *advice, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void note(struct fsck *f, const char *advice, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* What a crash leaves by design (bytes without a record, a record whose
+ * bytes became a blob): harmless, and GC removes it. Not a problem. */
+static void note(struct fsck *f, const char *advice, const char *fmt, ...)
+{
+    va_list ap;
+
+    f->res->leftovers++;
+    fputs("note: ", f->out);
+    va_start(ap, fmt);
+    vfprintf(f->out, fmt, ap);
+    va_end(ap);
+    fprintf(f->out, "\n  %s\n", advice);
+}
 
 static void problem(struct fsck *f, const char *advice, const char *fmt, ...)
 {
@@ -163,8 +179,8 @@ static int check_file(void *arg, const struct digest *d)
     if (rc != REG_E_BLOB_UNKNOWN)
         return rc;
     blobstore_size(f->bs, d, &size);
-    problem(f, "harmless (a crash leftover); registry gc or fsck --repair removes it",
-            "blob file %s (%llu bytes) is not in the index", d->str, (unsigned long long)size);
+    note(f, "a crash leftover: GC or fsck --repair removes it",
+         "blob file %s (%llu bytes) is not in the index", d->str, (unsigned long long)size);
     return add_fix(f, FIX_ORPHAN, "", d->str);
 }
 
@@ -240,13 +256,19 @@ static int check_upload(void *arg, const char *uuid, const struct index_upload *
 
     if (rc == REG_OK && size >= u->offset)
         return REG_OK;
-    if (rc == REG_E_UPLOAD_UNKNOWN && u->offset == 0)
-        return REG_OK; /* an empty session's bytes are made again on resume */
-    if (rc && rc != REG_E_UPLOAD_UNKNOWN)
+    if (rc == REG_E_UPLOAD_UNKNOWN) {
+        /* Its bytes became a blob and the crash came before the record
+         * went, or it never held any: the client starts the upload again. */
+        if (u->offset > 0)
+            note(f, "a crash while it finished: GC expires it after upload_ttl",
+                 "upload %s (%s) has no bytes left", uuid, u->repo);
+        return add_fix(f, FIX_UPLOAD, "", uuid);
+    }
+    if (rc)
         return rc;
     problem(f, "fsck --repair drops the session; the client starts its upload again",
-            "upload %s (%s): its bytes are missing or shorter than the %llu it saved", uuid,
-            u->repo, (unsigned long long)u->offset);
+            "upload %s (%s): %llu bytes, shorter than the %llu it saved", uuid, u->repo,
+            (unsigned long long)size, (unsigned long long)u->offset);
     return add_fix(f, FIX_UPLOAD, "", uuid);
 }
 

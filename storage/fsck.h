@@ -21,12 +21,13 @@
 #include "index.h"
 
 struct fsck_result {
-    uint64_t problems; /* found */
-    uint64_t repaired; /* of those, fixed */
-    uint64_t broken;   /* images left needing a blob or manifest that is gone */
-    uint64_t blobs;    /* blobs rehashed */
-    uint64_t bytes;    /* bytes rehashed */
-    double seconds;    /* whole run */
+    uint64_t problems;  /* found */
+    uint64_t leftovers; /* what crashes leave by design (noted, GC removes it) */
+    uint64_t repaired;  /* of those, fixed */
+    uint64_t broken;    /* images left needing a blob or manifest that is gone */
+    uint64_t blobs;     /* blobs rehashed */
+    uint64_t bytes;     /* bytes rehashed */
+    double seconds;     /* whole run */
     double hash_seconds;
 };
 
