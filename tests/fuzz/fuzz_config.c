@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(c.gc_grace >= 0 && c.gc_upload_ttl >= 0);
         FUZZ_CHECK(c.auth_token_ttl >= 10 && c.auth_leeway >= 0 && c.auth_leeway <= 600);
         FUZZ_CHECK(strchr(c.listen, ':') && c.root[0]);
-        FUZZ_CHECK(strlen(c.tls_key) < sizeof(c.tls_key) && strlen(c.auth_realm) <
-                                                                  sizeof(c.auth_realm));
+        FUZZ_CHECK(strlen(c.tls_key) < sizeof(c.tls_key) &&
+                   strlen(c.auth_realm) < sizeof(c.auth_realm));
         for (i = 0; i < c.ngroups; i++)
             FUZZ_CHECK(strchr(c.groups[i], '='));
     } else {

@@ -17,8 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(size == strlen(d.str) && memcmp(d.str, s, size) == 0);
         FUZZ_CHECK(strlen(digest_hex(&d)) == hexlen);
         FUZZ_CHECK(strncmp(d.str, digest_algo_name(d.algo), 6) == 0 && d.str[6] == ':');
-        FUZZ_CHECK(digest_parse(d.str, strlen(d.str), &again) == REG_OK &&
-                   again.algo == d.algo && strcmp(again.str, d.str) == 0);
+        FUZZ_CHECK(digest_parse(d.str, strlen(d.str), &again) == REG_OK && again.algo == d.algo &&
+                   strcmp(again.str, d.str) == 0);
     }
     /* What we compute must always parse back. */
     digest_of(size % 2 ? DIGEST_SHA512 : DIGEST_SHA256, data, size, &d);

@@ -6,8 +6,8 @@
 #include "../../api/manifests.c"
 
 static const char *const content_types[] = {
-    NULL, MT_OCI_MANIFEST, MT_OCI_INDEX, MT_DOCKER_MANIFEST, MT_DOCKER_LIST,
-    MT_DOCKER_V1 "+prettyjws", "application/json", "",
+    NULL,           MT_OCI_MANIFEST,           MT_OCI_INDEX,       MT_DOCKER_MANIFEST,
+    MT_DOCKER_LIST, MT_DOCKER_V1 "+prettyjws", "application/json", "",
 };
 
 static struct parsed *p;

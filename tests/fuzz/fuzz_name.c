@@ -10,8 +10,7 @@
 #include "../../server/router.h"
 
 /* The grammar as the distribution spec writes it. */
-#define NAME_RE                                                                                \
-    "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"
+#define NAME_RE "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"
 #define TAG_RE "^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
 
 static regex_t name_re, tag_re;
