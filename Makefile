@@ -5,6 +5,7 @@
 #   make test         install, build, run unit + black-box tests, then again under ASan+UBSan
 #   make check        unit + black-box tests (no sanitizers)
 #   make check-asan   the same suites under AddressSanitizer + UBSan
+#   make fuzz         each libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (never part of make test)
 #   make bench        benchmarks (never part of make test)
 #   make install      install the binary (PREFIX, DESTDIR)
 #   make lint         cppcheck + clang-tidy;  make format  clang-format -i
@@ -22,13 +23,20 @@ RUN_LISTEN ?= 127.0.0.1:5000
 RUN_ROOT   ?= ./data
 # Parallel jobs for criterion test binaries.
 TEST_JOBS  ?= 2
+# Seconds each fuzz target runs: in `make fuzz`, and in `make fuzz-smoke`
+# (part of `make check`, so keep it short: six targets).
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 8
+# Compiler for the fuzz harnesses: libFuzzer needs clang.
+FUZZ_CC ?= clang
 
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 
 # Debian packages: to build and run, and to test.
 DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
             libinih-dev libjwt-dev libcrypt-dev
-DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl openssl skopeo jq podman buildah containerd
+DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl openssl skopeo jq podman buildah containerd \
+            clang libclang-rt-14-dev
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt
 TEST_PKGS := libcurl criterion jansson openssl
@@ -51,7 +59,7 @@ BB_SRC   := $(wildcard conformance/test_*.c)
 HDRS     := $(wildcard */*.h)
 
 .PHONY: all deps deps-test run test check check-asan unit blackbox bench install lint format clean \
-        conformance-compare
+        conformance-compare fuzz fuzz-smoke
 
 all: $(BUILD)/registry $(BUILD)/conformance
 
@@ -116,7 +124,7 @@ $(BUILD)/conformance: conformance/suite.c conformance/suite_tests.c conformance/
 UNIT_BINS      = $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
-check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance
+check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance fuzz-smoke
 	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry CONFORMANCE_AUTH=token ./conformance/run
@@ -136,6 +144,36 @@ check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox $(BUILD)/
 test: deps-test
 	$(MAKE) check
 	$(MAKE) check-asan
+
+# --- fuzzing (docs/testing.md) ---------------------------------------------------
+# Every harness and the code it links are built with ASan + UBSan and
+# libFuzzer's coverage; a harness #includes the .c file whose static parsers it
+# drives, and takes everything else from libcore.a (the archive's copy of that
+# file is then never pulled in).
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZ_TARGETS))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+$(BUILD)/fuzz/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_ALL) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/libcore.a: $(call objs,$(BUILD)/fuzz,$(CORE_SRC))
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/fuzz/libcore.a $(CORE_SRC) $(HDRS)
+	$(FUZZ_CC) $(CFLAGS_ALL) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(BUILD)/fuzz/libcore.a \
+	    $(LDFLAGS) $(LDLIBS_ALL)
+
+# Each target on a copy of its seed corpus (tests/fuzz/corpus/ is never
+# written); any crash, leak or failed check fails the run and leaves the input
+# in $(BUILD)/fuzz/crashes/.
+fuzz: $(FUZZ_BINS)
+	./tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: $(FUZZ_BINS)
+	./tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # The suite against Debian's docker-registry (Distribution 2.8) and against ours.
 conformance-compare: deps-test $(BUILD)/registry $(BUILD)/conformance

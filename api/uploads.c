@@ -82,7 +82,8 @@ static int parse_content_range(const char *h, uint64_t *start, uint64_t *len)
         return REG_E_UPLOAD_INVALID;
     errno = 0;
     b = strtoull(end + 1, &end, 10);
-    if (errno || (*end != '\0' && *end != '/') || b < a)
+    /* 0-18446744073709551615 is 2^64 bytes: its length would wrap to 0. */
+    if (errno || (*end != '\0' && *end != '/') || b < a || b - a == UINT64_MAX)
         return REG_E_UPLOAD_INVALID;
     *start = a;
     *len = b - a + 1;

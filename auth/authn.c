@@ -492,7 +492,7 @@ static int cached_token(struct auth *a, const char *token, struct auth_identity 
 
     pthread_mutex_lock(&a->lock);
     if (s->exp && CRYPTO_memcmp(s->hash, hash, sizeof(hash)) == 0 &&
-        time(NULL) <= s->exp + a->leeway) {
+        time(NULL) - a->leeway <= s->exp) {
         hit = 1;
         id->has_token = 1;
         id->authenticated = s->subject[0] != '\0';

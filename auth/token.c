@@ -634,7 +634,8 @@ int token_verify(const struct token_verifier *v, const char *token, const char *
         goto bad;
     errno = 0;
     exp = jwt_get_grant_int(jwt, "exp");
-    if (errno || now > exp + leeway)
+    /* now - leeway, not exp + leeway: exp is the issuer's and may be LONG_MAX. */
+    if (errno || now - leeway > exp)
         goto bad;
     errno = 0;
     nbf = jwt_get_grant_int(jwt, "nbf");

@@ -179,6 +179,18 @@ Test(uploads, content_range_disagreeing_with_content_length_is_416)
     cr_assert_str_eq(code, "BLOB_UPLOAD_INVALID");
 }
 
+/* Found by fuzz_range: 0-18446744073709551615 is 2^64 bytes, whose length
+ * wrapped to 0 and so agreed with an empty body. */
+Test(uploads, content_range_longer_than_64_bits_is_400)
+{
+    char loc[400], code[64];
+    const char *h[] = {"Content-Range: 0-18446744073709551615", NULL};
+
+    start_upload(&srv, "g", loc, sizeof(loc));
+    cr_assert_eq(req_status("PATCH", loc, "", 0, h, code, sizeof(code)), 400);
+    cr_assert_str_eq(code, "BLOB_UPLOAD_INVALID");
+}
+
 Test(uploads, cancelled_upload_is_gone)
 {
     char loc[400], code[64], path[1024];
