@@ -21,6 +21,9 @@
 
 /* Bytes between two writeback kicks while a session streams in. */
 #define WRITEBACK_STEP (8u << 20)
+/* Appends are gathered into writes of this size: the HTTP layer hands the
+ * body over in pieces as small as its per-connection buffer. */
+#define WRITE_BUF (256u << 10)
 
 struct fstore {
     char root[PATH_MAX];
@@ -36,6 +39,8 @@ struct fwriter {
     int dir_synced;   /* the file's name is durable in uploads/ */
     uint64_t size;    /* bytes in the file */
     uint64_t flushed; /* offset up to which writeback has been started */
+    char *buf;        /* appends not yet written, WRITE_BUF bytes; NULL until needed */
+    size_t buffered;  /* bytes of buf in use */
 };
 
 static const struct blobstore_backend file_backend;
@@ -295,12 +300,8 @@ out:
     return REG_OK;
 }
 
-static int f_append(struct blob_writer *bw, const void *data, size_t len)
+static int write_all(struct fwriter *w, const char *p, size_t left)
 {
-    struct fwriter *w = (struct fwriter *)bw;
-    const char *p = data;
-    size_t left = len;
-
     while (left > 0) {
         ssize_t n = write(w->fd, p, left);
 
@@ -325,10 +326,52 @@ static int f_append(struct blob_writer *bw, const void *data, size_t len)
     return REG_OK;
 }
 
+static int flush(struct fwriter *w)
+{
+    int rc;
+
+    if (!w->buffered)
+        return REG_OK;
+    rc = write_all(w, w->buf, w->buffered);
+    w->buffered = 0;
+    return rc;
+}
+
+static int f_append(struct blob_writer *bw, const void *data, size_t len)
+{
+    struct fwriter *w = (struct fwriter *)bw;
+    const char *p = data;
+    size_t room;
+    int rc;
+
+    if (!w->buffered && len >= WRITE_BUF)
+        return write_all(w, p, len); /* big enough already */
+    if (!w->buf && (w->buf = malloc(WRITE_BUF)) == NULL)
+        return write_all(w, p, len);
+    while (len > 0) {
+        room = WRITE_BUF - w->buffered;
+        if (room > len)
+            room = len;
+        memcpy(w->buf + w->buffered, p, room);
+        w->buffered += room;
+        p += room;
+        len -= room;
+        if (w->buffered == WRITE_BUF) {
+            rc = flush(w);
+            if (rc)
+                return rc;
+        }
+    }
+    return REG_OK;
+}
+
 static int f_truncate(struct blob_writer *bw, uint64_t size)
 {
     struct fwriter *w = (struct fwriter *)bw;
 
+    if (size > w->size && flush(w) != REG_OK)
+        return REG_E_IO;
+    w->buffered = 0; /* what is past size goes */
     if (ftruncate(w->fd, (off_t)size) != 0 || lseek(w->fd, (off_t)size, SEEK_SET) < 0) {
         log_warn("truncate %s: %s", w->path, strerror(errno));
         return REG_E_IO;
@@ -342,7 +385,10 @@ static int f_truncate(struct blob_writer *bw, uint64_t size)
 static int f_checkpoint(struct blob_writer *bw)
 {
     struct fwriter *w = (struct fwriter *)bw;
+    int rc = flush(w);
 
+    if (rc)
+        return rc;
     if (fdatasync(w->fd) != 0) {
         log_error("fdatasync %s: %s", w->path, strerror(errno));
         return reg_errno(errno);
@@ -360,6 +406,8 @@ static int f_pread(struct blob_writer *bw, uint64_t off, void *buf, size_t len, 
     struct fwriter *w = (struct fwriter *)bw;
     ssize_t r;
 
+    if (flush(w) != REG_OK)
+        return REG_E_IO;
     do
         r = pread(w->fd, buf, len, (off_t)off);
     while (r < 0 && errno == EINTR);
@@ -377,6 +425,8 @@ static int f_commit(void *be, struct blob_writer *bw, const struct digest *d)
     struct stat st;
     int rc = blob_paths(fs, d, dir, file);
 
+    if (!rc)
+        rc = flush(w);
     if (rc)
         return rc;
     if (stat(file, &st) == 0) {
@@ -400,10 +450,13 @@ static void f_writer_close(struct blob_writer *bw, int discard)
 {
     struct fwriter *w = (struct fwriter *)bw;
 
+    /* Buffered bytes were never checkpointed: nobody was told they are
+     * here, and a reopen would drop them anyway. */
     if (w->fd >= 0)
         close(w->fd);
     if (discard && unlink(w->path) != 0 && errno != ENOENT)
         log_warn("remove %s: %s", w->path, strerror(errno));
+    free(w->buf);
     free(w);
 }
 
