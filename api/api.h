@@ -4,6 +4,7 @@
 #ifndef REG_API_H
 #define REG_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "req.h"
@@ -18,10 +19,12 @@ struct registry {
     struct blobstore *bs;
     struct index *ix;
     struct uploads *us;
-    int delete_enabled;       /* [storage] delete */
-    size_t max_manifest_size; /* bytes */
-    struct auth *auth;        /* never NULL; mode none lets everything through */
-    int tls;                  /* serving HTTPS */
+    int delete_enabled;              /* [storage] delete */
+    size_t max_manifest_size;        /* bytes */
+    size_t manifest_budget;          /* bytes all manifest bodies in flight may hold together */
+    atomic_size_t manifest_buffered; /* bytes they hold now */
+    struct auth *auth;               /* never NULL; mode none lets everything through */
+    int tls;                         /* serving HTTPS */
 };
 
 enum route_kind {

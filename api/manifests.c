@@ -1,4 +1,5 @@
 /* PUT/GET/HEAD/DELETE /v2/NAME/manifests/REFERENCE */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,26 @@
 #define MAX_REFS 4096
 
 struct mbody {
+    struct registry *reg;
     char *buf; /* the manifest bytes, at most max_manifest_size */
     size_t len, cap;
+    size_t reserved; /* bytes of the registry's manifest budget held */
 };
+
+/* Hold n more bytes of the budget every manifest body in flight shares;
+ * REG_E_TOOMANY when it is spent (the client retries later). */
+static int reserve(struct mbody *b, size_t n)
+{
+    size_t was = atomic_fetch_add(&b->reg->manifest_buffered, n);
+
+    if (was + n > b->reg->manifest_budget) {
+        atomic_fetch_sub(&b->reg->manifest_buffered, n);
+        return REG_E_TOOMANY;
+    }
+
+    b->reserved += n;
+    return REG_OK;
+}
 
 static void mbody_done(void *p, int aborted)
 {
@@ -32,6 +50,8 @@ static void mbody_done(void *p, int aborted)
     (void)aborted;
     free(b->buf);
     b->buf = NULL;
+    atomic_fetch_sub(&b->reg->manifest_buffered, b->reserved);
+    b->reserved = 0;
 }
 
 /* A reference is a digest when it has a colon, else a tag. */
@@ -59,8 +79,13 @@ static int put_begin(struct req *r, const struct route *rt)
     if (!b)
         return REG_E_NOMEM;
     memset(b, 0, sizeof(*b));
+    b->reg = reg;
     req_set_state(r, b, mbody_done);
-    return REG_OK;
+    /* A declared length is held at once, so a refusal comes before the body. */
+    rc = cl ? reserve(b, (size_t)strtoull(cl, NULL, 10)) : REG_OK;
+    if (rc == REG_E_TOOMANY)
+        req_set_header(r, "Retry-After", "1");
+    return rc;
 }
 
 static int put_body(struct req *r, const char *data, size_t len)
@@ -78,6 +103,10 @@ static int put_body(struct req *r, const char *data, size_t len)
             cap *= 2;
         if (cap > reg->max_manifest_size)
             cap = reg->max_manifest_size;
+        if (cap > b->reserved && reserve(b, cap - b->reserved) != REG_OK) {
+            req_set_header(r, "Retry-After", "1");
+            return REG_E_TOOMANY;
+        }
         p = realloc(b->buf, cap);
         if (!p)
             return REG_E_NOMEM;

@@ -18,8 +18,12 @@ void config_defaults(struct config *c)
     c->threads = 4;
     c->max_connections = 1024;
     c->timeout = 120;
+    c->header_timeout = 20;
+    c->max_per_address = 256;
+    c->connection_memory = 16 << 10;
     c->shutdown_timeout = 30;
     c->max_manifest_size = 4 << 20;
+    c->manifest_buffers = 64 << 20;
     snprintf(c->root, sizeof(c->root), "./data");
     c->delete_enabled = 0;
     c->index_max_size = (size_t)16 << 30;
@@ -219,6 +223,18 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         if (parse_uint(v, 1, 86400, &n))
             return BAD("timeout: expected seconds 1..86400, got '%s'", v);
         c->timeout = (unsigned)n;
+    } else if (IS("server", "header_timeout")) {
+        if (parse_uint(v, 0, 3600, &n))
+            return BAD("header_timeout: expected seconds 0..3600, got '%s'", v);
+        c->header_timeout = (unsigned)n;
+    } else if (IS("server", "max_connections_per_address")) {
+        if (parse_uint(v, 0, 65536, &n))
+            return BAD("max_connections_per_address: expected 0..65536, got '%s'", v);
+        c->max_per_address = (unsigned)n;
+    } else if (IS("server", "connection_memory")) {
+        if (parse_size(v, 8ULL << 10, 1ULL << 20, &n))
+            return BAD("connection_memory: expected 8K..1M, got '%s'", v);
+        c->connection_memory = (size_t)n;
     } else if (IS("server", "shutdown_timeout")) {
         if (parse_uint(v, 0, 3600, &n))
             return BAD("shutdown_timeout: expected seconds 0..3600, got '%s'", v);
@@ -227,6 +243,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         if (parse_size(v, 1024, 64ULL << 20, &n))
             return BAD("max_manifest_size: expected 1K..64M, got '%s'", v);
         c->max_manifest_size = (size_t)n;
+    } else if (IS("server", "manifest_buffers")) {
+        if (parse_size(v, 1ULL << 20, 4ULL << 30, &n))
+            return BAD("manifest_buffers: expected 1M..4G, got '%s'", v);
+        c->manifest_buffers = (size_t)n;
     } else if (IS("storage", "root")) {
         if (!*v || strlen(v) >= sizeof(c->root))
             return BAD("root: expected a directory, got '%s'", v);

@@ -11,8 +11,12 @@ struct config {
     unsigned threads;          /* libmicrohttpd worker threads */
     unsigned max_connections;  /* concurrent connections */
     unsigned timeout;          /* idle seconds before a connection is dropped */
+    unsigned header_timeout;   /* seconds a request may take to send its headers; 0 = none */
+    unsigned max_per_address;  /* connections from one client address; 0 = no limit */
+    size_t connection_memory;  /* libmicrohttpd's buffer per connection, bytes */
     unsigned shutdown_timeout; /* seconds to let requests finish on SIGTERM */
     size_t max_manifest_size;  /* bytes */
+    size_t manifest_buffers;   /* bytes all manifest bodies in flight may hold together */
     char tls_cert[4096];       /* PEM certificate (chain); with tls_key serves HTTPS */
     char tls_key[4096];        /* PEM private key */
     /* [storage] */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,13 +23,48 @@
 #include "../common/log.h"
 #include "router.h"
 
+/* A connection as the header deadline sees it (see reaper). */
+struct conn {
+    struct conn *prev, *next;
+    int fd;          /* libmicrohttpd's socket: shut down, never closed, here */
+    time_t deadline; /* monotonic seconds by which headers must be in; 0 = none */
+};
+
 struct http_server {
     struct MHD_Daemon *d;
     struct registry *reg;
     int fd; /* listening socket */
     unsigned port;
     atomic_uint in_flight;
+    unsigned timeout, header_timeout;
+    pthread_mutex_t conns_lock; /* guards conns and every deadline */
+    struct conn conns;          /* list head */
+    pthread_t reaper;
+    int reaper_started;
+    atomic_int stopping;
 };
+
+static time_t mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+/* Set the deadline of connection c (its socket context). */
+static void conn_deadline(struct http_server *s, struct MHD_Connection *c, time_t after)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+
+    if (!k || !s->header_timeout)
+        return;
+    pthread_mutex_lock(&s->conns_lock);
+    k->deadline = after ? mono_now() + after : 0;
+    pthread_mutex_unlock(&s->conns_lock);
+}
 
 struct hdr {
     struct hdr *next;
@@ -464,8 +500,11 @@ static int target_has_control(const char *uri)
  * the request itself. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
+    struct http_server *s = cls;
     struct req *r = req_new(cls, c, NULL, uri);
 
+    /* The request line is in: its headers have header_timeout to follow. */
+    conn_deadline(s, c, s->header_timeout);
     if (r)
         r->bad_target = target_has_control(uri);
     return r;
@@ -574,6 +613,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         /* In flight from here on, not from the request line: a client
          * still sending its headers holds no request a shutdown waits for. */
         r->seen = 1;
+        conn_deadline(s, c, 0); /* headers in: the idle timeout rules now */
         atomic_fetch_add(&s->in_flight, 1);
         r->method = method;
         rc = check_framing(r, version, &detail);
@@ -591,8 +631,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (*data_size) {
         if (!r->replied && !r->err && r->h && r->h->body) {
             rc = r->h->body(r, data, *data_size);
-            if (rc)
-                r->err = rc;
+            r->err = rc;
+            /* A body past its cap is not read to its end: libmicrohttpd
+             * (0.9.75) cannot send a reply mid-body, and reading an
+             * unbounded body only to say 413 is what a hostile client
+             * wants. Close. Other errors (a full disk) are answered once
+             * the body is in, so the client sees why. */
+            if (rc == REG_E_TOO_LARGE) {
+                log_info("%s %s: body over its cap, connection closed", r->method, r->path);
+                return MHD_NO;
+            }
         }
         *data_size = 0;
         return MHD_YES;
@@ -616,10 +664,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct timespec now;
     double ms;
 
-    (void)c;
     if (!r)
         return;
     *con_cls = NULL;
+    /* Kept alive: idle up to the timeout, then the next request's headers. */
+    conn_deadline(s, c, (time_t)s->timeout + s->header_timeout);
     if (r->done)
         r->done(r->state, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -632,6 +681,74 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->seen)
         atomic_fetch_sub(&s->in_flight, 1);
     req_free(r);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    struct conn *k = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        k = calloc(1, sizeof(*k));
+        if (!k || !ci)
+            return; /* no deadline for this one; nothing else depends on it */
+        k->fd = ci->connect_fd;
+        pthread_mutex_lock(&s->conns_lock);
+        k->deadline = s->header_timeout ? mono_now() + s->header_timeout : 0;
+        k->next = s->conns.next;
+        k->prev = &s->conns;
+        s->conns.next->prev = k;
+        s->conns.next = k;
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = k;
+        return;
+    }
+    if (!k)
+        return;
+    /* libmicrohttpd closes the socket after this returns: under the lock,
+     * the reaper never shuts down a descriptor that was reused. */
+    pthread_mutex_lock(&s->conns_lock);
+    k->prev->next = k->next;
+    k->next->prev = k->prev;
+    pthread_mutex_unlock(&s->conns_lock);
+    free(k);
+    *socket_context = NULL;
+}
+
+/* The header deadline. libmicrohttpd's timeout only measures idleness, so a
+ * client that sends a header line every few seconds (slowloris) would hold
+ * its connection for ever. Once a second, connections past their deadline
+ * are shut down; libmicrohttpd then sees the end of the stream and closes
+ * them itself, on its own thread. */
+static void *reaper(void *arg)
+{
+    struct http_server *s = arg;
+    struct timespec second = {1, 0};
+    unsigned closed;
+    struct conn *k;
+    time_t now;
+
+    while (!atomic_load(&s->stopping)) {
+        nanosleep(&second, NULL);
+        closed = 0;
+        now = mono_now();
+        pthread_mutex_lock(&s->conns_lock);
+        for (k = s->conns.next; k != &s->conns; k = k->next)
+            if (k->deadline && now > k->deadline) {
+                shutdown(k->fd, SHUT_RDWR);
+                k->deadline = 0;
+                closed++;
+            }
+        pthread_mutex_unlock(&s->conns_lock);
+        if (closed)
+            log_warn("closed %u connections that did not send their request headers within %us",
+                     closed, s->header_timeout);
+    }
+    return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -736,6 +853,10 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
         goto out;
     s->reg = reg;
     s->fd = -1;
+    s->timeout = o->timeout;
+    s->header_timeout = o->header_timeout;
+    pthread_mutex_init(&s->conns_lock, NULL);
+    s->conns.next = s->conns.prev = &s->conns;
     rc = open_listener(o->listen, &s->port, &s->fd);
     if (rc)
         goto out;
@@ -743,9 +864,11 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 1),
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_address, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->d) {
         log_error("cannot start the HTTP daemon on %s", o->listen);
         rc = REG_E_CONFIG;
@@ -753,10 +876,13 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     }
     s->fd = -1; /* libmicrohttpd owns the listening socket now */
     rc = REG_OK;
+    if (s->header_timeout && pthread_create(&s->reaper, NULL, reaper, s) == 0)
+        s->reaper_started = 1;
 out:
     if (rc && s) {
         if (s->fd >= 0)
             close(s->fd);
+        pthread_mutex_destroy(&s->conns_lock);
         free(s);
         s = NULL;
     }
@@ -786,8 +912,12 @@ void http_stop(struct http_server *s)
 {
     if (!s)
         return;
+    atomic_store(&s->stopping, 1);
+    if (s->reaper_started)
+        pthread_join(s->reaper, NULL);
     MHD_stop_daemon(s->d);
     if (s->fd >= 0)
         close(s->fd);
+    pthread_mutex_destroy(&s->conns_lock);
     free(s);
 }

@@ -12,9 +12,12 @@ struct http_opts {
     const char *listen; /* "host:port"; port 0 picks a free one */
     unsigned threads;   /* libmicrohttpd thread pool size */
     unsigned max_connections;
-    unsigned timeout;     /* idle seconds before a connection is closed */
-    const char *tls_cert; /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
-    const char *tls_key;  /* PEM text; must outlive the server */
+    unsigned timeout;         /* idle seconds before a connection is closed */
+    unsigned header_timeout;  /* seconds a request may take to send its headers */
+    unsigned max_per_address; /* connections from one address; 0 = no limit */
+    size_t connection_memory; /* libmicrohttpd's buffer per connection, bytes */
+    const char *tls_cert;     /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
+    const char *tls_key;      /* PEM text; must outlive the server */
 };
 
 /* Bind and start serving. REG_E_CONFIG when listen is unusable. */

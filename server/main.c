@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -357,14 +358,35 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
     }
     reg->delete_enabled = cfg->delete_enabled;
     reg->max_manifest_size = cfg->max_manifest_size;
+    reg->manifest_budget = cfg->manifest_buffers;
     memset(&ho, 0, sizeof(ho));
     ho.listen = cfg->listen;
     ho.threads = cfg->threads;
     ho.max_connections = cfg->max_connections;
     ho.timeout = cfg->timeout;
+    ho.header_timeout = cfg->header_timeout;
+    ho.max_per_address = cfg->max_per_address;
+    ho.connection_memory = cfg->connection_memory;
     ho.tls_cert = *tls_cert;
     ho.tls_key = *tls_key;
     return http_start(&ho, reg, srv);
+}
+
+/* Every connection is a descriptor: take what the hard limit allows, and
+ * say so when max_connections cannot be reached. */
+static void raise_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_connections + 64)
+        log_warn("max_connections %u is above what the open-file limit (%llu) allows",
+                 max_connections, (unsigned long long)rl.rlim_cur);
 }
 
 /* Wait for a stop signal; SIGUSR1 starts a GC run. Then let requests in
@@ -425,6 +447,7 @@ static int serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    raise_fd_limit(cfg.max_connections);
     rc = lock_root(cfg.root, &lockfd);
     if (!rc)
         rc = store_open(&cfg, 0, &st);
