@@ -412,3 +412,42 @@ Test(load, an_endless_chunked_manifest_body_is_cut_off_at_its_cap)
     cr_assert_lt(sent, 64L << 20, "read %ld bytes of a body capped at 1 MiB", sent);
     cr_assert_eq(quick_get(&srv), 200);
 }
+
+/* Blob bodies go through a buffer while the send budget lasts, by
+ * sendfile beyond it: both give the same bytes, ranges included. */
+static void get_and_check(const char *conf)
+{
+    char d[200], got[200], path[400];
+    const char *range[] = {"Range: bytes=1000-2999999", NULL};
+    char *data = rand_bytes(3000000);
+    struct resp r;
+    int i;
+
+    server_start(&srv, conf);
+    push_blob(&srv, "load/send", data, 3000000, d, sizeof(d));
+    snprintf(path, sizeof(path), "/v2/load/send/blobs/%s", d);
+    for (i = 0; i < 3; i++) {
+        http(&srv, "GET", path, NULL, 0, NULL, &r);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.len, 3000000);
+        digest_str("sha256", r.body, r.len, got, sizeof(got));
+        cr_assert_str_eq(got, d);
+        resp_free(&r);
+    }
+    http(&srv, "GET", path, NULL, 0, range, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert_eq(r.len, 2999000);
+    cr_assert_eq(memcmp(r.body, data + 1000, 2999000), 0);
+    resp_free(&r);
+    free(data);
+}
+
+Test(load, blob_bodies_are_whole_through_the_send_buffers)
+{
+    get_and_check("[server]\nsend_buffers = 64M\n");
+}
+
+Test(load, blob_bodies_are_whole_by_sendfile_when_the_budget_is_spent)
+{
+    get_and_check("[server]\nsend_buffers = 0\n");
+}

@@ -21,6 +21,7 @@ void config_defaults(struct config *c)
     c->header_timeout = 20;
     c->max_per_address = 256;
     c->connection_memory = 16 << 10;
+    c->send_buffers = 64 << 20;
     c->shutdown_timeout = 30;
     c->max_manifest_size = 4 << 20;
     c->manifest_buffers = 64 << 20;
@@ -235,6 +236,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         if (parse_size(v, 8ULL << 10, 1ULL << 20, &n))
             return BAD("connection_memory: expected 8K..1M, got '%s'", v);
         c->connection_memory = (size_t)n;
+    } else if (IS("server", "send_buffers")) {
+        if (parse_size(v, 0, 16ULL << 30, &n))
+            return BAD("send_buffers: expected 0..16G, got '%s'", v);
+        c->send_buffers = (size_t)n;
     } else if (IS("server", "shutdown_timeout")) {
         if (parse_uint(v, 0, 3600, &n))
             return BAD("shutdown_timeout: expected seconds 0..3600, got '%s'", v);

@@ -14,6 +14,7 @@ struct config {
     unsigned header_timeout;   /* seconds a request may take to send its headers; 0 = none */
     unsigned max_per_address;  /* connections from one client address; 0 = no limit */
     size_t connection_memory;  /* libmicrohttpd's buffer per connection, bytes */
+    size_t send_buffers;       /* bytes blob bodies may buffer together; 0 = sendfile only */
     unsigned shutdown_timeout; /* seconds to let requests finish on SIGTERM */
     size_t max_manifest_size;  /* bytes */
     size_t manifest_buffers;   /* bytes all manifest bodies in flight may hold together */

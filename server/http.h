@@ -16,6 +16,7 @@ struct http_opts {
     unsigned header_timeout;  /* seconds a request may take to send its headers */
     unsigned max_per_address; /* connections from one address; 0 = no limit */
     size_t connection_memory; /* libmicrohttpd's buffer per connection, bytes */
+    size_t send_buffers;      /* bytes blob bodies may buffer together; 0: sendfile only */
     const char *tls_cert;     /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
     const char *tls_key;      /* PEM text; must outlive the server */
 };

@@ -367,6 +367,7 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
     ho.header_timeout = cfg->header_timeout;
     ho.max_per_address = cfg->max_per_address;
     ho.connection_memory = cfg->connection_memory;
+    ho.send_buffers = cfg->send_buffers;
     ho.tls_cert = *tls_cert;
     ho.tls_key = *tls_key;
     return http_start(&ho, reg, srv);
