@@ -6,14 +6,17 @@
 #
 # Environment:
 #   BENCH_SIZE_MB      big blob size in MiB (default 1024); the chunked blob
-#                      is a quarter of it (256 MiB by default)
+#                      is a quarter of it (256 MiB by default); the image of
+#                      the concurrent pull has 8 layers of BENCH_SIZE_MB/8
+#                      MiB each, at most 25 and at least 1 (200 MiB by default)
 #   BENCH_REPS         runs per figure, median reported (default 3)
 #   BENCH_SMALL_COUNT  small blobs per run (default 1000, 4 KiB each)
 #   BENCH_CONC         parallel connections for the small-blob runs (default 4)
 #   BENCH_TIMEOUT      whole-run limit in seconds (default 3600)
 #   REGISTRY_BIN       our server (default build/registry)
 #   DISTRIBUTION_BIN   Distribution (default /usr/bin/docker-registry)
-#   TMPDIR             where the temporary roots go (needs about 11x BENCH_SIZE_MB MiB free)
+#   TMPDIR             where the temporary roots go (needs about 11x BENCH_SIZE_MB MiB,
+#                      plus 3x the image, free)
 # shellcheck disable=SC2317  # stop_pid and cleanup are reached from traps
 set -u
 export LC_ALL=C
@@ -27,6 +30,8 @@ SMALL_N=${BENCH_SMALL_COUNT:-1000}
 CONC=${BENCH_CONC:-4}
 LIMIT=${BENCH_TIMEOUT:-3600}
 SMALL_SIZE=4096
+PULL_CLIENTS=32  # concurrent pull: clients, each on its own connection
+LAYERS=8         # layers of the pulled image
 ours_bin=${REGISTRY_BIN:-$top/build/registry}
 dist_bin=${DISTRIBUTION_BIN:-/usr/bin/docker-registry}
 
@@ -47,7 +52,7 @@ if [ -z "${BENCH_UNDER_TIMEOUT:-}" ] && command -v timeout >/dev/null; then
     BENCH_UNDER_TIMEOUT=1 exec timeout --foreground -k 60 "$LIMIT" bash "$0" "$@"
 fi
 
-for tool in curl python3 sha256sum awk; do
+for tool in curl python3 sha256sum awk getconf; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 [ -x "$ours_bin" ] || die "$ours_bin not found (run make first)"
@@ -72,6 +77,13 @@ while [ $((CHUNK_MB * 4)) -gt "$CH_MB" ] && [ "$CHUNK_MB" -gt 1 ]; do CHUNK_MB=$
 BIG_BYTES=$((SIZE_MB * 1048576))
 CH_BYTES=$((CH_MB * 1048576))
 MAXT=$((60 + SIZE_MB))  # curl --max-time for one big transfer (>= 1 MB/s)
+LAYER_MB=$((SIZE_MB / LAYERS))
+[ "$LAYER_MB" -le 25 ] || LAYER_MB=25
+[ "$LAYER_MB" -ge 1 ] || LAYER_MB=1
+IMG_MB=$((LAYERS * LAYER_MB))
+PULL_MAXT=$((120 + PULL_CLIENTS * IMG_MB / 10))  # the whole pull (>= 10 MB/s in all)
+CLK_TCK=$(getconf CLK_TCK)
+case $CLK_TCK in '' | *[!0-9]* | 0) die "getconf CLK_TCK: '$CLK_TCK'" ;; esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/regbench.XXXXXX") || die "mktemp failed"
 ours_pid=
@@ -120,8 +132,8 @@ run() {
 
 now_ns() { date +%s%N; }
 
-# Disk: sources (3 big + 3 chunked + small) and two servers holding a copy.
-need_mb=$(((REPS * (SIZE_MB + CH_MB)) * 3 + 200))
+# Disk: sources (3 big + 3 chunked + small + image) and two servers holding a copy.
+need_mb=$(((REPS * (SIZE_MB + CH_MB) + IMG_MB) * 3 + 200))
 avail_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
 [ "$avail_mb" -ge "$need_mb" ] || die "need ${need_mb} MiB free in $(dirname "$work"), have ${avail_mb}"
 
@@ -212,6 +224,10 @@ alive() { # SRV METRIC: false (and recorded) if the server has exited
         return 1
     fi
 }
+cpu_ticks() { # PID -> utime + stime of the whole process (all threads), in clock ticks
+    # Fields after "PID (comm) ": utime and stime are the 12th and 13th.
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
+}
 rss_mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 quiesce() { sync; sleep 0.5; }   # flush dirty pages outside the timed window
@@ -220,7 +236,7 @@ quiesce() { sync; sleep 0.5; }   # flush dirty pages outside the timed window
 order() { if [ $(($1 % 2)) -eq 1 ]; then echo ours dist; else echo dist ours; fi; }
 
 # ---------------------------------------------------------------- data
-echo "bench: generating test data (${REPS}x ${SIZE_MB} MiB, ${REPS}x ${CH_MB} MiB, ${REPS}x2x ${SMALL_N} x 4 KiB)"
+echo "bench: generating test data (${REPS}x ${SIZE_MB} MiB, ${REPS}x ${CH_MB} MiB, ${REPS}x2x ${SMALL_N} x 4 KiB, ${LAYERS} x ${LAYER_MB} MiB layers)"
 declare -A BIG_D
 for r in $(seq 1 "$REPS"); do
     run head -c "$BIG_BYTES" /dev/urandom >"$work/src/big.$r" || die "generating data failed"
@@ -243,6 +259,13 @@ for r in range(1, reps + 1):
                 idx.write(f"sha256:{hashlib.sha256(b).hexdigest()} {d}/{i}\n")
 EOF
 run python3 "$work/tmp/gen.py" "$work/src" "$REPS" "$SMALL_N" "$SMALL_SIZE" || die "generating small blobs failed"
+# The image of the concurrent pull: distinct random layers, pushed once to
+# each server (below, after the idle RSS samples) and pulled in every run.
+LAYER_FILES=()
+for i in $(seq 1 "$LAYERS"); do
+    run head -c $((LAYER_MB * 1048576)) /dev/urandom >"$work/src/layer.$i" || die "generating data failed"
+    LAYER_FILES+=("$work/src/layer.$i")
+done
 
 # ---------------------------------------------------------------- measurements
 # RSS at idle: three samples a second apart, after a short settle.
@@ -297,18 +320,23 @@ big_push() { # SRV REP
 }
 
 big_get() { # SRV REP
-    local s=$1 r=$2 base code t size
+    local s=$1 r=$2 base code t size c0 c1
     base=$(base_of "$s")
     alive "$s" get_big || return
     quiesce
+    c0=$(cpu_ticks "$(pid_of "$s")")
     run curl -sS -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' --max-time "$MAXT" \
         "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/out"
+    c1=$(cpu_ticks "$(pid_of "$s")")
     read -r code t size <"$work/tmp/out"
     if [ "$code" != 200 ] || [ "$size" != "$BIG_BYTES" ]; then
         fail get_big "$s" "GET: HTTP ${code:-none}, ${size:-0} bytes (want 200, $BIG_BYTES)"
         return
     fi
     record get_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
+    # Server CPU (user + system, all threads) over the GET, scaled to 1 GiB.
+    [ -n "$c0" ] && [ -n "$c1" ] &&
+        record get_big_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK * 1073741824 / $BIG_BYTES" 3)"
     if [ "$r" = 1 ]; then # untimed, once: the bytes are right
         local got
         run bash -c 'curl -s --max-time "$1" "$2" | sha256sum' _ "$MAXT" "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/sum"
@@ -329,6 +357,41 @@ chunked() { # SRV REP
     fi
     read -r t n <"$work/tmp/out"
     record chunked "$s" "$(calc "$n / 1e6 / $t")"
+}
+
+# Concurrent pull: PULL_CLIENTS processes (bench/pull.py), each on its own
+# connection, pull the whole image at once. The figure is all their bytes over
+# the wall time from the start signal to the last client's end; the server's
+# CPU is read before and after the pull.py process.
+declare -A IMG_D  # srv -> manifest digest of the image pushed to it
+push_image() { # SRV: untimed
+    local s=$1 base d
+    base=$(base_of "$s")
+    alive "$s" pull || return
+    if ! run timeout "$PULL_MAXT" python3 "$here/pull.py" push "${base#http://}" bench/image v1 \
+        "${LAYER_FILES[@]}" >"$work/tmp/out" 2>"$work/tmp/err"; then
+        fail pull "$s" "pushing the image: $(tail -1 "$work/tmp/err")"
+        return
+    fi
+    read -r d _ <"$work/tmp/out"
+    IMG_D[$s]=$d
+}
+image_pull() { # SRV REP
+    local s=$1 base t n c0 c1
+    base=$(base_of "$s")
+    alive "$s" pull || return
+    [ -n "${IMG_D[$s]:-}" ] || { record pull "$s" FAIL; return; }  # push failed
+    quiesce
+    c0=$(cpu_ticks "$(pid_of "$s")")
+    if ! run timeout "$PULL_MAXT" python3 "$here/pull.py" pull "${base#http://}" bench/image v1 \
+        "$PULL_CLIENTS" "${IMG_D[$s]}" >"$work/tmp/out" 2>"$work/tmp/err"; then
+        fail pull "$s" "$(tail -1 "$work/tmp/err")"
+        return
+    fi
+    c1=$(cpu_ticks "$(pid_of "$s")")
+    read -r t n <"$work/tmp/out"
+    record pull "$s" "$(calc "$n / 1e6 / $t")"
+    [ -n "$c0" ] && [ -n "$c1" ] && record pull_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK" 3)"
 }
 
 # Small blobs: curl --parallel over CONC keep-alive connections, one curl
@@ -413,6 +476,9 @@ small_head() { # SRV REP: HEAD each blob pushed by small_postput
     record small_head "$s" "$(calc "$SMALL_N / $BT" 0)"
 }
 
+echo "bench: pushing the ${IMG_MB} MiB image for the concurrent pull (untimed)"
+for s in $SERVERS; do push_image "$s"; done
+
 t_start=$(date +%s)
 for r in $(seq 1 "$REPS"); do
     echo "bench: run $r/$REPS: ${SIZE_MB} MiB push + GET"
@@ -421,6 +487,10 @@ done
 for r in $(seq 1 "$REPS"); do
     echo "bench: run $r/$REPS: ${CH_MB} MiB chunked upload"
     for s in $(order "$r"); do chunked "$s" "$r"; done
+done
+for r in $(seq 1 "$REPS"); do
+    echo "bench: run $r/$REPS: ${PULL_CLIENTS} clients pulling a ${IMG_MB} MiB image at once"
+    for s in $(order "$r"); do image_pull "$s" "$r"; done
 done
 for r in $(seq 1 "$REPS"); do
     echo "bench: run $r/$REPS: ${SMALL_N} x 4 KiB blobs"
@@ -454,11 +524,14 @@ fmt() { # VALUE DECIMALS
     case $1 in FAIL | n/a) echo "$1" ;; *) calc "$1" "$2" ;; esac
 }
 
-METRICS="push_big get_big chunked small_post small_postput small_head rss_idle rss_after rss_peak"
+METRICS="push_big get_big get_big_cpu chunked pull pull_cpu small_post small_postput small_head rss_idle rss_after rss_peak"
 label() {
     case $1 in
     push_big) echo "push ${SIZE_MB} MiB blob, MB/s (ours: POST ?digest=; distribution: POST + PUT)" ;;
     get_big) echo "GET ${SIZE_MB} MiB blob to /dev/null, MB/s" ;;
+    get_big_cpu) echo "GET ${SIZE_MB} MiB blob, server CPU-s per GiB" ;;
+    pull) echo "pull by ${PULL_CLIENTS} clients at once, ${LAYERS} x ${LAYER_MB} MiB layers, MB/s in all" ;;
+    pull_cpu) echo "pull by ${PULL_CLIENTS} clients at once, server CPU-s" ;;
     chunked) echo "chunked upload ${CH_MB} MiB (${CHUNK_MB} MiB PATCHes + PUT), MB/s" ;;
     small_post) echo "push ${SMALL_N} x 4 KiB, monolithic POST, req/s" ;;
     small_postput) echo "push ${SMALL_N} x 4 KiB, POST + PUT, req/s" ;;
@@ -468,8 +541,15 @@ label() {
     rss_peak) echo "peak RSS (VmHWM), MiB" ;;
     esac
 }
-decimals() { case $1 in small_*) echo 0 ;; *) echo 1 ;; esac; }
-better() { case $1 in rss_*) echo "lower: ratio < 1 is ours smaller" ;; *) echo "higher: ratio > 1 is ours faster" ;; esac; }
+decimals() { case $1 in small_*) echo 0 ;; *_cpu) echo 2 ;; *) echo 1 ;; esac; }
+# Direction: memory and CPU rows are lower-is-better, all others higher.
+better() {
+    case $1 in
+    rss_*) echo "lower: ratio < 1 is ours smaller" ;;
+    *_cpu) echo "lower: ratio < 1 is ours cheaper" ;;
+    *) echo "higher: ratio > 1 is ours faster" ;;
+    esac
+}
 
 {
     echo "# Registry benchmark: ours vs Distribution"
@@ -477,7 +557,7 @@ better() { case $1 in rss_*) echo "lower: ratio < 1 is ours smaller" ;; *) echo 
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); loopback."
     echo "ours: $ours_ver; distribution: docker-registry $dist_ver (Debian)."
     echo "BENCH_SIZE_MB=$SIZE_MB, median of $REPS runs, small blobs over $CONC connections; workload took $((t_end - t_start)) s."
-    echo "MB/s = 10^6 bytes per second. Ratio = ours / distribution."
+    echo "MB/s = 10^6 bytes per second. CPU-s = the server process's user + system time (/proc/PID/stat, 1/${CLK_TCK} s ticks). Ratio = ours / distribution."
     echo
     echo "| metric | ours | distribution | ratio | better |"
     echo "|---|---:|---:|---:|---|"
