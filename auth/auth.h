@@ -49,6 +49,10 @@ struct auth_identity {
 int auth_identify(struct auth *a, const char *authorization, const char *client,
                   struct auth_identity *id);
 void auth_identity_clear(struct auth_identity *id);
+/* Whether auth_identify would run bcrypt for this header (Basic
+ * credentials not verified lately): the caller moves it off the threads
+ * that serve other requests. */
+int auth_is_slow(struct auth *a, const char *authorization);
 
 /* The ACL_* actions id may do on repo (NULL: registry-wide, i.e. catalog). */
 unsigned auth_rights(struct auth *a, const struct auth_identity *id, const char *repo);

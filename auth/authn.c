@@ -556,6 +556,22 @@ int auth_basic_login(struct auth *a, const char *authorization, const char *clie
     return REG_OK;
 }
 
+int auth_is_slow(struct auth *a, const char *authorization)
+{
+    char user[256], pass[512];
+    unsigned char hash[32];
+    int slow = 0;
+
+    if (!authorization || a->mode != AUTH_BASIC || strncasecmp(authorization, "Basic ", 6) != 0)
+        return 0;
+    if (parse_basic(authorization + 6, user, sizeof(user), pass, sizeof(pass)) == REG_OK) {
+        salted_hash(a, user, strlen(user) + 1, pass, strlen(pass), hash);
+        slow = !cred_cached(a, hash);
+    }
+    OPENSSL_cleanse(pass, sizeof(pass));
+    return slow;
+}
+
 int auth_identify(struct auth *a, const char *authorization, const char *client,
                   struct auth_identity *id)
 {

@@ -23,6 +23,19 @@
 #include "../common/log.h"
 #include "router.h"
 
+/* Threads for slow work (bcrypt, a blob's final fsync), so that the
+ * threads serving connections never wait for it. */
+#define WORKERS 2
+
+enum job_kind { JOB_AUTH, JOB_FINISH };
+
+struct job {
+    struct job *next;
+    struct req *r;
+    const char *url; /* libmicrohttpd's, lives as long as the request */
+    enum job_kind kind;
+};
+
 /* A connection as the header deadline sees it (see reaper). */
 struct conn {
     struct conn *prev, *next;
@@ -42,6 +55,11 @@ struct http_server {
     pthread_t reaper;
     int reaper_started;
     atomic_int stopping;
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cond;
+    struct job *jobs, **jobs_tail; /* work for the workers, in order */
+    pthread_t workers[WORKERS];
+    int nworkers;
     size_t send_budget;          /* bytes blob bodies may buffer together */
     atomic_size_t send_buffered; /* bytes they buffer now */
 };
@@ -100,7 +118,14 @@ struct req {
     struct auth_identity id; /* who is calling (anonymous when auth is off) */
     char client[64];         /* peer address */
     int seen;                /* on_access has run for this request */
-    int bad_target;          /* the raw request target holds a control character */
+    int auth_done;           /* identified on a worker; auth_rc is the outcome */
+    int auth_rc;
+    int parked;                 /* suspended while a worker runs slow work for it */
+    int at_end;                 /* the whole request is in: parking is safe */
+    int on_worker;              /* a reply made now is kept for the resume */
+    struct MHD_Response *ready; /* that reply */
+    unsigned ready_status;
+    int bad_target; /* the raw request target holds a control character */
 };
 
 #define POOL_BLOCK 4096
@@ -267,9 +292,15 @@ static void queue(struct req *r, unsigned status, struct MHD_Response *resp, con
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     for (h = r->hdrs; h; h = h->next)
         MHD_add_response_header(resp, h->name, h->value);
-    if (MHD_queue_response(r->conn, status, resp) != MHD_YES)
-        log_error("cannot queue response");
-    MHD_destroy_response(resp);
+    if (r->on_worker) {
+        /* Only libmicrohttpd's own threads may queue: kept for the resume. */
+        r->ready = resp;
+        r->ready_status = status;
+    } else {
+        if (MHD_queue_response(r->conn, status, resp) != MHD_YES)
+            log_error("cannot queue response");
+        MHD_destroy_response(resp);
+    }
     r->replied = 1;
     r->status = status;
     r->bytes = bytes;
@@ -459,8 +490,10 @@ static unsigned needed_actions(const struct req *r, int *registry_wide)
     return ACL_ALL;
 }
 
-/* The check every request passes through. Returns non-zero when it
- * answered (401, 403 or 429). */
+static void park(struct req *r, const char *url, enum job_kind kind);
+
+/* The check every request passes through. Returns 1 when it answered (401,
+ * 403 or 429), 2 when it parked the request to check on a worker. */
 static int authorize(struct req *r)
 {
     struct auth *a = r->srv->reg->auth;
@@ -472,7 +505,14 @@ static int authorize(struct req *r)
     if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN)
         return 0;
     need = needed_actions(r, &wide);
-    rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
+    if (r->auth_done) {
+        rc = r->auth_rc;
+    } else if (r->at_end && auth_is_slow(a, req_header(r, "Authorization"))) {
+        park(r, NULL, JOB_AUTH);
+        return 2;
+    } else {
+        rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
+    }
     if (rc == REG_E_TOOMANY) {
         req_set_header(r, "Retry-After", "30");
         api_error(r, rc, "too many failed logins from this address");
@@ -504,6 +544,8 @@ static void begin(struct req *r, const char *url)
     int rc;
 
     r->begun = 1;
+    if (r->auth_done)
+        goto authorized; /* routed before it was parked */
     rc = router_match(url, &r->rt);
     if (rc) {
         api_error(r, rc, NULL);
@@ -514,7 +556,11 @@ static void begin(struct req *r, const char *url)
         api_error(r, REG_E_METHOD, NULL);
         return;
     }
-    if (authorize(r))
+authorized:
+    rc = authorize(r);
+    if (rc == 2)
+        r->begun = 0; /* again once the worker has identified the caller */
+    if (rc)
         return;
     if (r->h->begin) {
         rc = r->h->begin(r, &r->rt);
@@ -660,6 +706,88 @@ static int check_framing(struct req *r, const char *version, const char **detail
  * close the connection, so requests without a body start at the end; those
  * with one start at once, so that a bad request is refused before its body
  * is read. */
+/* The end of a request: the handler's answer, or the error its body
+ * raised. */
+static void finish(struct req *r)
+{
+    if (!r->replied) {
+        if (r->err)
+            api_error(r, r->err, NULL);
+        else if (r->h && r->h->end)
+            r->h->end(r);
+    }
+    if (!r->replied)
+        api_error(r, REG_E_INTERNAL, "handler gave no reply");
+}
+
+/* Ends that may wait on a disk flush or bcrypt: a blob's last PUT (and a
+ * monolithic POST), and the token service. */
+static int slow_end(const struct req *r)
+{
+    if (!r->h || r->err)
+        return 0;
+    return r->rt.kind == ROUTE_TOKEN || (r->rt.kind == ROUTE_UPLOAD && !strcmp(r->method, "PUT")) ||
+           (r->rt.kind == ROUTE_UPLOAD_START && !strcmp(r->method, "POST") && has_body(r->conn));
+}
+
+/* Suspend r's connection and hand the slow part to a worker; it resumes
+ * the connection when done, and on_access goes on from there. */
+static void park(struct req *r, const char *url, enum job_kind kind)
+{
+    struct http_server *s = r->srv;
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (!j) {
+        if (kind == JOB_AUTH) {
+            r->auth_rc = REG_E_NOMEM;
+            r->auth_done = 1;
+        }
+        return; /* the request goes on here, slowly */
+    }
+    j->r = r;
+    j->url = url;
+    j->kind = kind;
+    r->parked = 1;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_lock(&s->jobs_lock);
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
+    pthread_cond_signal(&s->jobs_cond);
+    pthread_mutex_unlock(&s->jobs_lock);
+}
+
+static void *worker(void *arg)
+{
+    struct http_server *s = arg;
+    struct job *j;
+
+    for (;;) {
+        pthread_mutex_lock(&s->jobs_lock);
+        while (!s->jobs && !atomic_load(&s->stopping))
+            pthread_cond_wait(&s->jobs_cond, &s->jobs_lock);
+        j = s->jobs;
+        if (j) {
+            s->jobs = j->next;
+            if (!s->jobs)
+                s->jobs_tail = &s->jobs;
+        }
+        pthread_mutex_unlock(&s->jobs_lock);
+        if (!j)
+            return NULL; /* stopping, and nothing left to do */
+        j->r->on_worker = 1;
+        if (j->kind == JOB_AUTH) {
+            j->r->auth_rc = auth_identify(s->reg->auth, req_header(j->r, "Authorization"),
+                                          j->r->client, &j->r->id);
+            j->r->auth_done = 1;
+        } else {
+            finish(j->r);
+        }
+        j->r->on_worker = 0;
+        MHD_resume_connection(j->r->conn);
+        free(j);
+    }
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *data,
                                  size_t *data_size, void **con_cls)
@@ -693,8 +821,26 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             begin(r, url);
         return MHD_YES;
     }
+    if (r->parked) {
+        /* Resumed: the worker's reply goes out now, or (after an identity
+         * check) the request goes on. */
+        r->parked = 0;
+        if (r->ready) {
+            if (MHD_queue_response(c, r->ready_status, r->ready) != MHD_YES)
+                log_error("cannot queue response");
+            MHD_destroy_response(r->ready);
+            r->ready = NULL;
+            return MHD_YES;
+        }
+    }
+    /* Only a request that is all in may be parked: libmicrohttpd calls
+     * again after a resume, and a call without data mid-request would look
+     * like the end. A body's first call checks its credentials here. */
+    r->at_end = *data_size == 0;
     if (!r->begun)
         begin(r, url);
+    if (r->parked)
+        return MHD_YES;
     if (*data_size) {
         if (!r->replied && !r->err && r->h && r->h->body) {
             rc = r->h->body(r, data, *data_size);
@@ -712,14 +858,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *data_size = 0;
         return MHD_YES;
     }
-    if (!r->replied) {
-        if (r->err)
-            api_error(r, r->err, NULL);
-        else if (r->h && r->h->end)
-            r->h->end(r);
+    if (!r->replied && slow_end(r)) {
+        park(r, url, JOB_FINISH);
+        return MHD_YES;
     }
-    if (!r->replied)
-        api_error(r, REG_E_INTERNAL, "handler gave no reply");
+    finish(r);
     return MHD_YES;
 }
 
@@ -734,6 +877,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
+    if (r->ready) /* made on a worker for a client that went away */
+        MHD_destroy_response(r->ready);
     /* Kept alive: idle up to the timeout, then the next request's headers. */
     conn_deadline(s, c, (time_t)s->timeout + s->header_timeout);
     if (r->done)
@@ -907,7 +1052,7 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
 {
     struct http_server *s = calloc(1, sizeof(*s));
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG | (o->tls_cert ? MHD_USE_TLS : 0);
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (o->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem tls[] = {
         {o->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)o->tls_cert},
         {o->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)o->tls_key},
@@ -923,6 +1068,9 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     s->timeout = o->timeout;
     s->header_timeout = o->header_timeout;
     s->send_budget = o->send_buffers;
+    pthread_mutex_init(&s->jobs_lock, NULL);
+    pthread_cond_init(&s->jobs_cond, NULL);
+    s->jobs_tail = &s->jobs;
     pthread_mutex_init(&s->conns_lock, NULL);
     s->conns.next = s->conns.prev = &s->conns;
     rc = open_listener(o->listen, &s->port, &s->fd);
@@ -946,6 +1094,8 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     rc = REG_OK;
     if (s->header_timeout && pthread_create(&s->reaper, NULL, reaper, s) == 0)
         s->reaper_started = 1;
+    while (s->nworkers < WORKERS && pthread_create(&s->workers[s->nworkers], NULL, worker, s) == 0)
+        s->nworkers++;
 out:
     if (rc && s) {
         if (s->fd >= 0)
@@ -983,9 +1133,18 @@ void http_stop(struct http_server *s)
     atomic_store(&s->stopping, 1);
     if (s->reaper_started)
         pthread_join(s->reaper, NULL);
+    /* Workers finish what is queued (resuming those connections) first:
+     * libmicrohttpd must not stop with a connection suspended. */
+    pthread_mutex_lock(&s->jobs_lock);
+    pthread_cond_broadcast(&s->jobs_cond);
+    pthread_mutex_unlock(&s->jobs_lock);
+    while (s->nworkers > 0)
+        pthread_join(s->workers[--s->nworkers], NULL);
     MHD_stop_daemon(s->d);
     if (s->fd >= 0)
         close(s->fd);
     pthread_mutex_destroy(&s->conns_lock);
+    pthread_mutex_destroy(&s->jobs_lock);
+    pthread_cond_destroy(&s->jobs_cond);
     free(s);
 }
