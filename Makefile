@@ -47,7 +47,7 @@ CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -DREGISTRY_VERSION='"$(VERS
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-CORE_SRC := common/err.c common/log.c common/file.c \
+CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/uploads.c storage/gc.c storage/fsck.c storage/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/listing.c api/token.c \

@@ -137,10 +137,8 @@ static int blob_delete_begin(struct req *r, const struct route *rt)
     rc = index_repo_has_blob(t, rt->name, d.str);
     /* In the same write transaction as a manifest PUT's own check that its
      * blobs are here: no interleaving leaves a manifest without its blob. */
-    if (!rc) {
-        rc = index_ref_user(t, rt->name, d.str, user, sizeof(user));
-        rc = rc == REG_OK ? REG_E_IN_USE : rc == REG_E_NOT_FOUND ? REG_OK : rc;
-    }
+    if (!rc)
+        rc = index_in_use(t, rt->name, d.str, user, sizeof(user));
     if (!rc)
         rc = index_unlink_blob(t, rt->name, d.str);
     rc = index_end(t, rc);

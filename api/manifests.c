@@ -499,8 +499,7 @@ static int delete_begin(struct req *r, const struct route *rt)
         return rc;
     if (is_digest) {
         /* A child of an index in this repository stays while the index does. */
-        rc = index_ref_user(t, rt->name, d.str, user, sizeof(user));
-        rc = rc == REG_OK ? REG_E_IN_USE : rc == REG_E_NOT_FOUND ? REG_OK : rc;
+        rc = index_in_use(t, rt->name, d.str, user, sizeof(user));
         if (!rc)
             rc = index_delete_manifest(t, rt->name, d.str);
     } else {

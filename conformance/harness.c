@@ -354,14 +354,14 @@ void raw_send(struct server *s, const void *req, size_t len, int close_early, ch
     close(fd);
 }
 
-int count_files(const char *dir)
+/* Walk the regular files under dir: their count and apparent bytes. */
+static void walk(const char *dir, int *files, unsigned long long *bytes)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    int n = 0;
 
     if (!d)
-        return 0;
+        return;
     while ((e = readdir(d))) {
         char path[1024];
         struct stat st;
@@ -371,11 +371,69 @@ int count_files(const char *dir)
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         if (lstat(path, &st) != 0)
             continue;
-        if (S_ISDIR(st.st_mode))
-            n += count_files(path);
-        else if (S_ISREG(st.st_mode))
-            n++;
+        if (S_ISDIR(st.st_mode)) {
+            walk(path, files, bytes);
+        } else if (S_ISREG(st.st_mode)) {
+            (*files)++;
+            *bytes += (unsigned long long)st.st_size;
+        }
     }
     closedir(d);
+}
+
+int count_files(const char *dir)
+{
+    unsigned long long bytes = 0;
+    int n = 0;
+
+    walk(dir, &n, &bytes);
+    return n;
+}
+
+unsigned long long dir_bytes(const char *dir)
+{
+    unsigned long long bytes = 0;
+    int n = 0;
+
+    walk(dir, &n, &bytes);
+    return bytes;
+}
+
+int registry_run(const char *args, char *out, size_t size)
+{
+    char cmd[2048];
+    size_t n;
+    FILE *p;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "timeout -s KILL 20 %s %s 2>&1", registry_bin(), args);
+    p = popen(cmd, "r");
+    cr_assert(p);
+    n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int server_log_find(struct server *s, const char *needle, char *buf, size_t size)
+{
+    char path[1024], *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/server.log", s->root);
+    f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (!strstr(line, needle))
+            continue;
+        n++;
+        if (buf)
+            snprintf(buf, size, "%s", strstr(line, needle));
+    }
+    free(line);
+    fclose(f);
     return n;
 }

@@ -69,5 +69,14 @@ void raw_send(struct server *s, const void *req, size_t len, int close_early, ch
 
 /* Count regular files under dir (recursively). */
 int count_files(const char *dir);
+/* Bytes of the regular files under dir (recursively; apparent sizes). */
+unsigned long long dir_bytes(const char *dir);
+
+/* Run the registry binary with args (killed after 20 s); stdout and stderr
+ * into out. Returns its exit code (137 when it had to be killed). */
+int registry_run(const char *args, char *out, size_t size);
+/* The last line of s's server log holding needle (from needle on, into buf;
+ * buf may be NULL), and how many lines hold it. */
+int server_log_find(struct server *s, const char *needle, char *buf, size_t size);
 
 #endif

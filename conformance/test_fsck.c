@@ -12,30 +12,6 @@
 
 static struct server srv;
 
-static const char *bin(void)
-{
-    const char *b = getenv("REGISTRY_BIN");
-
-    return b && *b ? b : "build/registry";
-}
-
-/* Run the binary with args; stdout+stderr into out. Returns the exit code. */
-static int run(const char *args, char *out, size_t size)
-{
-    char cmd[2048];
-    size_t n;
-    FILE *p;
-    int st;
-
-    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin(), args);
-    p = popen(cmd, "r");
-    cr_assert(p);
-    n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static void teardown(void)
 {
     server_destroy(&srv);
@@ -85,7 +61,7 @@ Test(fsck, clean_root_passes_beside_a_live_server)
     server_start(&srv, DELETE_ON);
     push_image("fsck/a", "v1", 300000, layer, m);
     snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "0 problems (clean)"), "%s", out);
     cr_assert(strstr(out, "rehashed 2 blobs"), "%s", out);
 }
@@ -102,14 +78,14 @@ Test(fsck, corrupt_blob_is_found_repaired_and_its_image_named)
     fputc('x', f);
     fclose(f);
     snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 1, "%s", out);
     cr_assert(strstr(out, "is corrupt") && strstr(out, layer), "%s", out);
     /* Repair needs the root: refused while the server holds it. */
     snprintf(args, sizeof(args), "fsck --repair --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 2, "%s", out);
     cr_assert(strstr(out, "in use by process"), "%s", out);
     cr_assert_eq(server_stop(&srv), 0);
-    cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 1, "%s", out);
     cr_assert(strstr(out, "is broken") && strstr(out, m), "repair names the image: %s", out);
     cr_assert(access(blob_path(srv.root, layer), F_OK) != 0, "corrupt file removed");
     server_restart(&srv);
@@ -127,7 +103,8 @@ Test(fsck, corrupt_blob_is_found_repaired_and_its_image_named)
         resp_free(&r);
     }
     snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "clean once the broken image is gone: %s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "clean once the broken image is gone: %s",
+                 out);
 }
 
 Test(fsck, orphan_file_is_noted_as_a_crash_leftover_and_removed_by_repair)
@@ -145,14 +122,14 @@ Test(fsck, orphan_file_is_noted_as_a_crash_leftover_and_removed_by_repair)
     fclose(f);
     /* What a crash leaves by design is noted, not a problem. */
     snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "note: blob file") && strstr(out, "is not in the index"), "%s", out);
     cr_assert(strstr(out, "1 crash leftovers"), "%s", out);
     snprintf(args, sizeof(args), "fsck --repair --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(access(orphan, F_OK) != 0);
     snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "0 crash leftovers"), "%s", out);
 }
 
@@ -172,15 +149,15 @@ Test(fsck, backup_of_a_live_root_serves_and_checks_clean)
     }
     snprintf(dest, sizeof(dest), "%s/backup", srv.root);
     snprintf(args, sizeof(args), "backup %s --root %s/data", dest, srv.root);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "6 blobs"), "%s", out);
     /* Same file system: hard links, not copies. */
     cr_assert_eq(stat(blob_path(srv.root, layer[0]), &st), 0);
     cr_assert_geq(st.st_nlink, 2);
     /* A second backup into a non-empty directory is refused. */
-    cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 1, "%s", out);
     snprintf(args, sizeof(args), "fsck --root %s", dest);
-    cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 0, "%s", out);
 
     /* Serve the copy (its root is <copy.root>/data: move the backup there). */
     server_prepare(&copy);

@@ -92,43 +92,20 @@ static unsigned long long free_bytes(const char *path)
     return (unsigned long long)v.f_bavail * v.f_frsize;
 }
 
-static int log_find(const char *needle, char *buf, size_t size)
-{
-    char path[400], *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/server.log", srv.root);
-    f = fopen(path, "r");
-    if (!f)
-        return 0;
-    while (getline(&line, &cap, f) > 0) {
-        if (!strstr(line, needle))
-            continue;
-        n++;
-        if (buf)
-            snprintf(buf, size, "%s", strstr(line, needle));
-    }
-    free(line);
-    fclose(f);
-    return n;
-}
-
 /* Start a GC run now (SIGUSR1), wait for its log line; blobs freed into
  * *blobs. */
 static void gc_now(unsigned long long *blobs, unsigned long long *bytes)
 {
     char line[1024] = "";
     unsigned long long m = 0;
-    int before = log_find("gc: freed ", NULL, 0), i;
+    int before = server_log_find(&srv, "gc: freed ", NULL, 0), i;
 
     kill(srv.pid, SIGUSR1);
-    for (i = 0; i < 3000 && log_find("gc: freed ", line, sizeof(line)) == before; i++)
+    for (i = 0; i < 3000 && server_log_find(&srv, "gc: freed ", line, sizeof(line)) == before; i++)
         usleep(10000);
-    cr_assert_gt(log_find("gc: freed ", line, sizeof(line)), before,
+    cr_assert_gt(server_log_find(&srv, "gc: freed ", line, sizeof(line)), before,
                  "no GC run logged within 30 s of SIGUSR1 (or it failed: %d lines say 'gc: ')",
-                 log_find("gc: ", NULL, 0));
+                 server_log_find(&srv, "gc: ", NULL, 0));
     cr_assert_eq(
         sscanf(line, "gc: freed %llu manifests, %llu blobs (%llu bytes)", &m, blobs, bytes), 3,
         "%s", line);

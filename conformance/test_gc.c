@@ -48,37 +48,12 @@ TestSuite(gc_crash, .init = init, .fini = fini, .timeout = 150);
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static const char *bin(void)
-{
-    const char *b = getenv("REGISTRY_BIN");
-
-    return b && *b ? b : "build/registry";
-}
-
 static double now_s(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Run the binary with args, killed after 20 s; stdout and stderr into out.
- * Returns its exit code (137 when it had to be killed). */
-static int run(const char *args, char *out, size_t size)
-{
-    char cmd[2048];
-    size_t n;
-    FILE *p;
-    int st;
-
-    snprintf(cmd, sizeof(cmd), "timeout -s KILL 20 %s %s 2>&1", bin(), args);
-    p = popen(cmd, "r");
-    cr_assert(p);
-    n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 /* Path of a file in the data root. */
@@ -103,58 +78,6 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Bytes of the regular files under dir, as du would count them apparent. */
-static unsigned long long dir_bytes(const char *dir)
-{
-    DIR *d = opendir(dir);
-    unsigned long long n = 0;
-    struct dirent *e;
-
-    if (!d)
-        return 0;
-    while ((e = readdir(d))) {
-        char path[1024];
-        struct stat st;
-
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (lstat(path, &st) != 0)
-            continue;
-        if (S_ISDIR(st.st_mode))
-            n += dir_bytes(path);
-        else if (S_ISREG(st.st_mode))
-            n += (unsigned long long)st.st_size;
-    }
-    closedir(d);
-    return n;
-}
-
-/* The last server log line containing needle (into buf, may be NULL), and
- * how many there are. */
-static int log_find(const char *needle, char *buf, size_t size)
-{
-    char path[1024], *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/server.log", srv.root);
-    f = fopen(path, "r");
-    if (!f)
-        return 0;
-    while (getline(&line, &cap, f) > 0) {
-        if (!strstr(line, needle))
-            continue;
-        n++;
-        if (buf)
-            snprintf(buf, size, "%s", strstr(line, needle));
-    }
-    free(line);
-    fclose(f);
-    return n;
-}
-
 /* What one GC run says it freed. */
 struct freed {
     unsigned long long manifests, blobs, blob_bytes, repos, sessions, stray, stray_bytes, orphans,
@@ -165,13 +88,13 @@ struct freed {
 static void gc_now(struct freed *f)
 {
     char line[1024] = "";
-    int before = log_find("gc: freed ", NULL, 0), i;
+    int before = server_log_find(&srv, "gc: freed ", NULL, 0), i;
 
     cr_assert_gt(srv.pid, 0);
     kill(srv.pid, SIGUSR1);
-    for (i = 0; i < 3000 && log_find("gc: freed ", line, sizeof(line)) == before; i++)
+    for (i = 0; i < 3000 && server_log_find(&srv, "gc: freed ", line, sizeof(line)) == before; i++)
         usleep(10000);
-    cr_assert_gt(log_find("gc: freed ", line, sizeof(line)), before,
+    cr_assert_gt(server_log_find(&srv, "gc: freed ", line, sizeof(line)), before,
                  "no GC run was logged within 30 s of SIGUSR1");
     memset(f, 0, sizeof(*f));
     cr_assert_eq(sscanf(line,
@@ -357,20 +280,20 @@ Test(gc, second_serve_and_gc_on_a_live_root_exit_at_once_naming_the_holder_pid)
     snprintf(args, sizeof(args), "serve --listen 127.0.0.1:0 --root %s/data --config %s", srv.root,
              srv.config);
     t0 = now_s();
-    rc = run(args, out, sizeof(out));
+    rc = registry_run(args, out, sizeof(out));
     cr_assert_eq(rc, 1, "second serve on a live root: exit %d: %s", rc, out);
     cr_assert_lt(now_s() - t0, 5.0, "second serve took %.1f s to give up", now_s() - t0);
     cr_assert(strstr(out, want), "second serve does not name the holder (%s): %s", want, out);
 
     snprintf(args, sizeof(args), "gc --root %s/data --config %s", srv.root, srv.config);
     t0 = now_s();
-    rc = run(args, out, sizeof(out));
+    rc = registry_run(args, out, sizeof(out));
     cr_assert_eq(rc, 1, "gc on a live root: exit %d: %s", rc, out);
     cr_assert_lt(now_s() - t0, 5.0);
     cr_assert(strstr(out, want), "gc does not name the holder (%s): %s", want, out);
 
     snprintf(args, sizeof(args), "gc --dry-run --root %s/data --config %s", srv.root, srv.config);
-    rc = run(args, out, sizeof(out));
+    rc = registry_run(args, out, sizeof(out));
     cr_assert_eq(rc, 0, "gc --dry-run beside a live server: exit %d: %s", rc, out);
     cr_assert(strstr(out, "would free"), "dry run says nothing of what it would free: %s", out);
 
@@ -399,7 +322,7 @@ Test(gc, gc_command_on_a_stopped_root_frees_and_the_server_starts_again)
     sleep(1); /* the 1000-byte blob is now as old as the deleted one: both go */
 
     snprintf(args, sizeof(args), "gc --root %s/data --config %s", srv.root, srv.config);
-    rc = run(args, out, sizeof(out));
+    rc = registry_run(args, out, sizeof(out));
     cr_assert_eq(rc, 0, "registry gc on a stopped root: exit %d: %s", rc, out);
     cr_assert(strstr(out, "gc: freed 0 manifests, 2 blobs (1049576 bytes)"),
               "gc did not report the two unreferenced blobs: %s", out);
@@ -974,7 +897,7 @@ Test(gc_race, gc_racing_repushes_of_a_blob_never_acknowledges_a_manifest_whose_b
         waitpid(kid[p], &st, 0);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pusher %d died (%d)", p, st);
     }
-    runs = log_find("gc: freed ", NULL, 0);
+    runs = server_log_find(&srv, "gc: freed ", NULL, 0);
     cr_assert_geq(runs, 20, "only %d GC runs during the race", runs);
 
     for (p = 0; p < 2; p++) {
@@ -1121,7 +1044,7 @@ Test(gc_race, fifty_parallel_pushes_of_one_blob_while_gc_loops_keep_every_acknow
     }
     cr_log_info("50 pushes under GC: %d manifests acknowledged (%d while GC looped) after %d "
                 "clean retries, %d GC runs",
-                acked, under_gc, retry, log_find("gc: freed ", NULL, 0));
+                acked, under_gc, retry, server_log_find(&srv, "gc: freed ", NULL, 0));
     cr_assert_eq(acked, 50);
     free(blob);
     free(m);
@@ -1453,7 +1376,7 @@ Test(gc_crash, kill_9_while_pushers_deleters_and_gc_race_loses_nothing_and_resur
 
         cr_assert_eq(server_stop(&srv), 0);
         snprintf(args, sizeof(args), "fsck --root %s/data --config %s", srv.root, srv.config);
-        rc = run(args, out, sizeof(out));
+        rc = registry_run(args, out, sizeof(out));
         cr_assert_eq(rc, 0, "fsck after the crash loop: exit %d: %s", rc, out);
     }
 }

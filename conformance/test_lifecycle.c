@@ -13,30 +13,6 @@
 
 #include "harness.h"
 
-static const char *bin(void)
-{
-    const char *b = getenv("REGISTRY_BIN");
-
-    return b && *b ? b : "build/registry";
-}
-
-/* Run the binary with args; output (stdout+stderr) into out. Returns exit code. */
-static int run(const char *args, char *out, size_t size)
-{
-    char cmd[1024];
-    size_t n;
-    FILE *p;
-    int st;
-
-    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin(), args);
-    p = popen(cmd, "r");
-    cr_assert(p);
-    n = fread(out, 1, size - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -50,7 +26,7 @@ Test(cli, version_prints_the_version)
 {
     char out[512];
 
-    cr_assert_eq(run("version", out, sizeof(out)), 0);
+    cr_assert_eq(registry_run("version", out, sizeof(out)), 0);
     cr_assert_eq(strncmp(out, "registry ", 9), 0, "%s", out);
 }
 
@@ -58,11 +34,11 @@ Test(cli, help_lists_commands_and_flags)
 {
     char out[2048];
 
-    cr_assert_eq(run("--help", out, sizeof(out)), 0);
+    cr_assert_eq(registry_run("--help", out, sizeof(out)), 0);
     cr_assert(strstr(out, "serve") && strstr(out, "--config") && strstr(out, "--listen") &&
                   strstr(out, "--root"),
               "%s", out);
-    cr_assert_neq(run("frobnicate", out, sizeof(out)), 0);
+    cr_assert_neq(registry_run("frobnicate", out, sizeof(out)), 0);
 }
 
 Test(cli, unknown_config_key_refuses_start_naming_file_and_line)
@@ -73,7 +49,7 @@ Test(cli, unknown_config_key_refuses_start_naming_file_and_line)
     snprintf(path, sizeof(path), "%s/registry.conf", dir);
     write_file(path, "[server]\nthreads = 2\n\n[storage]\nroot = /tmp/x\nfrobnicate = 1\n");
     snprintf(args, sizeof(args), "serve --listen 127.0.0.1:0 --config %s", path);
-    cr_assert_eq(run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 2, "%s", out);
     snprintf(want, sizeof(want), "%s:6:", path);
     cr_assert(strstr(out, want), "names file:line: %s", out);
     cr_assert(strstr(out, "frobnicate"), "%s", out);
@@ -89,11 +65,11 @@ Test(cli, bad_config_value_refuses_start_naming_file_and_line)
     snprintf(path, sizeof(path), "%s/registry.conf", dir);
     write_file(path, "[server]\nthreads = lots\n");
     snprintf(args, sizeof(args), "serve --config %s", path);
-    cr_assert_eq(run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 2, "%s", out);
     snprintf(want, sizeof(want), "%s:2:", path);
     cr_assert(strstr(out, want) && strstr(out, "threads"), "%s", out);
     write_file(path, "[storage]\ndelete = maybe\n");
-    cr_assert_eq(run(args, out, sizeof(out)), 2, "%s", out);
+    cr_assert_eq(registry_run(args, out, sizeof(out)), 2, "%s", out);
     cr_assert(strstr(out, "delete"), "%s", out);
     unlink(path);
     rmdir(dir);
@@ -103,7 +79,7 @@ Test(cli, missing_config_file_refuses_start)
 {
     char out[2048];
 
-    cr_assert_eq(run("serve --config /nonexistent/registry.conf", out, sizeof(out)), 2);
+    cr_assert_eq(registry_run("serve --config /nonexistent/registry.conf", out, sizeof(out)), 2);
     cr_assert(strstr(out, "/nonexistent/registry.conf"), "%s", out);
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
 #include "digest.h"
@@ -78,15 +79,8 @@ static void problem(struct fsck *f, const char *advice, const char *fmt, ...)
 
 static int add_fix(struct fsck *f, int kind, const char *a, const char *b)
 {
-    if (f->nfixes == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 64;
-        void *p = realloc(f->fixes, cap * sizeof(*f->fixes));
-
-        if (!p)
-            return REG_E_NOMEM;
-        f->fixes = p;
-        f->cap = cap;
-    }
+    if (array_reserve(&f->fixes, &f->cap, f->nfixes, sizeof(*f->fixes)))
+        return REG_E_NOMEM;
     f->fixes[f->nfixes].kind = kind;
     snprintf(f->fixes[f->nfixes].a, sizeof(f->fixes->a), "%s", a);
     snprintf(f->fixes[f->nfixes].b, sizeof(f->fixes->b), "%s", b);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
 
@@ -40,15 +41,8 @@ static int items_add(struct items *l, const char *repo, const char *digest, uint
 
     if (strlen(digest) >= sizeof(l->v->digest))
         return REG_OK; /* not a name we store */
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        void *p = realloc(l->v, cap * sizeof(*l->v));
-
-        if (!p)
-            return REG_E_NOMEM;
-        l->v = p;
-        l->cap = cap;
-    }
+    if (array_reserve(&l->v, &l->cap, l->n, sizeof(*l->v)))
+        return REG_E_NOMEM;
     it = &l->v[l->n];
     it->repo = NULL;
     if (repo[0] && (it->repo = strdup(repo)) == NULL)
@@ -91,8 +85,8 @@ static int manifest_unneeded(struct index_txn *t, const char *repo, const char *
     rc = index_manifest_tagged(t, repo, digest);
     if (rc != REG_E_MANIFEST_UNKNOWN)
         return 0;
-    rc = index_ref_user(t, repo, digest, user, sizeof(user));
-    if (rc != REG_E_NOT_FOUND)
+    rc = index_in_use(t, repo, digest, user, sizeof(user));
+    if (rc != REG_OK)
         return 0;
     if (m->subject[0] && index_get_manifest(t, repo, m->subject, &subj) != REG_E_MANIFEST_UNKNOWN)
         return 0;

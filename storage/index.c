@@ -12,6 +12,7 @@
 
 #include <lmdb.h>
 
+#include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
 #include "digest.h"
@@ -1190,8 +1191,7 @@ static int find_user(void *arg, const char *repo, const char *digest,
     return REG_OK;
 }
 
-int index_ref_user(struct index_txn *t, const char *repo, const char *digest, char *out,
-                   size_t size)
+int index_in_use(struct index_txn *t, const char *repo, const char *digest, char *out, size_t size)
 {
     struct each_ctx c;
     struct user_ctx uc = {digest, out, size};
@@ -1201,17 +1201,17 @@ int index_ref_user(struct index_txn *t, const char *repo, const char *digest, ch
     int rc = kv_get(t, DB_REPO_REF, repo, digest, &v, REG_E_NOT_FOUND);
 
     if (rc)
-        return rc;
+        return rc == REG_E_NOT_FOUND ? REG_OK : rc;
     snprintf(out, size, "a manifest");
     if (plen > KEY_MAX)
-        return REG_OK;
+        return REG_E_IN_USE;
     /* Rare (a refused delete): walk the repository's manifests for a name. */
     memcpy(prefix, repo, plen);
     c.fn = (void *)find_user;
     c.arg = &uc;
     c.rc = REG_OK;
     rc = scan(t, DB_MANIFEST, prefix, plen, NULL, each_manifest_one, &c);
-    return rc == REG_OK || rc == REG_E_INDEX ? REG_OK : rc;
+    return rc == REG_OK || rc == REG_E_INDEX ? REG_E_IN_USE : rc;
 }
 
 struct tagged_ctx {
@@ -1325,15 +1325,8 @@ static int ref_add(struct ref_list *l, const char *repo, const char *digest)
     size_t rl = strlen(repo) + 1, dl = strlen(digest) + 1;
     char *p;
 
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        void *nv = realloc(l->v, cap * sizeof(*l->v));
-
-        if (!nv)
-            return REG_E_NOMEM;
-        l->v = nv;
-        l->cap = cap;
-    }
+    if (array_reserve(&l->v, &l->cap, l->n, sizeof(*l->v)))
+        return REG_E_NOMEM;
     p = malloc(rl + dl);
     if (!p)
         return REG_E_NOMEM;

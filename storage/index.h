@@ -149,10 +149,9 @@ int index_list_referrers(struct index_txn *t, const char *repo, const char *subj
 /* Repositories in which the blob is visible, in order, until cb stops. */
 int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg);
 
-/* One manifest of repo that references digest (a blob, or a child of an
- * index), its digest written to out; REG_E_NOT_FOUND when none does. */
-int index_ref_user(struct index_txn *t, const char *repo, const char *digest, char *out,
-                   size_t size);
+/* REG_E_IN_USE when a manifest of repo references digest (a blob, or a
+ * child of an index), one of them named in out; REG_OK when none does. */
+int index_in_use(struct index_txn *t, const char *repo, const char *digest, char *out, size_t size);
 /* REG_OK when a tag of repo points at digest, else REG_E_MANIFEST_UNKNOWN. */
 int index_manifest_tagged(struct index_txn *t, const char *repo, const char *digest);
 

@@ -8,6 +8,7 @@
 
 #include <openssl/rand.h>
 
+#include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
 
@@ -445,15 +446,8 @@ static int collect_stale(void *arg, const char *uuid, const struct index_upload 
 
     if (u->updated > st->cutoff || strlen(uuid) != UPLOAD_UUID_LEN)
         return REG_OK;
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 64;
-        void *p = realloc(st->uuids, cap * sizeof(*st->uuids));
-
-        if (!p)
-            return REG_E_NOMEM;
-        st->uuids = p;
-        st->cap = cap;
-    }
+    if (array_reserve(&st->uuids, &st->cap, st->n, sizeof(*st->uuids)))
+        return REG_E_NOMEM;
     memcpy(st->uuids[st->n++], uuid, UPLOAD_UUID_LEN + 1);
     return REG_OK;
 }
