@@ -328,6 +328,15 @@ int config_set(struct config *c, const char *section, const char *key, const cha
     return REG_OK;
 }
 
+int config_check(const struct config *c, char *err, size_t errsize)
+{
+    if (c->manifest_buffers < c->max_manifest_size)
+        return BAD("manifest_buffers (%zu) is below max_manifest_size (%zu): a manifest of the "
+                   "largest size could never be taken",
+                   c->manifest_buffers, c->max_manifest_size);
+    return REG_OK;
+}
+
 struct load_ctx {
     struct config *c;
     FILE *f;

@@ -58,6 +58,9 @@ void config_free(struct config *c);
  * REG_E_CONFIG. */
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
+/* Checks across keys, once every key is set: REG_E_CONFIG with err. */
+int config_check(const struct config *c, char *err, size_t errsize);
+
 /* Set one key as if read from a file ("server", "listen", "0.0.0.0:5000"). */
 int config_set(struct config *c, const char *section, const char *key, const char *value, char *err,
                size_t errsize);

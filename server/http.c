@@ -57,7 +57,9 @@ struct http_server {
     atomic_int stopping;
     pthread_mutex_t jobs_lock;
     pthread_cond_t jobs_cond;
-    struct job *jobs, **jobs_tail; /* work for the workers, in order */
+    struct job *jobs, **jobs_tail; /* blob finishes for the workers, in order */
+    struct job *auth, **auth_tail; /* logins for the workers, after those */
+    unsigned nauth;                /* logins queued */
     pthread_t workers[WORKERS];
     int nworkers;
     size_t send_budget;          /* bytes blob bodies may buffer together */
@@ -490,7 +492,7 @@ static unsigned needed_actions(const struct req *r, int *registry_wide)
     return ACL_ALL;
 }
 
-static void park(struct req *r, const char *url, enum job_kind kind);
+static int park(struct req *r, const char *url, enum job_kind kind);
 
 /* The check every request passes through. Returns 1 when it answered (401,
  * 403 or 429), 2 when it parked the request to check on a worker. */
@@ -505,14 +507,13 @@ static int authorize(struct req *r)
     if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN)
         return 0;
     need = needed_actions(r, &wide);
-    if (r->auth_done) {
-        rc = r->auth_rc;
-    } else if (r->at_end && auth_is_slow(a, req_header(r, "Authorization"))) {
-        park(r, NULL, JOB_AUTH);
+    if (!r->auth_done && r->at_end && auth_is_slow(a, req_header(r, "Authorization")) &&
+        park(r, NULL, JOB_AUTH))
         return 2;
-    } else {
+    if (r->auth_done)
+        rc = r->auth_rc;
+    else
         rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
-    }
     if (rc == REG_E_TOOMANY) {
         req_set_header(r, "Retry-After", "30");
         api_error(r, rc, "too many failed logins from this address");
@@ -732,28 +733,72 @@ static int slow_end(const struct req *r)
 
 /* Suspend r's connection and hand the slow part to a worker; it resumes
  * the connection when done, and on_access goes on from there. */
-static void park(struct req *r, const char *url, enum job_kind kind)
+/* Logins waiting for a worker, at most: past it a login is refused (429)
+ * rather than queued, so wrong passwords cannot pile up without end. */
+#define AUTH_QUEUE_MAX 64
+
+/* Suspend r's connection and hand the slow part to a worker, which resumes
+ * the connection when done; on_access goes on from there. Returns 0 when
+ * the caller must do the work itself (the server is stopping: nothing may
+ * stay suspended; or no memory). A login over AUTH_QUEUE_MAX is answered
+ * at once with REG_E_TOOMANY. Blob finishes go before logins. */
+static int park(struct req *r, const char *url, enum job_kind kind)
 {
     struct http_server *s = r->srv;
-    struct job *j = calloc(1, sizeof(*j));
+    struct job *j = calloc(1, sizeof(*j)), **tail;
+    int parked = 0;
 
-    if (!j) {
-        if (kind == JOB_AUTH) {
-            r->auth_rc = REG_E_NOMEM;
-            r->auth_done = 1;
-        }
-        return; /* the request goes on here, slowly */
-    }
+    if (!j)
+        return 0;
     j->r = r;
     j->url = url;
     j->kind = kind;
-    r->parked = 1;
-    MHD_suspend_connection(r->conn);
     pthread_mutex_lock(&s->jobs_lock);
-    *s->jobs_tail = j;
-    s->jobs_tail = &j->next;
-    pthread_cond_signal(&s->jobs_cond);
+    if (kind == JOB_AUTH && s->nauth >= AUTH_QUEUE_MAX) {
+        r->auth_rc = REG_E_TOOMANY;
+        r->auth_done = 1;
+    } else if (!atomic_load(&s->stopping)) {
+        r->parked = 1;
+        MHD_suspend_connection(r->conn);
+        tail = kind == JOB_AUTH ? s->auth_tail : s->jobs_tail;
+        *tail = j;
+        if (kind == JOB_AUTH) {
+            s->auth_tail = &j->next;
+            s->nauth++;
+        } else {
+            s->jobs_tail = &j->next;
+        }
+        pthread_cond_signal(&s->jobs_cond);
+        parked = 1;
+    }
     pthread_mutex_unlock(&s->jobs_lock);
+    if (!parked)
+        free(j);
+    return parked;
+}
+
+/* The next job, blob finishes first; NULL when stopping and none is left. */
+static struct job *next_job(struct http_server *s)
+{
+    struct job *j;
+
+    pthread_mutex_lock(&s->jobs_lock);
+    while (!s->jobs && !s->auth && !atomic_load(&s->stopping))
+        pthread_cond_wait(&s->jobs_cond, &s->jobs_lock);
+    j = s->jobs ? s->jobs : s->auth;
+    if (j == s->jobs && j) {
+        s->jobs = j->next;
+        if (!s->jobs)
+            s->jobs_tail = &s->jobs;
+        s->auth_tail = &s->auth;
+    } else if (j) {
+        s->auth = j->next;
+        if (!s->auth)
+            s->auth_tail = &s->auth;
+        s->nauth--;
+    }
+    pthread_mutex_unlock(&s->jobs_lock);
+    return j;
 }
 
 static void *worker(void *arg)
@@ -761,19 +806,7 @@ static void *worker(void *arg)
     struct http_server *s = arg;
     struct job *j;
 
-    for (;;) {
-        pthread_mutex_lock(&s->jobs_lock);
-        while (!s->jobs && !atomic_load(&s->stopping))
-            pthread_cond_wait(&s->jobs_cond, &s->jobs_lock);
-        j = s->jobs;
-        if (j) {
-            s->jobs = j->next;
-            if (!s->jobs)
-                s->jobs_tail = &s->jobs;
-        }
-        pthread_mutex_unlock(&s->jobs_lock);
-        if (!j)
-            return NULL; /* stopping, and nothing left to do */
+    while ((j = next_job(s)) != NULL) {
         j->r->on_worker = 1;
         if (j->kind == JOB_AUTH) {
             j->r->auth_rc = auth_identify(s->reg->auth, req_header(j->r, "Authorization"),
@@ -786,6 +819,7 @@ static void *worker(void *arg)
         MHD_resume_connection(j->r->conn);
         free(j);
     }
+    return NULL;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -832,6 +866,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             r->ready = NULL;
             return MHD_YES;
         }
+        if (r->replied)
+            return MHD_NO; /* its reply could not even be made: close */
     }
     /* Only a request that is all in may be parked: libmicrohttpd calls
      * again after a resume, and a call without data mid-request would look
@@ -858,10 +894,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *data_size = 0;
         return MHD_YES;
     }
-    if (!r->replied && slow_end(r)) {
-        park(r, url, JOB_FINISH);
+    if (!r->replied && slow_end(r) && park(r, url, JOB_FINISH))
         return MHD_YES;
-    }
     finish(r);
     return MHD_YES;
 }
@@ -905,9 +939,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 
-        k = calloc(1, sizeof(*k));
-        if (!k || !ci)
+        if (!ci)
             return; /* no deadline for this one; nothing else depends on it */
+        k = calloc(1, sizeof(*k));
+        if (!k)
+            return;
         k->fd = ci->connect_fd;
         pthread_mutex_lock(&s->conns_lock);
         k->deadline = s->header_timeout ? mono_now() + s->header_timeout : 0;
@@ -1071,6 +1107,7 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     pthread_mutex_init(&s->jobs_lock, NULL);
     pthread_cond_init(&s->jobs_cond, NULL);
     s->jobs_tail = &s->jobs;
+    s->auth_tail = &s->auth;
     pthread_mutex_init(&s->conns_lock, NULL);
     s->conns.next = s->conns.prev = &s->conns;
     rc = open_listener(o->listen, &s->port, &s->fd);

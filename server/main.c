@@ -114,7 +114,8 @@ static int load_config(const struct cli *c, struct config *cfg)
     config_defaults(cfg);
     if ((c->config_path && config_load(cfg, c->config_path, err, sizeof(err))) ||
         (c->listen && config_set(cfg, "server", "listen", c->listen, err, sizeof(err))) ||
-        (c->root && config_set(cfg, "storage", "root", c->root, err, sizeof(err)))) {
+        (c->root && config_set(cfg, "storage", "root", c->root, err, sizeof(err))) ||
+        config_check(cfg, err, sizeof(err))) {
         fprintf(stderr, "registry: %s\n", err);
         config_free(cfg);
         return 2;
@@ -183,6 +184,12 @@ static int store_open(const struct config *cfg, int readonly, struct store *st)
                       : index_open(blobstore_index_dir(st->bs), cfg->index_max_size, &st->ix);
     if (!rc)
         rc = uploads_new(st->bs, st->ix, &st->us);
+    if (!rc && !index_current(st->ix)) {
+        log_error("the index at %s was written by an older version: start registry serve on it "
+                  "once (it upgrades the index), or use the older binary",
+                  cfg->root);
+        rc = REG_E_CONFIG;
+    }
     if (rc)
         log_error("cannot open storage at %s: %s", cfg->root, reg_strerror(rc));
     return rc;

@@ -27,6 +27,7 @@ enum { FIX_BLOB_RECORD, FIX_BLOB_FILE, FIX_ORPHAN, FIX_TAG, FIX_MANIFEST, FIX_UP
 
 struct fsck {
     struct blobstore *bs;
+    struct index *ix; /* for a fresh look when the snapshot is behind */
     struct index_txn *t;
     FILE *out;
     int progress;
@@ -123,6 +124,21 @@ static int rehash(struct fsck *f, int fd, const struct digest *d, uint64_t *len)
     return strcmp(got.str, d->str) == 0 ? REG_OK : REG_E_DIGEST_INVALID;
 }
 
+/* Whether the blob's record is gone in a fresh read: beside a live server,
+ * GC may remove a blob after fsck's snapshot was taken. */
+static int removed_since(struct fsck *f, const char *digest)
+{
+    struct index_txn *t = NULL;
+    struct index_blob b;
+    int rc;
+
+    if (index_begin(f->ix, INDEX_READ, &t) != REG_OK)
+        return 0;
+    rc = index_get_blob(t, digest, &b);
+    index_abort(t);
+    return rc == REG_E_BLOB_UNKNOWN;
+}
+
 static int check_blob(void *arg, const char *digest, const struct index_blob *b)
 {
     struct fsck *f = arg;
@@ -135,6 +151,8 @@ static int check_blob(void *arg, const char *digest, const struct index_blob *b)
         return add_fix(f, FIX_BLOB_RECORD, "", digest);
     }
     rc = blobstore_open_read(f->bs, &d, &fd, NULL, &size);
+    if (rc == REG_E_BLOB_UNKNOWN && removed_since(f, digest))
+        return REG_OK; /* a live server's GC took it after our snapshot */
     if (rc == REG_E_BLOB_UNKNOWN) {
         problem(f, "fsck --repair drops the record; push the images that need it again",
                 "blob %s is in the index but its file is missing", digest);
@@ -338,12 +356,14 @@ static int apply(struct fsck *f, struct index *ix)
         rc = index_recount(t);
     if (t)
         rc = index_end(t, rc);
+    /* The records are gone: every file goes too; one that will not is
+     * left for GC, which removes files no record names. */
     for (i = 0; !rc && i < f->nfixes; i++) {
         const struct fix *x = &f->fixes[i];
 
         if ((x->kind == FIX_BLOB_FILE || x->kind == FIX_ORPHAN) &&
-            digest_parse(x->b, strlen(x->b), &d) == REG_OK)
-            rc = blobstore_delete(f->bs, &d);
+            digest_parse(x->b, strlen(x->b), &d) == REG_OK && blobstore_delete(f->bs, &d))
+            log_warn("fsck: cannot remove the file of %s", x->b);
         if (x->kind == FIX_UPLOAD) {
             uint64_t bytes;
 
@@ -364,6 +384,7 @@ int fsck_run(struct blobstore *bs, struct index *ix, int repair, int progress, F
     memset(res, 0, sizeof(*res));
     memset(&f, 0, sizeof(f));
     f.bs = bs;
+    f.ix = ix;
     f.out = out;
     f.progress = progress;
     f.res = res;

@@ -174,14 +174,17 @@ struct bctx {
     int64_t cutoff;
     struct items found;
     char last[DIGEST_STR_MAX]; /* where a full pass stopped; "" when done */
+    int full;                  /* the pass stopped at GC_PASS_MAX */
 };
 
 static int collect_blob(void *arg, const char *digest, const struct index_blob *b)
 {
     struct bctx *c = arg;
 
-    if (c->found.n == GC_PASS_MAX)
-        return 1; /* the next pass goes on after c->last */
+    if (c->found.n == GC_PASS_MAX) {
+        c->full = 1;
+        return -1; /* stop: the next pass goes on after c->last */
+    }
     snprintf(c->last, sizeof(c->last), "%s", digest);
     if (b->refcount > 0 || b->touched > c->cutoff)
         return REG_OK;
@@ -249,7 +252,7 @@ static int gc_blobs(struct blobstore *bs, struct index *ix, int64_t cutoff, int 
             return rc;
         rc = index_each_blob_after(t, after[0] ? after : NULL, collect_blob, &c);
         index_abort(t);
-        full = rc == 1;
+        full = c.full;
         rc = full ? REG_OK : rc;
         for (i = 0; !rc && i < c.found.n; i += n) {
             n = c.found.n - i < GC_BATCH ? c.found.n - i : GC_BATCH;

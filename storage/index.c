@@ -53,6 +53,7 @@ struct index {
     uint64_t psize;       /* LMDB page size */
     pthread_mutex_t grow; /* serialises the disk reservation */
     uint64_t reserved;    /* bytes of the data file allocated on disk */
+    int old_schema;       /* opened read-only before an upgrade: see index_current */
 };
 
 struct index_txn {
@@ -185,8 +186,15 @@ static int open_env(const char *dir, size_t max_size, int readonly, struct index
     if (rc)
         goto out;
     for (i = 0; i < DB__COUNT; i++) {
-        rc = map_mdb(mdb_dbi_open(txn, db_names[i], readonly ? 0 : MDB_CREATE, &ix->dbi[i]),
-                     REG_E_INDEX);
+        int mrc = mdb_dbi_open(txn, db_names[i], readonly ? 0 : MDB_CREATE, &ix->dbi[i]);
+
+        /* An index an older version wrote, opened only to read: what it
+         * lacks is added by the next serve; copying it (backup) works. */
+        if (mrc == MDB_NOTFOUND && readonly && (i == DB_REPO_REF || i == DB_META)) {
+            ix->old_schema = 1;
+            continue;
+        }
+        rc = map_mdb(mrc, REG_E_INDEX);
         if (!rc && i == DB_TAG)
             rc = map_mdb(mdb_set_compare(txn, ix->dbi[i], tag_cmp), REG_E_INDEX);
         if (rc)
@@ -227,6 +235,11 @@ int index_open(const char *dir, size_t max_size, struct index **out)
 int index_open_readonly(const char *dir, struct index **out)
 {
     return open_env(dir, (size_t)1 << 30, 1, out);
+}
+
+int index_current(const struct index *ix)
+{
+    return !ix->old_schema;
 }
 
 void index_close(struct index *ix)

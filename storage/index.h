@@ -55,6 +55,9 @@ struct index_upload {
 int index_open(const char *dir, size_t max_size, struct index **out);
 /* Open an existing index only to read it, beside a live server. */
 int index_open_readonly(const char *dir, struct index **out);
+/* 0 for an index an older version wrote, opened read-only before any serve
+ * upgraded it: it can be copied (backup), not checked. */
+int index_current(const struct index *ix);
 void index_close(struct index *ix);
 
 /* Transaction modes. INDEX_WRITE may add data: it is refused with

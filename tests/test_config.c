@@ -330,3 +330,17 @@ Test(config_set, empty_root_refused)
     cr_assert_eq(config_set(&c, "storage", "root", "", err, sizeof(err)), REG_E_CONFIG);
     cr_assert_not_null(strstr(err, "root"), "%s", err);
 }
+
+Test(config, manifest_buffers_below_the_largest_manifest_are_refused)
+{
+    struct config c;
+    char err[256] = "";
+
+    config_defaults(&c);
+    cr_assert_eq(config_check(&c, err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "server", "max_manifest_size", "8M", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "server", "manifest_buffers", "4M", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_check(&c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert(strstr(err, "manifest_buffers"), "%s", err);
+    config_free(&c);
+}
