@@ -452,6 +452,21 @@ static int collect_stale(void *arg, const char *uuid, const struct index_upload 
     return REG_OK;
 }
 
+/* A session's record, if it has one (*has). */
+static int look(struct uploads *us, const char *uuid, struct index_upload *rec, int *has)
+{
+    struct index_txn *t = NULL;
+    int rc = index_begin(us->ix, INDEX_READ, &t);
+
+    *has = 0;
+    if (rc)
+        return rc;
+    rc = index_get_upload(t, uuid, rec);
+    index_abort(t);
+    *has = rc == REG_OK;
+    return rc == REG_E_UPLOAD_UNKNOWN ? REG_OK : rc;
+}
+
 /* Remove one session nobody holds: its record (when it has one) and its
  * file. expired: only if its record is still older than cutoff. */
 static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t cutoff, int dry,
@@ -462,18 +477,16 @@ static int sweep_one(struct uploads *us, const char *uuid, int expired, int64_t 
     uint64_t bytes = 0;
     int rc, has;
 
+    /* A live session is never taken, not even for a moment: a client's
+     * PATCH would find it busy. Look first, take only a candidate. */
+    rc = look(us, uuid, &rec, &has);
+    if (rc || (expired ? (!has || rec.updated > cutoff) : has))
+        return rc;
     if (acquire(us, uuid) != REG_OK)
         return REG_OK; /* in use: not stale */
-    rc = index_begin(us->ix, INDEX_READ, &t);
-    if (rc)
-        goto out;
-    rc = index_get_upload(t, uuid, &rec);
-    index_abort(t);
-    has = rc == REG_OK;
-    if (rc && rc != REG_E_UPLOAD_UNKNOWN)
-        goto out;
-    rc = REG_OK;
-    if (expired ? (!has || rec.updated > cutoff) : has)
+    /* Again, now that nobody else can move it. */
+    rc = look(us, uuid, &rec, &has);
+    if (rc || (expired ? (!has || rec.updated > cutoff) : has))
         goto out; /* moved on meanwhile, or a live session's file */
     blobstore_writer_size(us->bs, uuid, &bytes);
     out->bytes += bytes;
