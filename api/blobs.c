@@ -12,42 +12,44 @@
 #include "../storage/index.h"
 #include "api.h"
 
-/* Parse one "bytes=" range against size. 1: no usable Range (serve it all);
- * 0: off and len set; REG_E_RANGE: unsatisfiable. Malformed or multi-range
- * headers are ignored, as RFC 9110 allows. */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+/* Parse one "bytes=" range against size into *off and *len, *partial set;
+ * without a usable Range, *partial is 0 and the whole blob is meant.
+ * REG_E_RANGE: unsatisfiable. Malformed or multi-range headers are ignored,
+ * as RFC 9110 allows. */
+static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len, int *partial)
 {
     unsigned long long a = 0, b = 0;
     const char *p, *dash;
     char *end;
     int has_a, has_b;
 
+    *partial = 0;
     if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-        return 1;
+        return REG_OK;
     p = h + 6;
     dash = strchr(p, '-');
     if (!dash)
-        return 1;
+        return REG_OK;
     has_a = dash != p;
     has_b = dash[1] != '\0';
     if (has_a) {
         if (*p < '0' || *p > '9')
-            return 1;
+            return REG_OK;
         errno = 0;
         a = strtoull(p, &end, 10);
         if (errno || end != dash)
-            return 1;
+            return REG_OK;
     }
     if (has_b) {
         if (dash[1] < '0' || dash[1] > '9')
-            return 1;
+            return REG_OK;
         errno = 0;
         b = strtoull(dash + 1, &end, 10);
         if (errno || *end != '\0')
-            return 1;
+            return REG_OK;
     }
     if (!has_a && !has_b)
-        return 1;
+        return REG_OK;
     if (!has_a) { /* suffix: the last b bytes */
         if (b == 0 || size == 0)
             return REG_E_RANGE;
@@ -55,17 +57,19 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
             b = size;
         *off = size - b;
         *len = b;
-        return 0;
+        *partial = 1;
+        return REG_OK;
     }
     if (has_b && b < a)
-        return 1;
+        return REG_OK;
     if (a >= size)
         return REG_E_RANGE;
     if (!has_b || b >= size)
         b = size - 1;
     *off = a;
     *len = b - a + 1;
-    return 0;
+    *partial = 1;
+    return REG_OK;
 }
 
 static int blob_get_begin(struct req *r, const struct route *rt)
@@ -102,19 +106,19 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     req_set_header(r, "Docker-Content-Digest", d.str);
     req_set_header(r, "ETag", req_printf(r, "\"%s\"", d.str));
     req_set_header(r, "Accept-Ranges", "bytes");
-    partial = parse_range(req_header(r, "Range"), size, &off, &len);
-    if (partial == REG_E_RANGE) {
+    rc = parse_range(req_header(r, "Range"), size, &off, &len, &partial);
+    if (rc == REG_E_RANGE) {
         close(fd);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, size);
         req_set_header(r, "Content-Range", buf);
         return REG_E_RANGE;
     }
-    if (partial == 0) {
+    if (partial) {
         snprintf(buf, sizeof(buf), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off, off + len - 1,
                  size);
         req_set_header(r, "Content-Range", buf);
     }
-    req_reply_fd(r, partial == 0 ? 206 : 200, "application/octet-stream", fd, off, len);
+    req_reply_fd(r, partial ? 206 : 200, "application/octet-stream", fd, off, len);
     return REG_OK;
 }
 

@@ -17,6 +17,9 @@ struct collect {
     struct req *filter;            /* catalog: list only what this caller may pull */
 };
 
+/* Repositories in one catalog page when the client does not say (n). */
+#define CATALOG_PAGE 1000
+
 static int add_name(void *arg, const char *name, size_t len)
 {
     struct collect *c = arg;
@@ -90,7 +93,7 @@ static int catalog_begin(struct req *r, const struct route *rt)
     (void)rt;
     if (!req_may(r, NULL, ACL_CATALOG))
         c.filter = r;
-    rc = listing_params(r, 1000, &n, &last);
+    rc = listing_params(r, CATALOG_PAGE, &n, &last);
     if (rc)
         return rc;
     c.arr = json_array();

@@ -25,7 +25,7 @@ static void answer(struct req *r, int rc, const struct auth_identity *id, const 
     if (rc == REG_E_UNAUTHORIZED)
         req_set_header(r, "WWW-Authenticate", "Basic realm=\"registry token service\"");
     if (rc == REG_E_TOOMANY)
-        req_set_header(r, "Retry-After", "30");
+        req_set_header(r, "Retry-After", AUTH_RETRY_AFTER);
     if (rc) {
         api_error(r, rc, NULL);
         return;

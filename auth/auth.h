@@ -30,6 +30,9 @@ struct auth_settings {
 
 struct auth;
 
+/* Seconds a throttled client is told to wait (Retry-After). */
+#define AUTH_RETRY_AFTER "30"
+
 int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t errsize);
 void auth_free(struct auth *a);
 enum auth_mode auth_mode(const struct auth *a);

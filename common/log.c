@@ -77,30 +77,34 @@ void log_msg(enum log_level level, const char *fmt, ...)
     emit(line);
 }
 
-void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
-                double ms)
+void log_access(const struct log_request *q)
 {
-    char ts[40], line[2048], m[24], p[1024];
+    char ts[40], line[2600], m[24], p[1024], u[260], c[64];
 
     if (!log_enabled(LOG_INFO))
         return;
-    snprintf(m, sizeof(m), "%s", method);
-    snprintf(p, sizeof(p), "%s", path);
+    snprintf(m, sizeof(m), "%s", q->method);
+    snprintf(p, sizeof(p), "%s", q->path);
+    snprintf(u, sizeof(u), "%s", q->user && q->user[0] ? q->user : "-");
+    snprintf(c, sizeof(c), "%s", q->client ? q->client : "-");
     scrub(m);
     scrub(p);
+    scrub(u);
+    scrub(c);
     timestamp(ts, sizeof(ts));
     if (out_format == LOG_JSON) {
-        json_t *o =
-            json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:f}", "time", ts, "level", "info", "method",
-                      m, "path", p, "status", (int)status, "bytes", (json_int_t)bytes, "ms", ms);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:I, s:f}", "time", ts,
+                              "level", "info", "client", c, "user", u, "method", m, "request",
+                              (json_int_t)q->id, "path", p, "status", (int)q->status, "bytes",
+                              (json_int_t)q->bytes, "ms", q->ms);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
         snprintf(line, sizeof(line), "%s\n", s ? s : "{}");
         free(s);
         json_decref(o);
     } else {
-        snprintf(line, sizeof(line), "%s info  %s %s %u %llu %.1fms\n", ts, m, p, status, bytes,
-                 ms);
+        snprintf(line, sizeof(line), "%s info  %s %s #%llu %s %s %u %llu %.1fms\n", ts, c, u,
+                 (unsigned long long)q->id, m, p, q->status, q->bytes, q->ms);
     }
     emit(line);
 }

@@ -11,8 +11,20 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* One access line: method, path (never the query), status, bytes, ms. Control
  * characters in method and path are replaced, as in every message. */
-void log_access(const char *method, const char *path, unsigned status, unsigned long long bytes,
-                double ms);
+/* One request, as the access line tells it. */
+struct log_request {
+    const char *client;    /* peer address */
+    const char *user;      /* authenticated caller, "" or NULL when anonymous */
+    unsigned long long id; /* the server's number for the request */
+    const char *method, *path;
+    unsigned status;
+    unsigned long long bytes; /* reply body */
+    double ms;
+};
+
+/* The access line: client, user, request number, method, path, status,
+ * bytes, milliseconds; control characters scrubbed. */
+void log_access(const struct log_request *q);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -55,6 +55,7 @@ struct http_server {
     pthread_t reaper;
     int reaper_started;
     atomic_int stopping;
+    atomic_ullong requests; /* numbers requests for the access log */
     pthread_mutex_t jobs_lock;
     pthread_cond_t jobs_cond;
     struct job *jobs, **jobs_tail; /* blob finishes for the workers, in order */
@@ -120,6 +121,7 @@ struct req {
     struct auth_identity id; /* who is calling (anonymous when auth is off) */
     char client[64];         /* peer address */
     int seen;                /* on_access has run for this request */
+    unsigned long long seq;  /* the request's number in the access log */
     int auth_done;           /* identified on a worker; auth_rc is the outcome */
     int auth_rc;
     int parked;                 /* suspended while a worker runs slow work for it */
@@ -430,6 +432,7 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c, cons
     r->srv = s;
     r->conn = c;
     r->method = method;
+    r->seq = atomic_fetch_add(&s->requests, 1) + 1;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     /* The query string stays out of the log: it may carry a token. */
     r->path = req_printf(r, "%.*s", (int)strcspn(url, "?"), url);
@@ -515,7 +518,7 @@ static int authorize(struct req *r)
     else
         rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
     if (rc == REG_E_TOOMANY) {
-        req_set_header(r, "Retry-After", "30");
+        req_set_header(r, "Retry-After", AUTH_RETRY_AFTER);
         api_error(r, rc, "too many failed logins from this address");
         return 1;
     }
@@ -922,8 +925,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
          (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
     /* Without a method, libmicrohttpd refused the request itself (status 0:
      * not ours to know). */
-    log_access(r->method ? r->method : "-", r->path,
-               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499, r->bytes, ms);
+    {
+        struct log_request q = {
+            r->client, r->id.user,
+            r->seq,    r->method ? r->method : "-",
+            r->path,   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
+            r->bytes,  ms};
+
+        log_access(&q);
+    }
     if (r->seen)
         atomic_fetch_sub(&s->in_flight, 1);
     req_free(r);

@@ -18,8 +18,8 @@
 
 /* Things to fix, found by the read-only pass. */
 struct fix {
-    char a[256];            /* repository, or "" */
-    char b[DIGEST_STR_MAX]; /* digest, tag or uuid */
+    char a[INDEX_NAME_MAX + 1]; /* repository, or "" */
+    char b[DIGEST_STR_MAX];     /* digest, tag or uuid */
     int kind;
 };
 

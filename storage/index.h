@@ -28,6 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
+/* Longest repository name (the distribution spec's limit). */
+#define INDEX_NAME_MAX 255
+
 struct index;
 struct index_txn;
 
@@ -41,11 +46,11 @@ struct index_blob {
 #define INDEX_HASH_STATE_MAX 256
 
 struct index_upload {
-    char repo[256];     /* repository the session belongs to */
-    uint64_t offset;    /* bytes received, fsynced and hashed */
-    int64_t updated;    /* unix seconds of last activity */
-    uint32_t algo;      /* enum digest_algo of the running hash */
-    uint32_t state_len; /* bytes of state[] in use; 0 = rehash the file */
+    char repo[INDEX_NAME_MAX + 1]; /* repository the session belongs to */
+    uint64_t offset;               /* bytes received, fsynced and hashed */
+    int64_t updated;               /* unix seconds of last activity */
+    uint32_t algo;                 /* enum digest_algo of the running hash */
+    uint32_t state_len;            /* bytes of state[] in use; 0 = rehash the file */
     unsigned char state[INDEX_HASH_STATE_MAX];
 };
 
@@ -100,8 +105,8 @@ int index_del_upload(struct index_txn *t, const char *uuid);
 /* Manifests. */
 struct index_manifest {
     char media_type[128];
-    char artifact_type[128]; /* "" when none */
-    char subject[136];       /* subject digest, "" when none */
+    char artifact_type[128];      /* "" when none */
+    char subject[DIGEST_STR_MAX]; /* subject digest, "" when none */
     uint64_t size;
     int64_t created;
 };
@@ -134,8 +139,9 @@ int index_put_referrer(struct index_txn *t, const char *repo, const char *subjec
                        const char *digest, const char *desc, size_t len);
 
 /* Listing callbacks return 0 to go on, INDEX_SKIP to go on without counting
- * the entry against n, anything else to stop. */
-#define INDEX_SKIP 2
+ * the entry against n, anything else to stop. Negative, so that it is never
+ * one of enum reg_err. */
+#define INDEX_SKIP (-2)
 typedef int (*index_name_cb)(void *arg, const char *name, size_t len);
 typedef int (*index_value_cb)(void *arg, const void *value, size_t len);
 

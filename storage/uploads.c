@@ -28,7 +28,7 @@ struct uploads {
 struct upload {
     struct uploads *us;
     char uuid[UPLOAD_UUID_LEN + 1];
-    char repo[256];
+    char repo[INDEX_NAME_MAX + 1];
     struct blob_writer *w; /* the session's bytes in the blob store */
     int persist;           /* has an index record */
     int ended;             /* finished or cancelled: nothing left to checkpoint */
