@@ -503,46 +503,72 @@ out:
     return rc ? 1 : 0;
 }
 
+/* What a maintenance command works on: its arguments, the configuration,
+ * the root (locked when the command writes) and the storage. */
+struct command {
+    struct cli cli;
+    struct config cfg;
+    struct store st;
+    int lockfd;
+};
+
+/* Arguments and configuration; 2 when they are bad (nothing to close). */
+static int command_open(struct command *c, const char *name, int argc, char **argv,
+                        unsigned allowed)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    c->lockfd = -1;
+    rc = parse_cli(name, argc, argv, allowed, &c->cli);
+    if (!rc)
+        rc = load_config(&c->cli, &c->cfg);
+    return rc ? 2 : 0;
+}
+
+/* The storage, with the root locked first when the command writes. */
+static int command_store(struct command *c, int writes)
+{
+    int rc = writes ? lock_root(c->cfg.root, &c->lockfd) : REG_OK;
+
+    return rc ? rc : store_open(&c->cfg, !writes, &c->st);
+}
+
+static void command_close(struct command *c)
+{
+    store_close(&c->st);
+    if (c->lockfd >= 0)
+        close(c->lockfd);
+    config_free(&c->cfg);
+}
+
 /* registry gc [--dry-run]: one run, as the server's timer would do it. A
  * dry run only reads, so it may run beside a live server. */
 static int gc_command(int argc, char **argv)
 {
-    struct cli cli;
-    struct config cfg;
-    struct store st;
+    struct command c;
     struct gc_opts o;
     struct gc_stats stats;
     char line[512];
-    int rc, lockfd = -1;
+    int rc = command_open(&c, "gc", argc, argv, CLI_DRY);
 
-    rc = parse_cli("gc", argc, argv, CLI_DRY, &cli);
-    if (!rc)
-        rc = load_config(&cli, &cfg);
     if (rc)
         return rc;
-    memset(&st, 0, sizeof(st));
-    rc = cli.dry_run ? REG_OK : lock_root(cfg.root, &lockfd);
-    if (rc) {
+    rc = command_store(&c, !c.cli.dry_run);
+    if (rc && !c.cli.dry_run && c.lockfd < 0)
         log_error("a running server collects garbage itself every [gc] interval; send it "
                   "SIGUSR1 to start a run now");
-        goto out;
+    if (!rc) {
+        gc_options(&c.cfg, c.cli.dry_run, &o);
+        rc = gc_run(c.cfg.root, c.st.bs, c.st.ix, c.st.us, &o, &stats);
+        if (rc) {
+            log_error("gc: %s", reg_strerror(rc));
+        } else {
+            gc_format(&stats, c.cli.dry_run, line, sizeof(line));
+            printf("%s\n", line);
+        }
     }
-    rc = store_open(&cfg, cli.dry_run, &st);
-    if (rc)
-        goto out;
-    gc_options(&cfg, cli.dry_run, &o);
-    rc = gc_run(cfg.root, st.bs, st.ix, st.us, &o, &stats);
-    if (rc) {
-        log_error("gc: %s", reg_strerror(rc));
-    } else {
-        gc_format(&stats, cli.dry_run, line, sizeof(line));
-        printf("%s\n", line);
-    }
-out:
-    store_close(&st);
-    if (lockfd >= 0)
-        close(lockfd);
-    config_free(&cfg);
+    command_close(&c);
     return rc ? 1 : 0;
 }
 
@@ -550,23 +576,15 @@ out:
  * Without --repair it only reads, beside a live server if need be. */
 static int fsck_command(int argc, char **argv)
 {
-    struct cli cli;
-    struct config cfg;
-    struct store st;
+    struct command c;
     struct fsck_result res;
-    int rc, lockfd = -1;
+    int rc = command_open(&c, "fsck", argc, argv, CLI_REPAIR);
 
-    rc = parse_cli("fsck", argc, argv, CLI_REPAIR, &cli);
-    if (!rc)
-        rc = load_config(&cli, &cfg);
     if (rc)
-        return 2;
-    memset(&st, 0, sizeof(st));
-    rc = cli.repair ? lock_root(cfg.root, &lockfd) : REG_OK;
+        return rc;
+    rc = command_store(&c, c.cli.repair);
     if (!rc)
-        rc = store_open(&cfg, !cli.repair, &st);
-    if (!rc)
-        rc = fsck_run(st.bs, st.ix, cli.repair, isatty(2), stdout, &res);
+        rc = fsck_run(c.st.bs, c.st.ix, c.cli.repair, isatty(2), stdout, &res);
     if (rc) {
         log_error("fsck: could not run: %s", reg_strerror(rc));
     } else {
@@ -578,10 +596,7 @@ static int fsck_command(int argc, char **argv)
                (unsigned long long)res.bytes, res.seconds,
                res.hash_seconds > 0 ? (double)res.bytes / 1e6 / res.hash_seconds : 0.0);
     }
-    store_close(&st);
-    if (lockfd >= 0)
-        close(lockfd);
-    config_free(&cfg);
+    command_close(&c);
     return rc ? 2 : res.problems ? 1 : 0;
 }
 
