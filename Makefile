@@ -50,7 +50,7 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/uploads.c storage/gc.c storage/fsck.c storage/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
-            api/referrers.c api/listing.c api/token.c \
+            api/referrers.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
             server/config.c server/router.c server/http.c
 MAIN_SRC := server/main.c

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "req.h"
 
@@ -25,6 +26,8 @@ struct registry {
     atomic_size_t manifest_buffered; /* bytes they hold now */
     struct auth *auth;               /* never NULL; mode none lets everything through */
     int tls;                         /* serving HTTPS */
+    const char *root;                /* data directory (readiness checks) */
+    uint64_t ready_min_free;         /* bytes free on root below which /readyz says no */
 };
 
 enum route_kind {
@@ -37,6 +40,8 @@ enum route_kind {
     ROUTE_TAGS,         /* /v2/<name>/tags/list */
     ROUTE_REFERRERS,    /* /v2/<name>/referrers/<digest> */
     ROUTE_TOKEN,        /* /token: the built-in token service */
+    ROUTE_HEALTHZ,      /* /healthz: the process answers */
+    ROUTE_READYZ,       /* /readyz: it can serve (index, data root, free space) */
 };
 
 #define ROUTE_NAME_MAX 255
@@ -77,5 +82,6 @@ extern const struct handler api_upload_start, api_upload_patch, api_upload_put, 
 extern const struct handler api_manifest_put, api_manifest_get, api_manifest_delete;
 extern const struct handler api_tags_get, api_catalog_get, api_referrers_get;
 extern const struct handler api_token_get, api_token_post;
+extern const struct handler api_healthz_get, api_readyz_get;
 
 #endif

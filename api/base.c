@@ -29,7 +29,9 @@ static const struct method_handler handlers[] = {
     {ROUTE_MANIFEST, "PUT", &api_manifest_put},   {ROUTE_MANIFEST, "DELETE", &api_manifest_delete},
     {ROUTE_TAGS, "GET", &api_tags_get},           {ROUTE_CATALOG, "GET", &api_catalog_get},
     {ROUTE_REFERRERS, "GET", &api_referrers_get}, {ROUTE_TOKEN, "GET", &api_token_get},
-    {ROUTE_TOKEN, "POST", &api_token_post},
+    {ROUTE_TOKEN, "POST", &api_token_post},       {ROUTE_HEALTHZ, "GET", &api_healthz_get},
+    {ROUTE_HEALTHZ, "HEAD", &api_healthz_get},    {ROUTE_READYZ, "GET", &api_readyz_get},
+    {ROUTE_READYZ, "HEAD", &api_readyz_get},
 };
 
 const struct handler *api_handler(enum route_kind kind, const char *method)

@@ -28,6 +28,7 @@ void config_defaults(struct config *c)
     snprintf(c->root, sizeof(c->root), "./data");
     c->delete_enabled = 0;
     c->index_max_size = (size_t)16 << 30;
+    c->ready_min_free = 1ULL << 30;
     c->gc_interval = 3600;
     c->gc_grace = 3600;
     c->gc_upload_ttl = 86400;
@@ -263,6 +264,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         if (parse_size(v, 1ULL << 20, 1ULL << 40, &n))
             return BAD("index_max_size: expected 1M..1024G, got '%s'", v);
         c->index_max_size = (size_t)n;
+    } else if (IS("storage", "ready_min_free")) {
+        if (parse_size(v, 0, 1ULL << 50, &n))
+            return BAD("ready_min_free: expected a size such as 1G or 0, got '%s'", v);
+        c->ready_min_free = n;
     } else if (IS("gc", "interval")) {
         if (parse_duration(v, 366ULL * 86400, &c->gc_interval))
             return BAD("interval: expected a duration such as 1h, 30m or 0 (off), got '%s'", v);

@@ -21,9 +21,10 @@ struct config {
     char tls_cert[4096];       /* PEM certificate (chain); with tls_key serves HTTPS */
     char tls_key[4096];        /* PEM private key */
     /* [storage] */
-    char root[4096];       /* data directory */
-    int delete_enabled;    /* allow DELETE of blobs and manifests */
-    size_t index_max_size; /* LMDB map size, bytes */
+    char root[4096];                   /* data directory */
+    int delete_enabled;                /* allow DELETE of blobs and manifests */
+    size_t index_max_size;             /* LMDB map size, bytes */
+    unsigned long long ready_min_free; /* bytes free on root below which /readyz says no */
     /* [gc] */
     long gc_interval;   /* seconds between runs inside serve; 0 = never */
     long gc_grace;      /* seconds a pushed blob or manifest is safe from GC */

@@ -474,6 +474,8 @@ static unsigned needed_actions(const struct req *r, int *registry_wide)
     switch (r->rt.kind) {
     case ROUTE_BASE:
     case ROUTE_TOKEN:
+    case ROUTE_HEALTHZ:
+    case ROUTE_READYZ:
         return 0;
     case ROUTE_CATALOG:
         *registry_wide = 1;
@@ -507,8 +509,9 @@ static int authorize(struct req *r)
     char challenge[2048];
     int rc, wide, known;
 
-    if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN)
-        return 0;
+    if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN || r->rt.kind == ROUTE_HEALTHZ ||
+        r->rt.kind == ROUTE_READYZ)
+        return 0; /* open to all: the token service, and the probes */
     need = needed_actions(r, &wide);
     if (!r->auth_done && r->at_end && auth_is_slow(a, req_header(r, "Authorization")) &&
         park(r, NULL, JOB_AUTH))

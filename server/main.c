@@ -366,6 +366,8 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
     reg->delete_enabled = cfg->delete_enabled;
     reg->max_manifest_size = cfg->max_manifest_size;
     reg->manifest_budget = cfg->manifest_buffers;
+    reg->root = cfg->root;
+    reg->ready_min_free = cfg->ready_min_free;
     memset(&ho, 0, sizeof(ho));
     ho.listen = cfg->listen;
     ho.threads = cfg->threads;

@@ -30,6 +30,10 @@ int router_match(const char *path, struct route *out)
         out->kind = ROUTE_TOKEN;
         return REG_OK;
     }
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+        out->kind = path[1] == 'h' ? ROUTE_HEALTHZ : ROUTE_READYZ;
+        return REG_OK;
+    }
     if (strncmp(path, "/v2", 3) != 0)
         return REG_E_NOT_FOUND;
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
