@@ -251,6 +251,38 @@ void http(struct server *s, const char *method, const char *path, const void *bo
     curl_easy_cleanup(c);
 }
 
+long http_status(struct server *s, const char *method, const char *path, char *code, size_t csize)
+{
+    struct resp r;
+    long st;
+
+    http(s, method, path, NULL, 0, NULL, &r);
+    st = r.status;
+    if (code)
+        resp_error_code(&r, code, csize);
+    resp_free(&r);
+    return st;
+}
+
+long http_put_manifest(struct server *s, const char *repo, const char *ref, const char *ct,
+                       const void *body, size_t len, struct resp *out)
+{
+    char path[1024], cth[200];
+    const char *h[] = {cth, NULL};
+    struct resp r;
+    long st;
+
+    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, ref);
+    snprintf(cth, sizeof(cth), "Content-Type: %s", ct ? ct : "");
+    http(s, "PUT", path, body, len, ct ? h : NULL, &r);
+    st = r.status;
+    if (out)
+        *out = r;
+    else
+        resp_free(&r);
+    return st;
+}
+
 void resp_free(struct resp *r)
 {
     free(r->body);

@@ -46,6 +46,13 @@ void server_destroy(struct server *s);
 void http(struct server *s, const char *method, const char *path, const void *body, size_t len,
           const char *const *hdrs, struct resp *out);
 void resp_free(struct resp *r);
+/* method on path: the status, and the first error code into code (may be
+ * NULL). */
+long http_status(struct server *s, const char *method, const char *path, char *code, size_t csize);
+/* PUT body as the manifest repo:ref with Content-Type ct (NULL: none); the
+ * status. *out (may be NULL) takes the response, to resp_free. */
+long http_put_manifest(struct server *s, const char *repo, const char *ref, const char *ct,
+                       const void *body, size_t len, struct resp *out);
 /* A response header's value (case-insensitive name) into buf; NULL if absent. */
 const char *resp_header(const struct resp *r, const char *name, char *buf, size_t size);
 /* The first error code in an OCI error body, or "" */

@@ -156,34 +156,7 @@ static char *manifest_text(const char *cfg, size_t cfg_len, int n, char (*layers
 static long put_manifest(const char *repo, const char *ref, const char *ct, const char *body,
                          struct resp *out)
 {
-    char path[1024], cth[200];
-    const char *h[] = {cth, NULL};
-    struct resp r;
-    long st;
-
-    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, ref);
-    snprintf(cth, sizeof(cth), "Content-Type: %s", ct);
-    http(&srv, "PUT", path, body, strlen(body), h, &r);
-    st = r.status;
-    if (out)
-        *out = r;
-    else
-        resp_free(&r);
-    return st;
-}
-
-/* method on path: the status, and the error code into code (may be NULL). */
-static long req(const char *method, const char *path, char *code, size_t csize)
-{
-    struct resp r;
-    long st;
-
-    http(&srv, method, path, NULL, 0, NULL, &r);
-    st = r.status;
-    if (code)
-        resp_error_code(&r, code, csize);
-    resp_free(&r);
-    return st;
+    return http_put_manifest(&srv, repo, ref, ct, body, strlen(body), out);
 }
 
 /* GET a blob: its status, and *whole = its bytes hash to digest. */
@@ -317,7 +290,7 @@ Test(gc, gc_command_on_a_stopped_root_frees_and_the_server_starts_again)
     cr_assert_eq(push_status("cmd/a", data, MIB, d, sizeof(d), NULL, 0), 201);
     cr_assert_eq(push_status("cmd/a", data, 1000, keep, sizeof(keep), NULL, 0), 201);
     snprintf(path, sizeof(path), "/v2/cmd/a/blobs/%s", d);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     cr_assert_eq(server_stop(&srv), 0);
     sleep(1); /* the 1000-byte blob is now as old as the deleted one: both go */
 
@@ -331,7 +304,7 @@ Test(gc, gc_command_on_a_stopped_root_frees_and_the_server_starts_again)
 
     server_restart(&srv);
     snprintf(path, sizeof(path), "/v2/cmd/a/blobs/%s", d);
-    cr_assert_eq(req("GET", path, NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404);
     cr_assert_not(in_catalog("cmd/a"), "an emptied repository stays in the catalog");
     free(data);
 }
@@ -370,10 +343,10 @@ Test(gc, gc_frees_an_unreferenced_layer_on_disk_and_keeps_shared_ones_byte_for_b
     before = dir_bytes(blobs);
     cr_assert_geq(before, 8ULL * MIB + strlen(c1) + strlen(c2));
 
-    cr_assert_eq(req("DELETE", "/v2/gc/one/manifests/v1", NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", "/v2/gc/one/manifests/v1", NULL, 0), 202);
     snprintf(path, sizeof(path), "/v2/gc/one/manifests/%s", m1d);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
-    cr_assert_eq(req("GET", path, code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", path, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
 
     gc_now(&fr);
@@ -388,7 +361,7 @@ Test(gc, gc_frees_an_unreferenced_layer_on_disk_and_keeps_shared_ones_byte_for_b
                  before - after, len1[0] + strlen(c1), before, after);
 
     snprintf(path, sizeof(path), "/v2/gc/one/blobs/%s", lay1[0]);
-    cr_assert_eq(req("GET", path, code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "GET", path, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "BLOB_UNKNOWN");
     expect_blob_whole("gc/two", cfg2, "image 2 config");
     expect_blob_whole("gc/two", lay2[0], "image 2 shared layer");
@@ -400,13 +373,13 @@ Test(gc, gc_frees_an_unreferenced_layer_on_disk_and_keeps_shared_ones_byte_for_b
     /* gc/one still links the shared layer: it stays listed until that goes. */
     cr_assert(in_catalog("gc/one"));
     snprintf(path, sizeof(path), "/v2/gc/one/blobs/%s", lay1[1]);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     gc_now(&fr);
     cr_assert_eq(fr.repos, 1, "freed %llu empty repositories", fr.repos);
     cr_assert_eq(fr.blobs, 0, "the shared layer is still used by gc/two");
     cr_assert_not(in_catalog("gc/one"), "an emptied repository stays in the catalog");
     cr_assert(in_catalog("gc/two"));
-    cr_assert_eq(req("GET", path, NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404);
     expect_blob_whole("gc/two", lay2[0], "shared layer after its other repository left");
     cr_assert_eq(dir_bytes(blobs), after);
     free(m1);
@@ -433,9 +406,9 @@ Test(gc, grace_keeps_unreferenced_blobs_pushed_within_it)
     digest_str("sha256", m, strlen(m), md, sizeof(md));
     cr_assert_eq(put_manifest("grace/a", md, OCI_MANIFEST, m, NULL), 201);
     snprintf(path, sizeof(path), "/v2/grace/a/manifests/%s", md);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     snprintf(path, sizeof(path), "/v2/grace/a/blobs/%s", loose);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     sleep(1);
     before = dir_bytes(data_path("blobs", blobs, sizeof(blobs)));
 
@@ -528,21 +501,23 @@ Test(gc, blob_delete_is_refused_while_a_manifest_of_the_repository_uses_it)
     cr_assert(strstr(r.body, md), "the refusal does not name the manifest %s: %s", md, r.body);
     resp_free(&r);
     snprintf(path, sizeof(path), "/v2/del/a/blobs/%s", cfg);
-    cr_assert_eq(req("DELETE", path, code, sizeof(code)), 405, "DELETE of a used config");
+    cr_assert_eq(http_status(&srv, "DELETE", path, code, sizeof(code)), 405,
+                 "DELETE of a used config");
     cr_assert_str_eq(code, "UNSUPPORTED");
     expect_blob_whole("del/a", lay[0], "refused delete");
 
     /* References are per repository: del/b has no manifest using it. */
     snprintf(path, sizeof(path), "/v2/del/b/blobs/%s", d2);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
-    cr_assert_eq(req("GET", path, NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404);
     expect_blob_whole("del/a", lay[0], "after the delete in another repository");
 
     snprintf(path, sizeof(path), "/v2/del/a/manifests/%s", md);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     snprintf(path, sizeof(path), "/v2/del/a/blobs/%s", lay[0]);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202, "DELETE once the manifest is gone");
-    cr_assert_eq(req("GET", path, code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202,
+                 "DELETE once the manifest is gone");
+    cr_assert_eq(http_status(&srv, "GET", path, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "BLOB_UNKNOWN");
     free(data);
     free(m);
@@ -583,9 +558,10 @@ Test(gc, manifest_delete_of_an_index_child_is_refused_while_the_index_exists)
     cr_assert(whole);
 
     snprintf(path, sizeof(path), "/v2/idx/a/manifests/%s", idx);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     snprintf(path, sizeof(path), "/v2/idx/a/manifests/%s", kid[1]);
-    cr_assert_eq(req("DELETE", path, NULL, 0), 202, "DELETE of the child once the index is gone");
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202,
+                 "DELETE of the child once the index is gone");
     cr_assert_eq(get_manifest("idx/a", kid[1], kid[1], &whole, NULL), 404);
     cr_assert_eq(get_manifest("idx/a", kid[0], kid[0], &whole, NULL), 200);
     for (i = 0; i < 2; i++)
@@ -645,7 +621,8 @@ Test(gc, idle_upload_sessions_expire_after_upload_ttl_and_orphan_files_go)
     cr_assert_eq(fr.orphans, 1, "removed %llu orphan blob files, expected 1", fr.orphans);
     cr_assert_eq(fr.orphan_bytes, strlen("an orphan blob file"));
     for (i = 0; i < 5; i++) {
-        cr_assert_eq(req("GET", loc[i], code, sizeof(code)), 404, "session %d still there", i);
+        cr_assert_eq(http_status(&srv, "GET", loc[i], code, sizeof(code)), 404,
+                     "session %d still there", i);
         cr_assert_str_eq(code, "BLOB_UPLOAD_UNKNOWN");
         snprintf(cr, sizeof(cr), "Content-Range: 65536-65539");
         http(&srv, "PATCH", loc[i], data, 4, h, &r);
@@ -856,7 +833,7 @@ static void repusher(int p, double deadline, const char *file)
             char path[1024];
 
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, md);
-            sm = req("DELETE", path, code, sizeof(code));
+            sm = http_status(&srv, "DELETE", path, code, sizeof(code));
             if (sm != 202)
                 record(fd, "X delete %ld %s\n", sm, code);
             else
@@ -1195,7 +1172,7 @@ static void cl_deleter(const char *root, const char *mine)
                     continue;
                 record(fd, "A %s %s\n", repo, md);
                 snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, md);
-                st = req("DELETE", path, code, sizeof(code));
+                st = http_status(&srv, "DELETE", path, code, sizeof(code));
                 if (st < 0)
                     _exit(0);
                 if (st == 202 || (st == 404 && !strcmp(code, "MANIFEST_UNKNOWN"))) {
@@ -1208,7 +1185,7 @@ static void cl_deleter(const char *root, const char *mine)
                 }
                 record(fd, "B %s %s\n", repo, ld);
                 snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, ld);
-                st = req("DELETE", path, code, sizeof(code));
+                st = http_status(&srv, "DELETE", path, code, sizeof(code));
                 if (st < 0)
                     _exit(0);
                 if (st == 202)
@@ -1222,7 +1199,7 @@ static void cl_deleter(const char *root, const char *mine)
         }
         if (!did) {
             /* Nothing to do: make sure there is still a server to do it to. */
-            if (req("GET", "/v2/", NULL, 0) < 0)
+            if (http_status(&srv, "GET", "/v2/", NULL, 0) < 0)
                 _exit(0);
             usleep(20000);
         }
@@ -1356,7 +1333,8 @@ Test(gc_crash, kill_9_while_pushers_deleters_and_gc_race_loses_nothing_and_resur
             if (strncmp(line, "DB ", 3) || sscanf(line, "DB %63s %199s", repo, d) != 2)
                 continue;
             snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, d);
-            cr_assert_eq(req("GET", path, NULL, 0), 404, "deleted blob %s came back", path);
+            cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404, "deleted blob %s came back",
+                         path);
             blobs_gone++;
         }
         free(line);

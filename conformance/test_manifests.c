@@ -56,45 +56,13 @@ static void make_image(const char *repo, const char *mt, const char *extra, char
     free(data);
 }
 
-static long put_manifest(const char *repo, const char *ref, const char *ct, const char *body,
-                         size_t len, struct resp *out)
-{
-    char path[600], cth[200];
-    const char *h[] = {cth, NULL};
-    struct resp r;
-    long st;
-
-    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, ref);
-    snprintf(cth, sizeof(cth), "Content-Type: %s", ct);
-    http(&srv, "PUT", path, body, len, ct ? h : NULL, &r);
-    st = r.status;
-    if (out)
-        *out = r;
-    else
-        resp_free(&r);
-    return st;
-}
-
-static long get_status(const char *method, const char *path, char *code, size_t csize)
-{
-    struct resp r;
-    long st;
-
-    http(&srv, method, path, NULL, 0, NULL, &r);
-    st = r.status;
-    if (code)
-        resp_error_code(&r, code, csize);
-    resp_free(&r);
-    return st;
-}
-
 static void expect_put_error(const char *repo, const char *ref, const char *ct, const char *body,
                              size_t len, long status, const char *code)
 {
     struct resp r;
     char c[64];
 
-    put_manifest(repo, ref, ct, body, len, &r);
+    http_put_manifest(&srv, repo, ref, ct, body, len, &r);
     cr_expect_eq(r.status, status, "PUT %s:%s: %ld %s", repo, ref, r.status, r.body);
     cr_expect_str_eq(resp_error_code(&r, c, sizeof(c)), code, "%s", r.body);
     resp_free(&r);
@@ -107,7 +75,8 @@ Test(manifests, oci_manifest_by_tag_round_trips_byte_identical)
 
     make_image("app", OCI_MANIFEST, NULL, m, sizeof(m));
     digest_str("sha256", m, strlen(m), d, sizeof(d));
-    cr_assert_eq(put_manifest("app", "v1", OCI_MANIFEST, m, strlen(m), &r), 201, "%s", r.body);
+    cr_assert_eq(http_put_manifest(&srv, "app", "v1", OCI_MANIFEST, m, strlen(m), &r), 201, "%s",
+                 r.body);
     cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
     snprintf(path, sizeof(path), "/v2/app/manifests/%s", d);
     cr_assert_str_eq(resp_header(&r, "Location", v, sizeof(v)), path);
@@ -139,13 +108,14 @@ Test(manifests, docker_schema2_and_manifest_list_are_stored_with_their_type)
 
     make_image("dock", DOCKER_MANIFEST, NULL, m, sizeof(m));
     digest_str("sha256", m, strlen(m), d, sizeof(d));
-    cr_assert_eq(put_manifest("dock", d, DOCKER_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "dock", d, DOCKER_MANIFEST, m, strlen(m), NULL), 201);
     snprintf(list, sizeof(list),
              "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
              "\"digest\":\"%s\",\"size\":%zu,\"platform\":{\"architecture\":\"amd64\","
              "\"os\":\"linux\"}}]}",
              DOCKER_LIST, DOCKER_MANIFEST, d, strlen(m));
-    cr_assert_eq(put_manifest("dock", "multi", DOCKER_LIST, list, strlen(list), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "dock", "multi", DOCKER_LIST, list, strlen(list), NULL),
+                 201);
     http(&srv, "GET", "/v2/dock/manifests/multi", NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(resp_header(&r, "Content-Type", v, sizeof(v)), DOCKER_LIST);
@@ -161,7 +131,7 @@ Test(manifests, index_naming_absent_manifest_is_manifest_blob_unknown)
              "\"digest\":\"sha256:%064d\",\"size\":10}]}",
              OCI_INDEX, OCI_MANIFEST, 0);
     expect_put_error("idx", "latest", OCI_INDEX, idx, strlen(idx), 400, "MANIFEST_BLOB_UNKNOWN");
-    cr_assert_eq(get_status("GET", "/v2/idx/manifests/latest", NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/idx/manifests/latest", NULL, 0), 404);
 }
 
 Test(manifests, manifest_naming_absent_blob_is_rejected_and_not_stored)
@@ -174,7 +144,7 @@ Test(manifests, manifest_naming_absent_blob_is_rejected_and_not_stored)
              "\"size\":2},\"layers\":[]}",
              OCI_MANIFEST, 0);
     expect_put_error("nob", "v1", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_BLOB_UNKNOWN");
-    cr_assert_eq(get_status("GET", "/v2/nob/manifests/v1", code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/nob/manifests/v1", code, sizeof(code)), 404);
     cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
 }
 
@@ -209,7 +179,7 @@ Test(manifests, invalid_manifests_are_manifest_invalid)
     }
     expect_put_error("bad", "a", "application/json", bad, strlen(bad), 400, "MANIFEST_INVALID");
     /* ... but the same with the right Content-Type is a valid OCI manifest. */
-    cr_assert_eq(put_manifest("bad", "ok", OCI_MANIFEST, bad, strlen(bad), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "bad", "ok", OCI_MANIFEST, bad, strlen(bad), NULL), 201);
     /* Unknown mediaType. */
     snprintf(bad, sizeof(bad), "%s", m);
     memcpy(strstr(bad, "oci.image.manifest"), "oci.image.manifesX", 18);
@@ -222,7 +192,7 @@ Test(manifests, invalid_manifests_are_manifest_invalid)
              "\"digest\":\"sha256:nothex\",\"size\":2},\"layers\":[]}",
              OCI_MANIFEST);
     expect_put_error("bad", "a", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
-    cr_assert_eq(get_status("GET", "/v2/bad/manifests/a", NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/bad/manifests/a", NULL, 0), 404);
 }
 
 Test(manifests, oversized_manifest_is_413)
@@ -248,7 +218,7 @@ Test(manifests, invalid_tag_and_mismatching_digest_reference)
     tag[129] = '\0';
     expect_put_error("ref", tag, OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
     tag[128] = '\0';
-    cr_assert_eq(put_manifest("ref", tag, OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "ref", tag, OCI_MANIFEST, m, strlen(m), NULL), 201);
     expect_put_error("ref",
                      "sha256:0000000000000000000000000000000000000000000000000000000000000000",
                      OCI_MANIFEST, m, strlen(m), 400, "DIGEST_INVALID");
@@ -260,14 +230,14 @@ Test(manifests, pushing_the_same_manifest_again_is_idempotent)
     struct resp r;
 
     make_image("idem", OCI_MANIFEST, NULL, m, sizeof(m));
-    cr_assert_eq(put_manifest("idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
+    cr_assert_eq(http_put_manifest(&srv, "idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
     resp_header(&r, "Docker-Content-Digest", d1, sizeof(d1));
     resp_free(&r);
-    cr_assert_eq(put_manifest("idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
+    cr_assert_eq(http_put_manifest(&srv, "idem", "v1", OCI_MANIFEST, m, strlen(m), &r), 201);
     resp_header(&r, "Docker-Content-Digest", d2, sizeof(d2));
     resp_free(&r);
     cr_assert_str_eq(d1, d2);
-    cr_assert_eq(put_manifest("idem", d1, OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "idem", d1, OCI_MANIFEST, m, strlen(m), NULL), 201);
 }
 
 Test(manifests, subject_is_accepted_before_it_exists_and_listed_as_referrer)
@@ -284,7 +254,8 @@ Test(manifests, subject_is_accepted_before_it_exists_and_listed_as_referrer)
     make_image("ref", OCI_MANIFEST, extra, art, sizeof(art));
     digest_str("sha256", art, strlen(art), ad, sizeof(ad));
     /* The subject is not pushed yet. */
-    cr_assert_eq(put_manifest("ref", ad, OCI_MANIFEST, art, strlen(art), &r), 201, "%s", r.body);
+    cr_assert_eq(http_put_manifest(&srv, "ref", ad, OCI_MANIFEST, art, strlen(art), &r), 201, "%s",
+                 r.body);
     cr_assert_str_eq(resp_header(&r, "OCI-Subject", v, sizeof(v)), subj);
     resp_free(&r);
     snprintf(path, sizeof(path), "/v2/ref/referrers/%s", subj);
@@ -309,7 +280,7 @@ Test(manifests, subject_is_accepted_before_it_exists_and_listed_as_referrer)
     resp_free(&r);
     /* Deleting the referrer removes it from the list. */
     snprintf(path, sizeof(path), "/v2/ref/manifests/%s", ad);
-    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
     snprintf(path, sizeof(path), "/v2/ref/referrers/%s", subj);
     http(&srv, "GET", path, NULL, 0, NULL, &r);
     cr_assert(!strstr(r.body, ad), "%s", r.body);
@@ -328,7 +299,8 @@ Test(manifests, referrers_of_unknown_digest_is_empty_index)
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"manifests\":[]"));
     resp_free(&r);
-    cr_assert_eq(get_status("GET", "/v2/none/referrers/sha256:bad", code, sizeof(code)), 400);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/none/referrers/sha256:bad", code, sizeof(code)),
+                 400);
     cr_assert_str_eq(code, "DIGEST_INVALID");
 }
 
@@ -338,13 +310,13 @@ Test(manifests, delete_by_tag_removes_only_the_tag)
 
     make_image("del", OCI_MANIFEST, NULL, m, sizeof(m));
     digest_str("sha256", m, strlen(m), d, sizeof(d));
-    cr_assert_eq(put_manifest("del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(put_manifest("del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(get_status("DELETE", "/v2/del/manifests/a", NULL, 0), 202);
-    cr_assert_eq(get_status("GET", "/v2/del/manifests/a", NULL, 0), 404);
-    cr_assert_eq(get_status("GET", "/v2/del/manifests/b", NULL, 0), 200);
+    cr_assert_eq(http_put_manifest(&srv, "del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_status(&srv, "DELETE", "/v2/del/manifests/a", NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/del/manifests/a", NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/del/manifests/b", NULL, 0), 200);
     snprintf(path, sizeof(path), "/v2/del/manifests/%s", d);
-    cr_assert_eq(get_status("GET", path, NULL, 0), 200);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 200);
 }
 
 Test(manifests, delete_by_digest_removes_manifest_and_its_tags)
@@ -354,21 +326,22 @@ Test(manifests, delete_by_digest_removes_manifest_and_its_tags)
 
     make_image("del", OCI_MANIFEST, NULL, m, sizeof(m));
     digest_str("sha256", m, strlen(m), d, sizeof(d));
-    cr_assert_eq(put_manifest("del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(put_manifest("del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "del", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "del", "b", OCI_MANIFEST, m, strlen(m), NULL), 201);
     snprintf(path, sizeof(path), "/v2/del/manifests/%s", d);
-    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
-    cr_assert_eq(get_status("GET", path, code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", path, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
-    cr_assert_eq(get_status("GET", "/v2/del/manifests/a", NULL, 0), 404);
-    cr_assert_eq(get_status("GET", "/v2/del/manifests/b", NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/del/manifests/a", NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/del/manifests/b", NULL, 0), 404);
     http(&srv, "GET", "/v2/del/tags/list", NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"tags\":[]"), "%s", r.body);
     resp_free(&r);
-    cr_assert_eq(get_status("DELETE", path, code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, code, sizeof(code)), 404);
     cr_assert_str_eq(code, "MANIFEST_UNKNOWN");
-    cr_assert_eq(get_status("DELETE", "/v2/del/manifests/nosuchtag", code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", "/v2/del/manifests/nosuchtag", code, sizeof(code)),
+                 404);
 }
 
 Test(manifests_nodelete, delete_is_unsupported_when_disabled)
@@ -376,10 +349,10 @@ Test(manifests_nodelete, delete_is_unsupported_when_disabled)
     char m[2048], code[64];
 
     make_image("nd", OCI_MANIFEST, NULL, m, sizeof(m));
-    cr_assert_eq(put_manifest("nd", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(get_status("DELETE", "/v2/nd/manifests/a", code, sizeof(code)), 405);
+    cr_assert_eq(http_put_manifest(&srv, "nd", "a", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_status(&srv, "DELETE", "/v2/nd/manifests/a", code, sizeof(code)), 405);
     cr_assert_str_eq(code, "UNSUPPORTED");
-    cr_assert_eq(get_status("GET", "/v2/nd/manifests/a", NULL, 0), 200);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/nd/manifests/a", NULL, 0), 200);
 }
 
 Test(manifests, mount_without_from_links_a_blob_stored_elsewhere)
@@ -394,9 +367,9 @@ Test(manifests, mount_without_from_links_a_blob_stored_elsewhere)
     cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", v, sizeof(v)), d);
     resp_free(&r);
     snprintf(path, sizeof(path), "/v2/mine/blobs/%s", d);
-    cr_assert_eq(get_status("GET", path, NULL, 0), 200);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 200);
     snprintf(path, sizeof(path), "/v2/mine/blobs/uploads/?mount=sha256:%064d", 0);
-    cr_assert_eq(get_status("POST", path, NULL, 0), 202, "unknown blob: a plain session");
+    cr_assert_eq(http_status(&srv, "POST", path, NULL, 0), 202, "unknown blob: a plain session");
 }
 
 /* Follow Link headers from first, collecting the JSON bodies' names. */
@@ -440,7 +413,7 @@ Test(listing, tags_list_pages_in_case_insensitive_lexical_order_with_link)
 
     make_image("pg", OCI_MANIFEST, NULL, m, sizeof(m));
     for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
-        cr_assert_eq(put_manifest("pg", tags[i], OCI_MANIFEST, m, strlen(m), NULL), 201);
+        cr_assert_eq(http_put_manifest(&srv, "pg", tags[i], OCI_MANIFEST, m, strlen(m), NULL), 201);
     http(&srv, "GET", "/v2/pg/tags/list", NULL, 0, NULL, &r);
     cr_assert_str_eq(
         r.body, "{\"name\":\"pg\",\"tags\":[\"A\",\"a\",\"B\",\"latest\",\"v1\",\"v10\",\"v2\","
@@ -468,14 +441,16 @@ Test(listing, bad_n_is_400_and_unknown_repository_404)
     char code[64], m[2048];
 
     make_image("n", OCI_MANIFEST, NULL, m, sizeof(m));
-    cr_assert_eq(put_manifest("n", "t", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=-1", code, sizeof(code)), 400);
+    cr_assert_eq(http_put_manifest(&srv, "n", "t", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/n/tags/list?n=-1", code, sizeof(code)), 400);
     cr_assert_str_neq(code, "");
-    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=abc", NULL, 0), 400);
-    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=99999999999999999999999", NULL, 0), 400);
-    cr_assert_eq(get_status("GET", "/v2/n/tags/list?n=1000000", NULL, 0), 200, "huge n clamps");
-    cr_assert_eq(get_status("GET", "/v2/_catalog?n=x", NULL, 0), 400);
-    cr_assert_eq(get_status("GET", "/v2/nosuch/tags/list", code, sizeof(code)), 404);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/n/tags/list?n=abc", NULL, 0), 400);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/n/tags/list?n=99999999999999999999999", NULL, 0),
+                 400);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/n/tags/list?n=1000000", NULL, 0), 200,
+                 "huge n clamps");
+    cr_assert_eq(http_status(&srv, "GET", "/v2/_catalog?n=x", NULL, 0), 400);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/nosuch/tags/list", code, sizeof(code)), 404);
     cr_assert_str_eq(code, "NAME_UNKNOWN");
 }
 
@@ -506,18 +481,18 @@ Test(manifests, a_manifest_deleted_in_one_repository_stays_in_another)
              "\"layers\":[]}",
              OCI_MANIFEST, cfgd, strlen(cfg));
     digest_str("sha256", m, strlen(m), d, sizeof(d));
-    cr_assert_eq(put_manifest("one", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
-    cr_assert_eq(put_manifest("two", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "one", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "two", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
     snprintf(path, sizeof(path), "/v2/one/manifests/%s", d);
-    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
-    cr_assert_eq(get_status("GET", path, NULL, 0), 404);
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404);
     snprintf(path, sizeof(path), "/v2/two/manifests/%s", d);
-    cr_assert_eq(get_status("GET", path, NULL, 0), 200, "the bytes are shared, not owned");
-    cr_assert_eq(get_status("DELETE", path, NULL, 0), 202);
-    cr_assert_eq(get_status("GET", path, NULL, 0), 404);
-    cr_assert_eq(put_manifest("two", "v2", OCI_MANIFEST, m, strlen(m), NULL), 201,
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 200, "the bytes are shared, not owned");
+    cr_assert_eq(http_status(&srv, "DELETE", path, NULL, 0), 202);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 404);
+    cr_assert_eq(http_put_manifest(&srv, "two", "v2", OCI_MANIFEST, m, strlen(m), NULL), 201,
                  "pushing it again after both deletes stores it anew");
-    cr_assert_eq(get_status("GET", "/v2/two/manifests/v2", NULL, 0), 200);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/two/manifests/v2", NULL, 0), 200);
 }
 
 Test(manifests, non_string_annotations_are_manifest_invalid_wherever_they_are)
@@ -556,20 +531,21 @@ Test(manifests, non_string_annotations_are_manifest_invalid_wherever_they_are)
     /* Annotations that are not an object, and in an index's manifests. */
     snprintf(bad, sizeof(bad), "%.*s,\"annotations\":\"x\"}", (int)strlen(m) - 1, m);
     expect_put_error("ann", "v1", OCI_MANIFEST, bad, strlen(bad), 400, "MANIFEST_INVALID");
-    cr_assert_eq(put_manifest("ann", "base", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "ann", "base", OCI_MANIFEST, m, strlen(m), NULL), 201);
     snprintf(bad, sizeof(bad),
              "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
              "\"digest\":\"%s\",\"size\":%zu,\"annotations\":{\"n\":2}}]}",
              OCI_INDEX, OCI_MANIFEST, subj, strlen(m));
     expect_put_error("ann", "v1", OCI_INDEX, bad, strlen(bad), 400, "MANIFEST_INVALID");
-    cr_assert_eq(get_status("GET", "/v2/ann/manifests/v1", NULL, 0), 404, "nothing was stored");
+    cr_assert_eq(http_status(&srv, "GET", "/v2/ann/manifests/v1", NULL, 0), 404,
+                 "nothing was stored");
     /* String values everywhere are fine. */
     snprintf(bad, sizeof(bad),
              "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
              "\"digest\":\"%s\",\"size\":%zu,\"annotations\":{\"n\":\"2\"}}],"
              "\"annotations\":{\"a\":\"b\"}}",
              OCI_INDEX, OCI_MANIFEST, subj, strlen(m));
-    cr_assert_eq(put_manifest("ann", "v1", OCI_INDEX, bad, strlen(bad), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "ann", "v1", OCI_INDEX, bad, strlen(bad), NULL), 201);
 }
 
 /* An image whose one layer has type layer_type and was never pushed. */
@@ -586,7 +562,7 @@ static long put_with_unpushed_layer(const char *mt, const char *layer_type)
              "\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10,\"urls\":"
              "[\"https://example.com/layer\"]}]}",
              mt, cfg, strlen(cfg_body), layer_type, layer);
-    return put_manifest("nd", "v1", mt, m, strlen(m), NULL);
+    return http_put_manifest(&srv, "nd", "v1", mt, m, strlen(m), NULL);
 }
 
 Test(manifests, only_exact_non_distributable_layer_types_skip_the_blob_check)
@@ -619,13 +595,13 @@ Test(manifests, only_exact_non_distributable_layer_types_skip_the_blob_check)
                  "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
                  "\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10}]}",
                  OCI_MANIFEST, cfg, strlen(cfg_body), not_exempt[i], layer);
-        put_manifest("nd", "no", OCI_MANIFEST, m, strlen(m), &r);
+        http_put_manifest(&srv, "nd", "no", OCI_MANIFEST, m, strlen(m), &r);
         cr_expect_eq(r.status, 400, "%s: %ld %s", not_exempt[i], r.status, r.body);
         cr_expect_str_eq(resp_error_code(&r, c, sizeof(c)), "MANIFEST_BLOB_UNKNOWN", "%s: %s",
                          not_exempt[i], r.body);
         resp_free(&r);
     }
-    cr_expect_eq(get_status("GET", "/v2/nd/manifests/no", NULL, 0), 404);
+    cr_expect_eq(http_status(&srv, "GET", "/v2/nd/manifests/no", NULL, 0), 404);
 }
 
 Test(manifests, invalid_reference_on_get_head_delete_is_404_manifest_unknown)
@@ -642,21 +618,21 @@ Test(manifests, invalid_reference_on_get_head_delete_is_404_manifest_unknown)
     size_t i, j;
 
     make_image("inv", OCI_MANIFEST, NULL, m, sizeof(m));
-    cr_assert_eq(put_manifest("inv", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
+    cr_assert_eq(http_put_manifest(&srv, "inv", "v1", OCI_MANIFEST, m, strlen(m), NULL), 201);
     digest_str("sha256", m, strlen(m), d, sizeof(d));
     for (i = 0; refs[i]; i++)
         for (j = 0; methods[j]; j++) {
             snprintf(path, sizeof(path), "/v2/inv/manifests/%s", refs[i]);
             code[0] = '\0';
-            cr_expect_eq(get_status(methods[j], path, code, sizeof(code)), 404, "%s %s", methods[j],
-                         path);
+            cr_expect_eq(http_status(&srv, methods[j], path, code, sizeof(code)), 404, "%s %s",
+                         methods[j], path);
             if (strcmp(methods[j], "HEAD") != 0)
                 cr_expect_str_eq(code, "MANIFEST_UNKNOWN", "%s %s", methods[j], path);
         }
     /* Nothing went: the tag and the manifest are still there. */
-    cr_expect_eq(get_status("GET", "/v2/inv/manifests/v1", NULL, 0), 200);
+    cr_expect_eq(http_status(&srv, "GET", "/v2/inv/manifests/v1", NULL, 0), 200);
     snprintf(path, sizeof(path), "/v2/inv/manifests/%s", d);
-    cr_expect_eq(get_status("GET", path, NULL, 0), 200);
+    cr_expect_eq(http_status(&srv, "GET", path, NULL, 0), 200);
     /* A PUT with an invalid tag stays 400. */
     expect_put_error("inv", "-bad", OCI_MANIFEST, m, strlen(m), 400, "MANIFEST_INVALID");
 }

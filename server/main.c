@@ -478,8 +478,9 @@ static int serve(int argc, char **argv)
     rc = gc_timer_start(&gct);
     if (rc)
         goto out;
-    log_info("registry %s serving %s on %s (port %u), root %s, auth %s, gc every %lds",
+    log_info("registry %s serving %s on %s (port %u), root %s (%s blobs), auth %s, gc every %lds",
              REGISTRY_VERSION, reg.tls ? "https" : "http", cfg.listen, http_port(srv), cfg.root,
+             blobstore_backend_name(st.bs),
              cfg.auth_mode == AUTH_TOKEN   ? "token"
              : cfg.auth_mode == AUTH_BASIC ? "basic"
                                            : "none",

@@ -1150,11 +1150,6 @@ int index_each_repo(struct index_txn *t, index_pair_fn fn, void *arg)
     return each_pair(t, DB_REPO, fn, arg);
 }
 
-int index_each_link(struct index_txn *t, index_pair_fn fn, void *arg)
-{
-    return each_pair(t, DB_REPO_BLOB, fn, arg);
-}
-
 static int rebuild_one(void *arg, const char *repo, const char *digest,
                        const struct index_manifest *m, const char *refs, size_t refs_len)
 {

@@ -184,8 +184,6 @@ int index_each_upload(struct index_txn *t, index_upload_fn fn, void *arg);
 int index_each_tag(struct index_txn *t, index_pair_fn fn, void *arg);
 /* (repo, "", creation time) */
 int index_each_repo(struct index_txn *t, index_pair_fn fn, void *arg);
-/* (repo, blob digest, "") */
-int index_each_link(struct index_txn *t, index_pair_fn fn, void *arg);
 
 /* Reference counts recomputed from the manifest records and compared with
  * the stored ones; fn gets one line per difference, *bad their number. */
