@@ -48,7 +48,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
-            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/uploads.c storage/gc.c storage/fsck.c storage/backup.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
@@ -189,7 +189,7 @@ install: $(BUILD)/registry $(BUILD)/conformance
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage api server auth
+	    --std=c11 -D_GNU_SOURCE --suppress=missingIncludeSystem common storage service api server auth
 	clang-tidy --quiet $(CORE_SRC) $(MAIN_SRC) -- -std=gnu11 -D_GNU_SOURCE \
 	    $(shell pkg-config --cflags $(PKGS))
 

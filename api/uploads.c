@@ -10,7 +10,7 @@
 #include "../common/err.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
-#include "../storage/uploads.h"
+#include "../service/uploads.h"
 #include "api.h"
 
 struct upstate {

@@ -1,4 +1,4 @@
-/* Unit tests for storage/gc, the per-repository reference counts and the
+/* Unit tests for service/gc, the per-repository reference counts and the
  * index's space limits, with a real blob store and LMDB index in a
  * temporary directory. */
 #include <ftw.h>
@@ -15,9 +15,9 @@
 #include "../common/err.h"
 #include "../storage/blobstore.h"
 #include "../storage/digest.h"
-#include "../storage/gc.h"
+#include "../service/gc.h"
 #include "../storage/index.h"
-#include "../storage/uploads.h"
+#include "../service/uploads.h"
 
 static char root[64];
 static struct blobstore *bs;

@@ -1,4 +1,4 @@
-/* Unit tests for storage/uploads with a real blob store and LMDB index in a
+/* Unit tests for service/uploads with a real blob store and LMDB index in a
  * temporary directory: sessions, checkpoints, resume and commit. */
 #include <ftw.h>
 #include <limits.h>
@@ -14,7 +14,7 @@
 #include "../storage/blobstore.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
-#include "../storage/uploads.h"
+#include "../service/uploads.h"
 
 /* Each test gets its own root (tests run in parallel processes). */
 static char root[64];

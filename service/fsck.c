@@ -12,7 +12,7 @@
 #include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
-#include "digest.h"
+#include "../storage/digest.h"
 
 #define HASH_BUF (1u << 20)
 

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "blobstore.h"
-#include "index.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 #include "uploads.h"
 
 struct gc_opts {

@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "blobstore.h"
-#include "index.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 
 struct fsck_result {
     uint64_t problems;  /* found */

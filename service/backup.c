@@ -10,9 +10,9 @@
 
 #include "../common/err.h"
 #include "../common/log.h"
-#include "blobstore.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 #include "gc.h"
-#include "index.h"
 
 /* The copy's map is only read and shrunk here; any size that fits will do. */
 #define BACKUP_MAP_SIZE ((size_t)64 << 30)

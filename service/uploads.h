@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#include "blobstore.h"
-#include "digest.h"
-#include "index.h"
+#include "../storage/blobstore.h"
+#include "../storage/digest.h"
+#include "../storage/index.h"
 
 #define UPLOAD_UUID_LEN 36
 
