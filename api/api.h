@@ -1,6 +1,7 @@
 /* The OCI distribution API: one handler per (resource, method). The router
- * in server/ picks the handler; handlers talk to storage/ and answer
- * through api/req.h. */
+ * in server/ picks the handler; a handler decodes the request, calls the
+ * service layer (service/service.h) and encodes its answer through
+ * api/req.h. */
 #ifndef REG_API_H
 #define REG_API_H
 
@@ -10,17 +11,12 @@
 
 #include "req.h"
 
-struct blobstore;
-struct index;
-struct uploads;
+struct service;
 struct auth;
 
 /* What handlers need, shared by every request; read-only once serving. */
 struct registry {
-    struct blobstore *bs;
-    struct index *ix;
-    struct uploads *us;
-    int delete_enabled;              /* [storage] delete */
+    struct service *svc;             /* the registry's operations (service/service.h) */
     size_t max_manifest_size;        /* bytes */
     size_t manifest_budget;          /* bytes all manifest bodies in flight may hold together */
     atomic_size_t manifest_buffered; /* bytes they hold now */

@@ -7,9 +7,7 @@
 #include <unistd.h>
 
 #include "../common/err.h"
-#include "../storage/blobstore.h"
-#include "../storage/digest.h"
-#include "../storage/index.h"
+#include "../service/service.h"
 #include "api.h"
 
 /* Parse one "bytes=" range against size into *off and *len, *partial set;
@@ -74,82 +72,59 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
 
 static int blob_get_begin(struct req *r, const struct route *rt)
 {
-    struct registry *reg = req_registry(r);
-    struct index_txn *t = NULL;
+    struct svc_blob b;
     struct digest d;
-    uint64_t size, off = 0, len;
-    char buf[96], *url = NULL;
-    int fd = -1, rc, partial;
+    uint64_t off = 0, len;
+    char buf[96];
+    int rc, partial;
 
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;
-    rc = index_begin(reg->ix, 0, &t);
+    rc = svc_blob_open(req_registry(r)->svc, rt->name, &d, 1, &b);
     if (rc)
         return rc;
-    rc = index_repo_has_blob(t, rt->name, d.str);
-    index_abort(t);
-    if (rc)
-        return rc;
-    rc = blobstore_open_read(reg->bs, &d, &fd, &url, &size);
-    if (rc)
-        return rc;
-    if (url) { /* a backend that serves the bytes itself */
-        req_set_header(r, "Docker-Content-Digest", d.str);
-        rc = req_set_header(r, "Location", url);
-        free(url);
+    req_set_header(r, "Docker-Content-Digest", d.str);
+    if (b.url) { /* a backend that serves the bytes itself */
+        rc = req_set_header(r, "Location", b.url);
+        free(b.url);
         if (!rc)
             req_reply(r, 307);
         return rc;
     }
-    len = size;
-    req_set_header(r, "Docker-Content-Digest", d.str);
+    len = b.size;
     req_set_header(r, "ETag", req_printf(r, "\"%s\"", d.str));
     req_set_header(r, "Accept-Ranges", "bytes");
-    rc = parse_range(req_header(r, "Range"), size, &off, &len, &partial);
+    rc = parse_range(req_header(r, "Range"), b.size, &off, &len, &partial);
     if (rc == REG_E_RANGE) {
-        close(fd);
-        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, size);
+        close(b.fd);
+        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, b.size);
         req_set_header(r, "Content-Range", buf);
         return REG_E_RANGE;
     }
     if (partial) {
         snprintf(buf, sizeof(buf), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off, off + len - 1,
-                 size);
+                 b.size);
         req_set_header(r, "Content-Range", buf);
     }
-    req_reply_fd(r, partial ? 206 : 200, "application/octet-stream", fd, off, len);
+    req_reply_fd(r, partial ? 206 : 200, "application/octet-stream", b.fd, off, len);
     return REG_OK;
 }
 
 static int blob_delete_begin(struct req *r, const struct route *rt)
 {
-    struct registry *reg = req_registry(r);
-    struct index_txn *t = NULL;
-    char user[DIGEST_STR_MAX + 16] = "";
+    struct service *svc = req_registry(r)->svc;
     struct digest d;
     int rc;
 
-    if (!reg->delete_enabled)
+    if (!svc_delete_enabled(svc))
         return REG_E_UNSUPPORTED;
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;
-    rc = index_begin(reg->ix, INDEX_WRITE_FREEING, &t);
-    if (rc)
-        return rc;
-    rc = index_repo_has_blob(t, rt->name, d.str);
-    /* In the same write transaction as a manifest PUT's own check that its
-     * blobs are here: no interleaving leaves a manifest without its blob. */
-    if (!rc)
-        rc = index_in_use(t, rt->name, d.str, user, sizeof(user));
-    if (!rc)
-        rc = index_unlink_blob(t, rt->name, d.str);
-    rc = index_end(t, rc);
+    rc = svc_blob_delete(svc, rt->name, &d);
     if (rc == REG_E_IN_USE) {
-        api_error(r, rc,
-                  req_printf(r, "blob %s is used by manifest %s in %s; delete that first", d.str,
-                             user, rt->name));
+        api_error(r, rc, reg_detail());
         return REG_OK;
     }
     if (rc)

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "../common/err.h"
-#include "../storage/index.h"
+#include "../service/service.h"
 #include "api.h"
 
 static int healthz_begin(struct req *r, const struct route *rt)
@@ -20,12 +20,10 @@ static int healthz_begin(struct req *r, const struct route *rt)
 /* Why the registry cannot serve, or NULL when it can. */
 static const char *not_ready(struct registry *reg)
 {
-    struct index_txn *t = NULL;
     struct statvfs v;
 
-    if (index_begin(reg->ix, INDEX_READ, &t) != REG_OK)
+    if (svc_check(reg->svc) != REG_OK)
         return "the index cannot be read";
-    index_abort(t);
     if (access(reg->root, W_OK) != 0)
         return "the data root is not writable";
     if (statvfs(reg->root, &v) != 0)

@@ -45,6 +45,11 @@ void req_reply(struct req *r, unsigned status);
 /* buf is copied. */
 void req_reply_buf(struct req *r, unsigned status, const char *content_type, const void *buf,
                    size_t len);
+/* Takes buf (malloc'd): freed once sent. */
+void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf,
+                    size_t len);
+/* A HEAD: the headers of a len-byte body, which is not sent. */
+void req_reply_head(struct req *r, unsigned status, const char *content_type, uint64_t len);
 /* Takes fd: the kernel sends len bytes from off (sendfile). */
 void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
                   uint64_t len);

@@ -1,4 +1,4 @@
-/* GET /v2/NAME/tags/list and GET /v2/_catalog: range scans of the index. */
+/* GET /v2/NAME/tags/list and GET /v2/_catalog: a page of names each. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,110 +7,69 @@
 
 #include "../auth/acl.h"
 #include "../common/err.h"
-#include "../storage/index.h"
+#include "../service/service.h"
 #include "api.h"
 #include "listing.h"
-
-struct collect {
-    json_t *arr;
-    char last[ROUTE_NAME_MAX + 1]; /* the last name added */
-    struct req *filter;            /* catalog: list only what this caller may pull */
-};
 
 /* Repositories in one catalog page when the client does not say (n). */
 #define CATALOG_PAGE 1000
 
-static int add_name(void *arg, const char *name, size_t len)
+/* Answer with body (taken) and, when the page has a successor, its Link. */
+static int reply_page(struct req *r, json_t *body, const struct svc_page *p, const char *path,
+                      size_t n)
 {
-    struct collect *c = arg;
+    char *s = NULL;
+    int rc = body ? REG_OK : REG_E_NOMEM;
 
-    if (len > ROUTE_NAME_MAX)
-        return INDEX_SKIP;
-    memcpy(c->last, name, len);
-    c->last[len] = '\0';
-    if (c->filter && !req_may(c->filter, c->last, ACL_PULL))
-        return INDEX_SKIP;
-    return json_array_append_new(c->arr, json_stringn(name, len)) ? -1 : 0;
-}
-
-static void reply_json(struct req *r, json_t *body)
-{
-    char *s = json_dumps(body, JSON_COMPACT);
-
-    if (!s) {
-        api_error(r, REG_E_NOMEM, NULL);
-        return;
+    if (!rc && p->more && p->last[0])
+        rc = listing_link(r, path, n, p->last);
+    if (!rc) {
+        s = json_dumps(body, JSON_COMPACT);
+        rc = s ? REG_OK : REG_E_NOMEM;
     }
-    req_reply_buf(r, 200, "application/json", s, strlen(s));
-    free(s);
+    if (!rc)
+        req_reply_take(r, 200, "application/json", s, strlen(s));
+    json_decref(body);
+    return rc;
 }
 
 static int tags_begin(struct req *r, const struct route *rt)
 {
-    struct registry *reg = req_registry(r);
-    struct index_txn *t = NULL;
-    struct collect c = {NULL, "", NULL};
-    json_t *body = NULL;
+    struct svc_page p;
     const char *last;
     size_t n;
-    int rc, more = 0;
+    int rc;
 
     rc = listing_params(r, SIZE_MAX, &n, &last);
+    if (!rc)
+        rc = svc_tags(req_registry(r)->svc, rt->name, last, n, &p);
     if (rc)
         return rc;
-    c.arr = json_array();
-    body = json_pack("{s:s, s:o}", "name", rt->name, "tags", c.arr);
-    if (!body)
-        return REG_E_NOMEM;
-    rc = index_begin(reg->ix, 0, &t);
-    if (rc)
-        goto out;
-    rc = index_repo_exists(t, rt->name);
-    if (!rc)
-        rc = index_list_tags(t, rt->name, last, n, add_name, &c, &more);
-    index_abort(t);
-    if (rc)
-        goto out;
-    if (more && c.last[0])
-        rc = listing_link(r, req_printf(r, "/v2/%s/tags/list", rt->name), n, c.last);
-    if (!rc)
-        reply_json(r, body);
-out:
-    json_decref(body);
-    return rc;
+    return reply_page(r, json_pack("{s:s, s:o}", "name", rt->name, "tags", p.names), &p,
+                      req_printf(r, "/v2/%s/tags/list", rt->name), n);
+}
+
+static int may_pull(void *arg, const char *repo)
+{
+    return req_may(arg, repo, ACL_PULL);
 }
 
 static int catalog_begin(struct req *r, const struct route *rt)
 {
-    struct registry *reg = req_registry(r);
-    struct index_txn *t = NULL;
-    struct collect c = {NULL, "", NULL};
-    json_t *body = NULL;
+    struct svc_page p;
     const char *last;
     size_t n;
-    int rc, more = 0;
+    int rc;
 
     (void)rt;
-    if (!req_may(r, NULL, ACL_CATALOG))
-        c.filter = r;
     rc = listing_params(r, CATALOG_PAGE, &n, &last);
+    /* Without the catalog right, list what the caller may pull. */
+    if (!rc)
+        rc = svc_catalog(req_registry(r)->svc, last, n,
+                         req_may(r, NULL, ACL_CATALOG) ? NULL : may_pull, r, &p);
     if (rc)
         return rc;
-    c.arr = json_array();
-    body = json_pack("{s:o}", "repositories", c.arr);
-    if (!body)
-        return REG_E_NOMEM;
-    rc = index_begin(reg->ix, 0, &t);
-    if (!rc) {
-        rc = index_list_repos(t, last, n, add_name, &c, &more);
-        index_abort(t);
-    }
-    if (!rc && more && c.last[0])
-        rc = listing_link(r, "/v2/_catalog", n, c.last);
-    if (!rc)
-        reply_json(r, body);
-    json_decref(body);
-    return rc;
+    return reply_page(r, json_pack("{s:o}", "repositories", p.names), &p, "/v2/_catalog", n);
 }
 
 const struct handler api_tags_get = {tags_begin, NULL, NULL};

@@ -8,8 +8,7 @@
 
 #include "../auth/acl.h"
 #include "../common/err.h"
-#include "../storage/digest.h"
-#include "../storage/index.h"
+#include "../service/service.h"
 #include "../service/uploads.h"
 #include "api.h"
 
@@ -132,35 +131,18 @@ static int upload_body(struct req *r, const char *data, size_t len)
     return upload_write(st->u, data, len);
 }
 
-struct mount_search {
-    struct req *r;
-    int found;
-};
-
-/* Stop at the first repository holding the blob that the caller may read. */
-static int may_read(void *arg, const char *repo, size_t len)
+static int may_pull(void *arg, const char *repo)
 {
-    struct mount_search *m = arg;
-    char name[ROUTE_NAME_MAX + 1];
-
-    if (len > ROUTE_NAME_MAX)
-        return 0;
-    memcpy(name, repo, len);
-    name[len] = '\0';
-    m->found = req_may(m->r, name, ACL_PULL);
-    return m->found;
+    return req_may(arg, repo, ACL_PULL);
 }
 
 /* POST ?mount=<digest>[&from=<repo>]: link the blob when from holds it, or,
  * without from, when any repository the caller may read holds it. */
 static int try_mount(struct req *r, const struct route *rt, const char *mount, int *mounted)
 {
-    struct registry *reg = req_registry(r);
     const char *from = req_query(r, "from");
-    struct index_txn *t = NULL;
-    struct mount_search ms = {r, 0};
     struct digest d;
-    int rc, found = 0;
+    int rc;
 
     *mounted = 0;
     rc = digest_parse(mount, strlen(mount), &d);
@@ -169,30 +151,10 @@ static int try_mount(struct req *r, const struct route *rt, const char *mount, i
     /* Without read access to from, fall back to a plain upload session. */
     if (from && (!api_name_valid(from, strlen(from)) || !req_may(r, from, ACL_PULL)))
         return REG_OK;
-    rc = index_begin(reg->ix, 1, &t);
-    if (rc)
-        return rc;
-    if (from) {
-        rc = index_repo_has_blob(t, from, d.str);
-        found = rc == REG_OK;
-        if (rc == REG_E_BLOB_UNKNOWN)
-            rc = REG_OK;
-    } else {
-        rc = index_blob_repos(t, d.str, may_read, &ms);
-        found = ms.found;
-    }
-    if (!rc && found)
-        rc = index_link_blob(t, rt->name, d.str);
-    if (rc || !found) {
-        index_abort(t);
-        return rc;
-    }
-    rc = index_commit(t);
-    if (rc)
-        return rc;
-    *mounted = 1;
-    reply_blob_created(r, rt->name, d.str);
-    return REG_OK;
+    rc = svc_blob_mount(req_registry(r)->svc, rt->name, &d, from, may_pull, r, mounted);
+    if (!rc && *mounted)
+        reply_blob_created(r, rt->name, d.str);
+    return rc;
 }
 
 static int start_begin(struct req *r, const struct route *rt)
@@ -215,10 +177,10 @@ static int start_begin(struct req *r, const struct route *rt)
         rc = digest_parse(digest, strlen(digest), &st->want);
         if (rc)
             return rc;
-        return upload_create(reg->us, rt->name, 0, &st->u);
+        return upload_create(svc_uploads(reg->svc), rt->name, 0, &st->u);
     }
     st->session = 1;
-    return upload_create(reg->us, rt->name, 1, &st->u);
+    return upload_create(svc_uploads(reg->svc), rt->name, 1, &st->u);
 }
 
 static int start_body(struct req *r, const char *data, size_t len)
@@ -263,7 +225,7 @@ static int resume(struct req *r, const struct route *rt, struct upstate **out)
     if (!st)
         return REG_E_NOMEM;
     *out = st;
-    return upload_resume(reg->us, rt->name, rt->ref, &st->u);
+    return upload_resume(svc_uploads(reg->svc), rt->name, rt->ref, &st->u);
 }
 
 static int patch_begin(struct req *r, const struct route *rt)
@@ -329,7 +291,7 @@ static int get_begin(struct req *r, const struct route *rt)
 
     if (!upload_uuid_valid(rt->ref, strlen(rt->ref)))
         return REG_E_UPLOAD_UNKNOWN;
-    rc = upload_status(req_registry(r)->us, rt->name, rt->ref, &offset);
+    rc = upload_status(svc_uploads(req_registry(r)->svc), rt->name, rt->ref, &offset);
     if (rc)
         return rc;
     rc = set_session_headers(r, rt->name, rt->ref, offset);

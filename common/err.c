@@ -1,6 +1,8 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 static const char *const messages[REG_E__COUNT] = {
     [REG_OK] = "ok",
@@ -48,4 +50,28 @@ const char *reg_strerror(int err)
 int reg_errno(int e)
 {
     return (e == ENOSPC || e == EDQUOT) ? REG_E_NOSPC : REG_E_IO;
+}
+
+/* Long enough for two digests and a repository name. */
+#define DETAIL_MAX 512
+
+static _Thread_local char detail[DETAIL_MAX];
+
+void reg_detail_set(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+}
+
+void reg_detail_clear(void)
+{
+    detail[0] = '\0';
+}
+
+const char *reg_detail(void)
+{
+    return detail[0] ? detail : NULL;
 }

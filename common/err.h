@@ -48,4 +48,13 @@ const char *reg_strerror(int err);
  * or quota, REG_E_IO otherwise. */
 int reg_errno(int e);
 
+/* What went wrong, in words, beside the code an operation returns (in the
+ * spirit of libgit2's git_error_set): the service layer says which blob a
+ * manifest lacks, why it is invalid, which manifest uses a blob. One per
+ * thread; reg_detail() is NULL when the last operation set none. An
+ * operation that sets it clears it first (reg_detail_clear). */
+void reg_detail_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void reg_detail_clear(void);
+const char *reg_detail(void);
+
 #endif

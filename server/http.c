@@ -321,6 +321,44 @@ void req_reply_buf(struct req *r, unsigned status, const char *content_type, con
     queue(r, status, resp, content_type, len);
 }
 
+void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf,
+                    size_t len)
+{
+    struct MHD_Response *resp;
+
+    if (r->replied) {
+        free(buf);
+        return;
+    }
+    resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        free(buf);
+    queue(r, status, resp, content_type, len);
+}
+
+/* Never called: libmicrohttpd sends no body for a HEAD. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+void req_reply_head(struct req *r, unsigned status, const char *content_type, uint64_t len)
+{
+    if (r->replied)
+        return;
+    if (!req_is_head(r)) {
+        log_error("a body-less reply to %s", r->method);
+        req_reply_buf(r, 500, NULL, "", 0);
+        return;
+    }
+    queue(r, status, MHD_create_response_from_callback(len, 4096, no_body, NULL, NULL),
+          content_type, 0);
+}
+
 void req_reply(struct req *r, unsigned status)
 {
     req_reply_buf(r, status, NULL, "", 0);

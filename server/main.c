@@ -22,6 +22,7 @@
 #include "../service/fsck.h"
 #include "../service/gc.h"
 #include "../storage/index.h"
+#include "../service/service.h"
 #include "../service/uploads.h"
 #include "config.h"
 #include "http.h"
@@ -363,7 +364,6 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
         }
         reg->tls = 1;
     }
-    reg->delete_enabled = cfg->delete_enabled;
     reg->max_manifest_size = cfg->max_manifest_size;
     reg->manifest_budget = cfg->manifest_buffers;
     reg->root = cfg->root;
@@ -465,9 +465,9 @@ static int serve(int argc, char **argv)
         rc = open_auth(&cfg, &reg.auth);
     if (rc)
         goto out;
-    reg.bs = st.bs;
-    reg.ix = st.ix;
-    reg.us = st.us;
+    rc = svc_new(st.bs, st.ix, st.us, cfg.delete_enabled, &reg.svc);
+    if (rc)
+        goto out;
     rc = start_http(&cfg, &reg, &tls_cert, &tls_key, &srv);
     if (rc)
         goto out;
@@ -492,6 +492,7 @@ out:
     http_stop(srv);
     gc_timer_stop(&gct);
     auth_free(reg.auth);
+    svc_free(reg.svc);
     free(tls_cert);
     if (tls_key) {
         explicit_bzero(tls_key, strlen(tls_key));

@@ -11,6 +11,8 @@
 #include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 
 /* Sessions held by a request right now. Few at a time: a list is enough. */
 struct held {

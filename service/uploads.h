@@ -10,9 +10,10 @@
 
 #include <stdint.h>
 
-#include "../storage/blobstore.h"
 #include "../storage/digest.h"
-#include "../storage/index.h"
+
+struct blobstore;
+struct index;
 
 #define UPLOAD_UUID_LEN 36
 

@@ -74,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *s = (const char *)data;
     char *str = fuzz_cstr(data, size), buf[1024], alt[1024];
     struct route rt;
-    struct digest d;
-    int name_ok = api_name_valid(s, size), tag_ok = api_tag_valid(s, size), is_digest;
+    struct svc_ref ref;
+    int name_ok = api_name_valid(s, size), tag_ok = api_tag_valid(s, size);
 
     /* Differential: the same answer as the regular expressions (on inputs
      * regexec can see whole). */
@@ -90,11 +90,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(api_name_valid(rt.name, strlen(rt.name)));
         rebuild(&rt, buf, sizeof(buf), alt, sizeof(alt));
         FUZZ_CHECK(!strcmp(buf, str) || !strcmp(alt, str));
-        if (rt.kind == ROUTE_MANIFEST && parse_reference(rt.ref, &d, &is_digest) == REG_OK)
-            FUZZ_CHECK(is_digest ? !strcmp(d.str, rt.ref) : api_tag_valid(rt.ref, strlen(rt.ref)));
+        if (rt.kind == ROUTE_MANIFEST && parse_reference(rt.ref, &ref) == REG_OK)
+            FUZZ_CHECK(!ref.tag ? !strcmp(ref.d.str, rt.ref) : api_tag_valid(rt.ref, strlen(rt.ref)));
     }
-    if (parse_reference(str, &d, &is_digest) == REG_OK)
-        FUZZ_CHECK(is_digest ? !strcmp(d.str, str) : api_tag_valid(str, strlen(str)));
+    if (parse_reference(str, &ref) == REG_OK)
+        FUZZ_CHECK(!ref.tag ? !strcmp(ref.d.str, str) : api_tag_valid(str, strlen(str)));
     free(str);
     return 0;
 }

@@ -1,0 +1,119 @@
+/* The registry's operations over plain values: what api/ calls once it has
+ * decoded a request. Each operation is one metadata transaction, begun and
+ * ended here; callers never see a transaction, a file or a path, and
+ * nothing here knows HTTP. Errors are enum reg_err; where there is more to
+ * say (which blob a manifest lacks, which manifest uses a blob) the
+ * operation also sets reg_detail().
+ *
+ * Upload sessions (uploads.h), GC (gc.h), fsck and backup are the other
+ * modules of this layer. */
+#ifndef REG_SERVICE_H
+#define REG_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../storage/digest.h"
+
+struct service;
+struct blobstore;
+struct index;
+struct uploads;
+
+/* Longest repository name (the distribution spec's limit). */
+#define SVC_NAME_MAX 255
+
+/* Over the stores (borrowed: they outlive the service). delete_enabled is
+ * [storage] delete: without it every delete is REG_E_UNSUPPORTED. */
+int svc_new(struct blobstore *bs, struct index *ix, struct uploads *us, int delete_enabled,
+            struct service **out);
+void svc_free(struct service *s);
+/* The upload sessions (uploads.h) of this service. */
+struct uploads *svc_uploads(struct service *s);
+/* Turn deletes on or off while serving (a reload). */
+void svc_set_delete(struct service *s, int enabled);
+int svc_delete_enabled(struct service *s);
+/* REG_OK when the metadata can be read. */
+int svc_check(struct service *s);
+
+/* A manifest reference: a tag, or a digest. */
+struct svc_ref {
+    const char *tag; /* NULL when by digest */
+    struct digest d; /* when tag is NULL */
+};
+
+/* ---- manifests --------------------------------------------------------------- */
+
+struct svc_manifest {
+    char digest[DIGEST_STR_MAX];
+    char media_type[128];
+    char subject[DIGEST_STR_MAX]; /* put: the subject it refers to, "" when none */
+    void *data;                   /* get with data: the bytes, malloc'd, the caller frees */
+    size_t len;                   /* bytes */
+};
+
+/* Validate and store the manifest body (len bytes) in repo under ref, in one
+ * transaction with its references, tag and referrer entry. content_type is
+ * the client's media type without parameters (NULL: none). By digest, the
+ * body must hash to it (REG_E_DIGEST_INVALID). REG_E_MANIFEST_INVALID,
+ * REG_E_MANIFEST_BLOB_UNKNOWN: reg_detail() says why. Fills digest and
+ * subject of out. */
+int svc_manifest_put(struct service *s, const char *repo, const struct svc_ref *ref,
+                     const char *content_type, const void *body, size_t len,
+                     struct svc_manifest *out);
+/* Resolve ref in repo; with_data also copies the bytes out (a GET; a HEAD
+ * needs only digest, type and length). REG_E_MANIFEST_UNKNOWN. */
+int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
+                     struct svc_manifest *out);
+/* By digest: remove the manifest with its tags (REG_E_IN_USE while an index
+ * of repo lists it); by tag: remove the tag only. */
+int svc_manifest_delete(struct service *s, const char *repo, const struct svc_ref *ref);
+
+/* ---- blobs -------------------------------------------------------------------- */
+
+struct svc_blob {
+    uint64_t size; /* bytes */
+    int fd;        /* to read from (the caller closes it), or -1 */
+    char *url;     /* or where to send the client (malloc'd, the caller frees), or NULL */
+};
+
+/* Open blob d of repo for reading: an fd, or a URL when the backend serves
+ * the bytes itself and can_redirect. REG_E_BLOB_UNKNOWN. */
+int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
+                  struct svc_blob *out);
+/* Unlink blob d from repo (GC removes its bytes once nothing needs them).
+ * REG_E_IN_USE while a manifest of repo uses it (reg_detail() names it). */
+int svc_blob_delete(struct service *s, const char *repo, const struct digest *d);
+
+/* May the caller read repository repo? For mounts and the catalog. */
+typedef int (*svc_may_fn)(void *arg, const char *repo);
+/* Make blob d visible in repo when from holds it, or, with from NULL, when a
+ * repository may() allows holds it. *mounted says whether it was. */
+int svc_blob_mount(struct service *s, const char *repo, const struct digest *d, const char *from,
+                   svc_may_fn may, void *arg, int *mounted);
+
+/* ---- listings ----------------------------------------------------------------- */
+
+/* A page of names: tags of a repository, or repositories. */
+struct svc_page {
+    json_t *names;                /* JSON array of strings (a new reference; the caller decrefs) */
+    int more;                     /* further names follow */
+    char last[SVC_NAME_MAX + 1];  /* the last name the page covers: the next page's ?last= */
+};
+
+/* Tags of repo after last (NULL: from the start), at most n, in byte order.
+ * REG_E_NAME_UNKNOWN when repo does not exist. */
+int svc_tags(struct service *s, const char *repo, const char *last, size_t n,
+             struct svc_page *out);
+/* Repositories after last, at most n; with may, only those it allows (it
+ * may be NULL: all). */
+int svc_catalog(struct service *s, const char *last, size_t n, svc_may_fn may, void *arg,
+                struct svc_page *out);
+/* Descriptors of the manifests of repo whose subject is subject, only those
+ * of artifact_type when it is not NULL: a JSON array (a new reference). */
+int svc_referrers(struct service *s, const char *repo, const struct digest *subject,
+                  const char *artifact_type, json_t **out);
+
+#endif
