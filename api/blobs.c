@@ -1,5 +1,4 @@
 /* GET/HEAD/DELETE /v2/NAME/blobs/DIGEST */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,66 +8,7 @@
 #include "../common/err.h"
 #include "../service/service.h"
 #include "api.h"
-
-/* Parse one "bytes=" range against size into *off and *len, *partial set;
- * without a usable Range, *partial is 0 and the whole blob is meant.
- * REG_E_RANGE: unsatisfiable. Malformed or multi-range headers are ignored,
- * as RFC 9110 allows. */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len, int *partial)
-{
-    unsigned long long a = 0, b = 0;
-    const char *p, *dash;
-    char *end;
-    int has_a, has_b;
-
-    *partial = 0;
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-        return REG_OK;
-    p = h + 6;
-    dash = strchr(p, '-');
-    if (!dash)
-        return REG_OK;
-    has_a = dash != p;
-    has_b = dash[1] != '\0';
-    if (has_a) {
-        if (*p < '0' || *p > '9')
-            return REG_OK;
-        errno = 0;
-        a = strtoull(p, &end, 10);
-        if (errno || end != dash)
-            return REG_OK;
-    }
-    if (has_b) {
-        if (dash[1] < '0' || dash[1] > '9')
-            return REG_OK;
-        errno = 0;
-        b = strtoull(dash + 1, &end, 10);
-        if (errno || *end != '\0')
-            return REG_OK;
-    }
-    if (!has_a && !has_b)
-        return REG_OK;
-    if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0 || size == 0)
-            return REG_E_RANGE;
-        if (b > size)
-            b = size;
-        *off = size - b;
-        *len = b;
-        *partial = 1;
-        return REG_OK;
-    }
-    if (has_b && b < a)
-        return REG_OK;
-    if (a >= size)
-        return REG_E_RANGE;
-    if (!has_b || b >= size)
-        b = size - 1;
-    *off = a;
-    *len = b - a + 1;
-    *partial = 1;
-    return REG_OK;
-}
+#include "range.h"
 
 static int blob_get_begin(struct req *r, const struct route *rt)
 {
@@ -95,7 +35,7 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     len = b.size;
     req_set_header(r, "ETag", req_printf(r, "\"%s\"", d.str));
     req_set_header(r, "Accept-Ranges", "bytes");
-    rc = parse_range(req_header(r, "Range"), b.size, &off, &len, &partial);
+    rc = range_parse(req_header(r, "Range"), b.size, &off, &len, &partial);
     if (rc == REG_E_RANGE) {
         close(b.fd);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, b.size);

@@ -11,6 +11,7 @@
 #include "../service/service.h"
 #include "../service/uploads.h"
 #include "api.h"
+#include "range.h"
 
 struct upstate {
     struct upload *u;
@@ -62,33 +63,6 @@ static void reply_blob_created(struct req *r, const char *name, const char *dige
     req_reply(r, 201);
 }
 
-/* Parse "a-b", "bytes a-b/total" or "bytes=a-b" into a start and a length. */
-static int parse_content_range(const char *h, uint64_t *start, uint64_t *len)
-{
-    unsigned long long a, b;
-    char *end;
-
-    if (strncmp(h, "bytes", 5) == 0) {
-        h += 5;
-        if (*h == ' ' || *h == '=')
-            h++;
-    }
-    if (*h < '0' || *h > '9')
-        return REG_E_UPLOAD_INVALID;
-    errno = 0;
-    a = strtoull(h, &end, 10);
-    if (errno || *end != '-' || end[1] < '0' || end[1] > '9')
-        return REG_E_UPLOAD_INVALID;
-    errno = 0;
-    b = strtoull(end + 1, &end, 10);
-    /* 0-18446744073709551615 is 2^64 bytes: its length would wrap to 0. */
-    if (errno || (*end != '\0' && *end != '/') || b < a || b - a == UINT64_MAX)
-        return REG_E_UPLOAD_INVALID;
-    *start = a;
-    *len = b - a + 1;
-    return REG_OK;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
     unsigned long long v;
@@ -114,7 +88,7 @@ static int check_chunk(struct req *r, struct upstate *st)
 
     if (!cr)
         return REG_OK;
-    rc = parse_content_range(cr, &start, &len);
+    rc = content_range_parse(cr, &start, &len);
     if (!rc && start != upload_offset(st->u))
         rc = REG_E_UPLOAD_RANGE;
     if (!rc && cl && (parse_u64(cl, &clen) || clen != len))

@@ -3,8 +3,8 @@
  * the rest picks which parser gets it. */
 #include "fuzz.h"
 
-#include "../../api/blobs.c"
-#include "../../api/uploads.c"
+#include "../../api/range.h"
+#include "../../common/err.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -25,13 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(&blob_size, data, 8);
     h = fuzz_cstr(data + 9, size - 9);
     if (data[8] & 1) {
-        rc = parse_range(h, blob_size, &off, &len, &partial);
+        rc = range_parse(h, blob_size, &off, &len, &partial);
         FUZZ_CHECK(rc == REG_OK || rc == REG_E_RANGE);
         /* A satisfiable range is non-empty and inside the blob. */
         if (rc == REG_OK && partial)
             FUZZ_CHECK(len >= 1 && off < blob_size && len <= blob_size - off);
     } else {
-        rc = parse_content_range(h, &off, &len);
+        rc = content_range_parse(h, &off, &len);
         FUZZ_CHECK(rc == REG_OK || rc == REG_E_UPLOAD_INVALID);
         /* start-end, both inclusive: at least one byte, and the end fits. */
         if (rc == REG_OK)
