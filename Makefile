@@ -50,9 +50,9 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
             storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c service/service.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
-            api/referrers.c api/range.c api/listing.c api/token.c api/health.c \
+            api/referrers.c api/router.c api/range.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
-            server/config.c server/router.c server/http.c
+            server/config.c server/http.c
 MAIN_SRC := server/main.c
 UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
 BB_SRC   := $(wildcard conformance/test_*.c)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "req.h"
+#include "router.h"
 
 struct service;
 struct auth;
@@ -24,29 +25,6 @@ struct registry {
     int tls;                         /* serving HTTPS */
     const char *root;                /* data directory (readiness checks) */
     uint64_t ready_min_free;         /* bytes free on root below which /readyz says no */
-};
-
-enum route_kind {
-    ROUTE_BASE,         /* /v2/ */
-    ROUTE_CATALOG,      /* /v2/_catalog */
-    ROUTE_BLOB,         /* /v2/<name>/blobs/<digest> */
-    ROUTE_UPLOAD_START, /* /v2/<name>/blobs/uploads/ */
-    ROUTE_UPLOAD,       /* /v2/<name>/blobs/uploads/<uuid> */
-    ROUTE_MANIFEST,     /* /v2/<name>/manifests/<reference> */
-    ROUTE_TAGS,         /* /v2/<name>/tags/list */
-    ROUTE_REFERRERS,    /* /v2/<name>/referrers/<digest> */
-    ROUTE_TOKEN,        /* /token: the built-in token service */
-    ROUTE_HEALTHZ,      /* /healthz: the process answers */
-    ROUTE_READYZ,       /* /readyz: it can serve (index, data root, free space) */
-};
-
-#define ROUTE_NAME_MAX 255
-#define ROUTE_REF_MAX 255
-
-struct route {
-    enum route_kind kind;
-    char name[ROUTE_NAME_MAX + 1]; /* validated repository name */
-    char ref[ROUTE_REF_MAX + 1];   /* digest, tag or uuid; not yet validated */
 };
 
 /* A handler. begin runs when the headers are in and may already reply;

@@ -37,7 +37,8 @@ char *req_printf(struct req *r, const char *fmt, ...) __attribute__((format(prin
 void req_set_state(struct req *r, void *state, void (*done)(void *state, int aborted));
 void *req_state(struct req *r);
 
-/* Headers to send with the reply; value is copied. */
+/* Headers to send with the reply; value is copied. REG_E_NOMEM when value
+ * is NULL (a req_printf that failed) or memory runs out. */
 int req_set_header(struct req *r, const char *name, const char *value);
 
 int req_replied(const struct req *r);

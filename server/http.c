@@ -21,7 +21,7 @@
 #include "../auth/auth.h"
 #include "../common/err.h"
 #include "../common/log.h"
-#include "router.h"
+#include "../api/router.h"
 
 /* Threads for slow work (bcrypt, a blob's final fsync), so that the
  * threads serving connections never wait for it. */
@@ -256,8 +256,12 @@ void *req_state(struct req *r)
 
 int req_set_header(struct req *r, const char *name, const char *value)
 {
-    struct hdr *h = req_alloc(r, sizeof(*h));
+    struct hdr *h;
 
+    /* value is often a req_printf that failed. */
+    if (!value)
+        return REG_E_NOMEM;
+    h = req_alloc(r, sizeof(*h));
     if (!h)
         return REG_E_NOMEM;
     h->name = req_printf(r, "%s", name);
@@ -504,37 +508,6 @@ static int has_body(struct MHD_Connection *c)
     return cl && strcmp(cl, "0") != 0;
 }
 
-/* What a route needs: ACL_* actions on the route's repository; 0 with
- * need_user for endpoints that only need a known caller. */
-static unsigned needed_actions(const struct req *r, int *registry_wide)
-{
-    *registry_wide = 0;
-    switch (r->rt.kind) {
-    case ROUTE_BASE:
-    case ROUTE_TOKEN:
-    case ROUTE_HEALTHZ:
-    case ROUTE_READYZ:
-        return 0;
-    case ROUTE_CATALOG:
-        *registry_wide = 1;
-        return 0;
-    case ROUTE_UPLOAD_START:
-    case ROUTE_UPLOAD:
-        return ACL_PUSH;
-    case ROUTE_BLOB:
-    case ROUTE_MANIFEST:
-        if (!strcmp(r->method, "DELETE"))
-            return ACL_DELETE;
-        if (!strcmp(r->method, "PUT"))
-            return ACL_PUSH;
-        return ACL_PULL;
-    case ROUTE_TAGS:
-    case ROUTE_REFERRERS:
-        return ACL_PULL;
-    }
-    return ACL_ALL;
-}
-
 static int park(struct req *r, const char *url, enum job_kind kind);
 
 /* The check every request passes through. Returns 1 when it answered (401,
@@ -550,7 +523,7 @@ static int authorize(struct req *r)
     if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN || r->rt.kind == ROUTE_HEALTHZ ||
         r->rt.kind == ROUTE_READYZ)
         return 0; /* open to all: the token service, and the probes */
-    need = needed_actions(r, &wide);
+    need = router_rights(r->rt.kind, r->method, &wide);
     if (!r->auth_done && r->at_end && auth_is_slow(a, req_header(r, "Authorization")) &&
         park(r, NULL, JOB_AUTH))
         return 2;

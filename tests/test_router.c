@@ -7,7 +7,8 @@
 
 #include "../api/api.h"
 #include "../common/err.h"
-#include "../server/router.h"
+#include "../api/router.h"
+#include "../auth/acl.h"
 
 #define DGST "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define UUID "0f6a3e1c-2b4d-4c8e-9a1f-3d5e7b9c1a2f"
@@ -308,4 +309,35 @@ Test(api_tag_valid, length_limit_is_128)
     cr_assert(tag_ok(buf));
     fill(buf, sizeof(buf), 129, 'a');
     cr_assert_not(tag_ok(buf));
+}
+
+/* --- router_rights ---------------------------------------------------------------- */
+
+Test(router_rights, each_route_asks_for_what_its_method_does)
+{
+    int wide;
+
+    cr_assert_eq(router_rights(ROUTE_MANIFEST, "GET", &wide), ACL_PULL);
+    cr_assert_not(wide);
+    cr_assert_eq(router_rights(ROUTE_MANIFEST, "HEAD", &wide), ACL_PULL);
+    cr_assert_eq(router_rights(ROUTE_MANIFEST, "PUT", &wide), ACL_PUSH);
+    cr_assert_eq(router_rights(ROUTE_MANIFEST, "DELETE", &wide), ACL_DELETE);
+    cr_assert_eq(router_rights(ROUTE_BLOB, "DELETE", &wide), ACL_DELETE);
+    cr_assert_eq(router_rights(ROUTE_BLOB, "GET", &wide), ACL_PULL);
+    cr_assert_eq(router_rights(ROUTE_UPLOAD_START, "POST", &wide), ACL_PUSH);
+    cr_assert_eq(router_rights(ROUTE_UPLOAD, "GET", &wide), ACL_PUSH);
+    cr_assert_eq(router_rights(ROUTE_TAGS, "GET", &wide), ACL_PULL);
+    cr_assert_eq(router_rights(ROUTE_REFERRERS, "GET", &wide), ACL_PULL);
+}
+
+Test(router_rights, the_catalog_is_registry_wide_and_probes_need_nothing)
+{
+    int wide;
+
+    cr_assert_eq(router_rights(ROUTE_CATALOG, "GET", &wide), 0);
+    cr_assert(wide);
+    cr_assert_eq(router_rights(ROUTE_HEALTHZ, "GET", &wide), 0);
+    cr_assert_not(wide);
+    cr_assert_eq(router_rights(ROUTE_BASE, "GET", &wide), 0);
+    cr_assert_eq(router_rights(ROUTE_TOKEN, "POST", &wide), 0);
 }

@@ -7,7 +7,7 @@
 #include <regex.h>
 
 #include "../../api/manifests.c"
-#include "../../server/router.h"
+#include "../../api/router.h"
 
 /* The grammar as the distribution spec writes it. */
 #define NAME_RE "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"

@@ -2,7 +2,9 @@
 
 #include <string.h>
 
+#include "../auth/acl.h"
 #include "../common/err.h"
+#include "api.h"
 
 static int ends_with(const char *s, size_t len, const char *suffix)
 {
@@ -86,4 +88,33 @@ int router_match(const char *path, struct route *out)
     memcpy(out->ref, last, lastlen);
     out->ref[lastlen] = '\0';
     return set_name(out, rest, restlen);
+}
+
+unsigned router_rights(enum route_kind kind, const char *method, int *registry_wide)
+{
+    *registry_wide = 0;
+    switch (kind) {
+    case ROUTE_BASE:
+    case ROUTE_TOKEN:
+    case ROUTE_HEALTHZ:
+    case ROUTE_READYZ:
+        return 0;
+    case ROUTE_CATALOG:
+        *registry_wide = 1;
+        return 0;
+    case ROUTE_UPLOAD_START:
+    case ROUTE_UPLOAD:
+        return ACL_PUSH;
+    case ROUTE_BLOB:
+    case ROUTE_MANIFEST:
+        if (!strcmp(method, "DELETE"))
+            return ACL_DELETE;
+        if (!strcmp(method, "PUT"))
+            return ACL_PUSH;
+        return ACL_PULL;
+    case ROUTE_TAGS:
+    case ROUTE_REFERRERS:
+        return ACL_PULL;
+    }
+    return ACL_ALL;
 }
