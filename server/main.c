@@ -40,10 +40,11 @@ static void usage(FILE *f)
                "  gc           remove what nothing references (see [gc] in the config)\n"
                "  fsck         check blobs, index and reference counts both ways\n"
                "  backup DEST  write a consistent copy of the data root to DEST\n"
+               "  check-config [FILE]  check the configuration, print it as it takes effect\n"
                "  version      print the version\n"
                "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
                "\n"
-               "options (override the config file):\n"
+               "options (override the config file and REGISTRY_<SECTION>_<KEY> variables):\n"
                "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
                "  --root DIR         data directory (default ./data)\n"
                "serve:\n"
@@ -65,7 +66,8 @@ struct cli {
     int dry_run, repair;
 };
 
-enum { CLI_LISTEN = 1, CLI_READY = 2, CLI_DRY = 4, CLI_REPAIR = 8, CLI_DEST = 16 };
+/* CLI_DEST: a positional argument that must be there; CLI_FILE: one that may. */
+enum { CLI_LISTEN = 1, CLI_READY = 2, CLI_DRY = 4, CLI_REPAIR = 8, CLI_DEST = 16, CLI_FILE = 32 };
 
 static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, struct cli *c)
 {
@@ -90,7 +92,7 @@ static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, s
         } else if (!strcmp(a, "--repair") && (allowed & CLI_REPAIR)) {
             c->repair = 1;
             continue;
-        } else if (a[0] != '-' && (allowed & CLI_DEST) && !c->dest) {
+        } else if (a[0] != '-' && (allowed & (CLI_DEST | CLI_FILE)) && !c->dest) {
             c->dest = a;
             continue;
         }
@@ -114,6 +116,7 @@ static int load_config(const struct cli *c, struct config *cfg)
 
     config_defaults(cfg);
     if ((c->config_path && config_load(cfg, c->config_path, err, sizeof(err))) ||
+        config_env(cfg, err, sizeof(err)) ||
         (c->listen && config_set(cfg, "server", "listen", c->listen, err, sizeof(err))) ||
         (c->root && config_set(cfg, "storage", "root", c->root, err, sizeof(err))) ||
         config_check(cfg, err, sizeof(err))) {
@@ -629,6 +632,31 @@ static int backup_command(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+/* registry check-config [FILE]: the configuration as serve would take it
+ * (file, then environment, then flags), printed as a file; exit 2 with the
+ * reason when it does not load. */
+static int check_config_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    int rc;
+
+    rc = parse_cli("check-config", argc, argv, CLI_LISTEN | CLI_FILE, &cli);
+    if (!rc && cli.dest && cli.config_path) {
+        fprintf(stderr, "registry check-config: a FILE and --config: give one\n");
+        rc = 2;
+    }
+    if (!rc && cli.dest)
+        cli.config_path = cli.dest;
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return 2;
+    config_print(&cfg, stdout);
+    config_free(&cfg);
+    return 0;
+}
+
 /* registry passwd USER: an htpasswd line with a bcrypt hash (cost 10). */
 static int passwd(int argc, char **argv)
 {
@@ -684,6 +712,8 @@ int main(int argc, char **argv)
         return gc_command(argc - 2, argv + 2);
     if (!strcmp(argv[1], "fsck"))
         return fsck_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "check-config"))
+        return check_config_command(argc - 2, argv + 2);
     if (!strcmp(argv[1], "backup"))
         return backup_command(argc - 2, argv + 2);
     fprintf(stderr, "registry: unknown command '%s'\n", argv[1]);
