@@ -7,15 +7,22 @@
 #   make check-asan   the same suites under AddressSanitizer + UBSan
 #   make fuzz         each libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (never part of make test)
 #   make bench        benchmarks (never part of make test)
-#   make install      install the binary (PREFIX, DESTDIR)
+#   make install      binary, man page, sample config, systemd unit (PREFIX, DESTDIR)
 #   make lint         cppcheck + clang-tidy;  make format  clang-format -i
 
 # Compiler and optimisation; override on the command line (make CC=clang).
 CC       ?= cc
 OPT      ?= -O2 -g
-# Where `make install` puts things.
-PREFIX   ?= /usr/local
-DESTDIR  ?=
+# Where `make install` puts things: the binary in PREFIX/bin, the man page in
+# MANDIR, the sample configuration in DOCDIR and (when none is there yet) as
+# SYSCONFDIR/registry/registry.conf, the systemd unit in UNITDIR.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/registry
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 # Build output directory.
 BUILD    ?= build
 # Address and port `make run` serves on, and its data directory.
@@ -36,7 +43,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
             libinih-dev libjwt-dev libcrypt-dev
 DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl openssl skopeo jq podman buildah containerd \
-            clang libclang-rt-14-dev
+            clang libclang-rt-14-dev mandoc man-db systemd procps
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt
 TEST_PKGS := libcurl criterion jansson openssl
@@ -141,6 +148,7 @@ UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance fuzz-smoke
 	REGISTRY_BIN=$(BUILD)/registry ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
+	./tests/install.sh $(BUILD)
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry CONFORMANCE_AUTH=token ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
@@ -198,9 +206,20 @@ conformance-compare: deps-test $(BUILD)/registry $(BUILD)/conformance
 bench: deps-test $(BUILD)/registry
 	./bench/run.sh
 
-install: $(BUILD)/registry $(BUILD)/conformance
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BUILD)/registry $(DESTDIR)$(PREFIX)/bin/registry
+# An existing registry.conf is never overwritten; the one installed keeps its
+# data in /var/lib/registry, the systemd unit's state directory.
+install: $(BUILD)/registry
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/registry $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BUILD)/registry $(DESTDIR)$(BINDIR)/registry
+	install -m 0644 docs/registry.8 $(DESTDIR)$(MANDIR)/man8/registry.8
+	install -m 0644 registry.conf.sample $(DESTDIR)$(DOCDIR)/registry.conf.sample
+	test -e $(DESTDIR)$(SYSCONFDIR)/registry/registry.conf || \
+	    sed 's|^root = .*|root = /var/lib/registry|' registry.conf.sample \
+	        > $(DESTDIR)$(SYSCONFDIR)/registry/registry.conf
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/registry.service \
+	    > $(DESTDIR)$(UNITDIR)/registry.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/registry.service
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

@@ -15,16 +15,19 @@
 struct service;
 struct auth;
 
-/* What handlers need, shared by every request; read-only once serving. */
+/* What handlers need, shared by every request. The atomic fields may be
+ * changed by a reload (SIGHUP) while requests run; the rest are fixed
+ * once serving. */
 struct registry {
     struct service *svc;             /* the registry's operations (service/service.h) */
+    atomic_int read_only;            /* [storage] read_only: writes get 405 */
     size_t max_manifest_size;        /* bytes */
-    size_t manifest_budget;          /* bytes all manifest bodies in flight may hold together */
+    atomic_size_t manifest_budget;   /* bytes all manifest bodies in flight may hold together */
     atomic_size_t manifest_buffered; /* bytes they hold now */
     struct auth *auth;               /* never NULL; mode none lets everything through */
     int tls;                         /* serving HTTPS */
     const char *root;                /* data directory (readiness checks) */
-    uint64_t ready_min_free;         /* bytes free on root below which /readyz says no */
+    _Atomic uint64_t ready_min_free; /* bytes free on root below which /readyz says no */
 };
 
 /* A handler. begin runs when the headers are in and may already reply;

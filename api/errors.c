@@ -48,6 +48,7 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_IN_USE] = {405, "UNSUPPORTED"},
     [REG_E_BAD_REQUEST] = {400, "UNSUPPORTED"},
     [REG_E_NOT_IMPLEMENTED] = {501, "UNSUPPORTED"},
+    [REG_E_READ_ONLY] = {405, "UNSUPPORTED"},
 };
 
 void api_error(struct req *r, int err, const char *detail)

@@ -35,6 +35,12 @@ struct auth;
 
 int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t errsize);
 void auth_free(struct auth *a);
+/* SIGHUP: the rules and groups of s replace the ones in force, and the
+ * htpasswd file is read again now. Requests in flight finish with what
+ * they started with (each holds a reference). The other settings of s are
+ * not looked at. A bad rule or a users file that does not load changes
+ * nothing: REG_E_CONFIG (or the load's error) with the reason in err. */
+int auth_reload(struct auth *a, const struct auth_settings *s, char *err, size_t errsize);
 enum auth_mode auth_mode(const struct auth *a);
 
 struct auth_identity {

@@ -71,15 +71,23 @@ struct users {
     unsigned refs; /* under auth.lock */
 };
 
+/* The rules and groups in force. A request holds a reference while it
+ * asks them, so that a reload (SIGHUP) can swap them under it; the last
+ * reference frees them. */
+struct policy {
+    struct acl *acl;
+    unsigned refs; /* under auth.lock */
+};
+
 struct auth {
     enum auth_mode mode;
     char realm[512], service[256], issuer[256];
     long ttl, leeway;
     struct users *users; /* NULL without an htpasswd file */
     char users_path[4096];
-    struct stat users_st; /* the file as loaded: a change reloads it */
-    time_t users_checked; /* monotonic seconds of the last look */
-    struct acl *acl;
+    struct stat users_st;  /* the file as loaded: a change reloads it */
+    time_t users_checked;  /* monotonic seconds of the last look */
+    struct policy *policy; /* never NULL once made */
     struct token_signer *signer;
     struct token_verifier *verifier;
     pthread_mutex_t lock;
@@ -123,6 +131,63 @@ static struct users *users_ref(struct auth *a)
         u->refs++;
     pthread_mutex_unlock(&a->lock);
     return u;
+}
+
+static void policy_unref(struct auth *a, struct policy *p)
+{
+    int last;
+
+    if (!p)
+        return;
+    pthread_mutex_lock(&a->lock);
+    last = --p->refs == 0;
+    pthread_mutex_unlock(&a->lock);
+    if (last) {
+        acl_free(p->acl);
+        free(p);
+    }
+}
+
+/* The rules in force, with a reference taken. */
+static struct policy *policy_ref(struct auth *a)
+{
+    struct policy *p;
+
+    pthread_mutex_lock(&a->lock);
+    p = a->policy;
+    p->refs++;
+    pthread_mutex_unlock(&a->lock);
+    return p;
+}
+
+/* Rules and groups from s, into a new policy with one reference. */
+static int policy_new(const struct auth_settings *s, struct policy **out, char *err, size_t errsize)
+{
+    struct policy *p = calloc(1, sizeof(*p));
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    if (!p)
+        return REG_E_NOMEM;
+    rc = acl_new(&p->acl);
+    for (i = 0; !rc && i < s->nrules; i++)
+        rc = acl_add_rule(p->acl, s->rules[i], err, errsize);
+    for (i = 0; !rc && i < s->ngroups; i++) {
+        const char *eq = strchr(s->groups[i], '=');
+        char name[256];
+
+        snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - s->groups[i]) : 0, s->groups[i]);
+        rc = eq ? acl_add_group(p->acl, name, eq + 1, err, errsize) : REG_E_CONFIG;
+    }
+    if (rc) {
+        acl_free(p->acl);
+        free(p);
+        return rc;
+    }
+    p->refs = 1;
+    *out = p;
+    return REG_OK;
 }
 
 static int users_load(struct auth *a, char *err, size_t errsize)
@@ -200,7 +265,6 @@ static void users_refresh(struct auth *a)
 int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t errsize)
 {
     struct auth *a = calloc(1, sizeof(*a));
-    size_t i;
     int rc = REG_OK;
 
     *out = NULL;
@@ -217,16 +281,7 @@ int auth_new(const struct auth_settings *s, struct auth **out, char *err, size_t
     snprintf(a->issuer, sizeof(a->issuer), "%s", s->issuer);
     a->ttl = s->token_ttl;
     a->leeway = s->leeway;
-    rc = acl_new(&a->acl);
-    for (i = 0; !rc && i < s->nrules; i++)
-        rc = acl_add_rule(a->acl, s->rules[i], err, errsize);
-    for (i = 0; !rc && i < s->ngroups; i++) {
-        const char *eq = strchr(s->groups[i], '=');
-        char name[256];
-
-        snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - s->groups[i]) : 0, s->groups[i]);
-        rc = eq ? acl_add_group(a->acl, name, eq + 1, err, errsize) : REG_E_CONFIG;
-    }
+    rc = policy_new(s, &a->policy, err, errsize);
     if (rc || s->mode == AUTH_NONE)
         goto out;
     if (s->htpasswd && *s->htpasswd && strlen(s->htpasswd) >= sizeof(a->users_path))
@@ -270,11 +325,49 @@ void auth_free(struct auth *a)
     for (i = 0; i < TOKEN_SLOTS; i++)
         free(a->tokens[i].access);
     users_unref(a, a->users);
-    acl_free(a->acl);
+    policy_unref(a, a->policy);
     token_signer_free(a->signer);
     token_verifier_free(a->verifier);
     pthread_mutex_destroy(&a->lock);
     free(a);
+}
+
+int auth_reload(struct auth *a, const struct auth_settings *s, char *err, size_t errsize)
+{
+    struct policy *p = NULL, *old;
+    struct users *u = NULL, *old_users = NULL;
+    int rc = policy_new(s, &p, err, errsize);
+
+    /* Both are made before either is swapped in: a bad rule or a users
+     * file that does not load keeps everything as it was. */
+    if (!rc && a->users) {
+        u = calloc(1, sizeof(*u));
+        rc = u ? htpasswd_load(a->users_path, &u->h, err, errsize) : REG_E_NOMEM;
+        if (rc) {
+            free(u);
+            u = NULL;
+        }
+    }
+    if (rc) {
+        policy_unref(a, p);
+        return rc;
+    }
+    pthread_mutex_lock(&a->lock);
+    old = a->policy;
+    a->policy = p;
+    if (u) {
+        u->refs = 1;
+        old_users = a->users;
+        a->users = u;
+        if (stat(a->users_path, &a->users_st) != 0)
+            memset(&a->users_st, 0, sizeof(a->users_st));
+        a->users_checked = mono_now();
+        memset(a->creds, 0, sizeof(a->creds));
+    }
+    pthread_mutex_unlock(&a->lock);
+    policy_unref(a, old);
+    users_unref(a, old_users);
+    return REG_OK;
 }
 
 enum auth_mode auth_mode(const struct auth *a)
@@ -655,11 +748,17 @@ static unsigned token_rights(const json_t *access, const char *repo)
 
 unsigned auth_rights(struct auth *a, const struct auth_identity *id, const char *repo)
 {
+    struct policy *p;
+    unsigned rights;
+
     if (a->mode == AUTH_NONE)
         return ACL_ALL;
     if (id->has_token)
         return token_rights(id->access, repo);
-    return acl_allowed(a->acl, id->authenticated ? id->user : NULL, repo);
+    p = policy_ref(a);
+    rights = acl_allowed(p->acl, id->authenticated ? id->user : NULL, repo);
+    policy_unref(a, p);
+    return rights;
 }
 
 static const char *action_words(unsigned actions)
@@ -700,7 +799,7 @@ int auth_challenge(struct auth *a, const char *host, const char *scheme, const c
 
 /* One scope "type:name:actions" (name may hold ':'), intersected with the
  * identity's rights, appended to access. */
-static int grant_scope(struct auth *a, const struct auth_identity *id, const char *scope,
+static int grant_scope(const struct acl *acl, const struct auth_identity *id, const char *scope,
                        json_t *access)
 {
     const char *c1 = strchr(scope, ':'), *c2 = strrchr(scope, ':');
@@ -719,12 +818,12 @@ static int grant_scope(struct auth *a, const struct auth_identity *id, const cha
     if (!actions)
         return REG_E_NOMEM;
     if (!strcmp(type, "registry") && !strcmp(name, "catalog")) {
-        if (acl_allowed(a->acl, id->authenticated ? id->user : NULL, NULL) & ACL_CATALOG)
+        if (acl_allowed(acl, id->authenticated ? id->user : NULL, NULL) & ACL_CATALOG)
             json_array_append_new(actions, json_string("*"));
     } else if (!strcmp(type, "repository")) {
         want = !strcmp(c2 + 1, "*") ? ACL_PULL | ACL_PUSH | ACL_DELETE
                                     : acl_parse_actions(c2 + 1, strlen(c2 + 1));
-        have = acl_allowed(a->acl, id->authenticated ? id->user : NULL, name);
+        have = acl_allowed(acl, id->authenticated ? id->user : NULL, name);
         for (i = 0; i < 3; i++)
             if (want & have & bits[i])
                 json_array_append_new(actions, json_string(words[i]));
@@ -744,6 +843,7 @@ int auth_token_response(struct auth *a, const struct auth_identity *id, const ch
                         char **out)
 {
     json_t *access = json_array(), *resp = NULL;
+    struct policy *policy;
     char *token = NULL, *rtoken = NULL, issued[32];
     time_t now = time(NULL);
     struct tm tm;
@@ -758,6 +858,7 @@ int auth_token_response(struct auth *a, const struct auth_identity *id, const ch
     if (!access)
         return REG_E_NOMEM;
     (void)service;
+    policy = policy_ref(a);
     for (i = 0; !rc && i < nscopes; i++) {
         /* One parameter may carry several scopes separated by spaces. */
         char *copy = strdup(scopes[i]), *save = NULL, *s;
@@ -767,9 +868,10 @@ int auth_token_response(struct auth *a, const struct auth_identity *id, const ch
             break;
         }
         for (s = strtok_r(copy, " ", &save); s && !rc; s = strtok_r(NULL, " ", &save))
-            rc = grant_scope(a, id, s, access);
+            rc = grant_scope(policy->acl, id, s, access);
         free(copy);
     }
+    policy_unref(a, policy);
     if (!rc)
         rc = token_issue(a->signer, a->issuer, id->user, a->service, a->ttl, access, now, &token);
     if (!rc && refresh && id->authenticated) {

@@ -38,6 +38,7 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_IN_USE] = "the operation is unsupported: content is in use",
     [REG_E_BAD_REQUEST] = "malformed HTTP request",
     [REG_E_NOT_IMPLEMENTED] = "not implemented",
+    [REG_E_READ_ONLY] = "registry is in read-only mode",
 };
 
 const char *reg_strerror(int err)

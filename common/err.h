@@ -38,6 +38,7 @@ enum reg_err {
     REG_E_IN_USE,                /* deleting it would break a manifest that uses it */
     REG_E_BAD_REQUEST,           /* malformed HTTP request (framing, target, Host) */
     REG_E_NOT_IMPLEMENTED,       /* an HTTP feature we do not implement (Transfer-Encoding) */
+    REG_E_READ_ONLY,             /* a write while [storage] read_only is on */
     REG_E__COUNT
 };
 

@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,20 +9,21 @@
 
 #include <jansson.h>
 
-static enum log_level min_level = LOG_INFO;
-static enum log_format out_format = LOG_TEXT;
+/* Atomic: a reload (SIGHUP) changes them while other threads log. */
+static atomic_int min_level = LOG_INFO;
+static atomic_int out_format = LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_setup(enum log_level level, enum log_format format)
 {
-    min_level = level;
-    out_format = format;
+    atomic_store(&min_level, (int)level);
+    atomic_store(&out_format, (int)format);
 }
 
 int log_enabled(enum log_level level)
 {
-    return level >= min_level;
+    return (int)level >= atomic_load(&min_level);
 }
 
 static void timestamp(char *buf, size_t size)

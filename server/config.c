@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,37 +10,162 @@
 
 #include "../auth/acl.h"
 #include "../common/err.h"
-#include "../common/log.h"
 
-void config_defaults(struct config *c)
+const char *const config_log_levels[] = {"debug", "info", "warn", "error", NULL};
+const char *const config_log_formats[] = {"text", "json", NULL};
+const char *const config_auth_modes[] = {"none", "basic", "token", NULL};
+const char *const config_untagged_names[] = {"keep", "delete", NULL};
+
+#define FIELD(f) .offset = offsetof(struct config, f), .width = sizeof(((struct config *)0)->f)
+#define KIB 1024ULL
+#define MIB (1024ULL * KIB)
+#define GIB (1024ULL * MIB)
+#define YEAR (366ULL * 86400)
+
+/* One macro per type, so that each row says only what matters to it. */
+#define STR(s, k, f, d, check, words, fl)                                                          \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_STRING, FIELD(f), .def = d, .valid = check,         \
+        .expect = words, .flags = fl                                                               \
+    }
+#define BOOL(s, k, f, d, fl)                                                                       \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_BOOL, FIELD(f), .def = d, .flags = fl               \
+    }
+#define UINT(s, k, f, lo, hi, d, fl)                                                               \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_UNSIGNED, FIELD(f), .min = lo, .max = hi, .def = d, \
+        .flags = fl                                                                                \
+    }
+#define SIZE(s, k, f, lo, hi, d, words, fl)                                                        \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_SIZE, FIELD(f), .min = lo, .max = hi, .def = d,     \
+        .expect = words, .flags = fl                                                               \
+    }
+#define DUR(s, k, f, d, words, fl)                                                                 \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_DURATION, FIELD(f), .max = YEAR, .def = d,          \
+        .expect = words, .flags = fl                                                               \
+    }
+#define ENUM(s, k, f, list, d, fl)                                                                 \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_ENUM, FIELD(f), .names = list, .def = d,            \
+        .flags = fl                                                                                \
+    }
+#define LIST(s, k, f, fl)                                                                          \
+    {                                                                                              \
+        .section = s, .key = k, .type = CONFIG_LIST, FIELD(f), .flags = fl                         \
+    }
+
+static int listen_valid(const char *v)
 {
-    memset(c, 0, sizeof(*c));
-    snprintf(c->listen, sizeof(c->listen), "127.0.0.1:5000");
-    c->threads = 4;
-    c->max_connections = 1024;
-    c->timeout = 120;
-    c->header_timeout = 20;
-    c->max_per_address = 256;
-    c->connection_memory = 16 << 10;
-    c->send_buffers = 64 << 20;
-    c->shutdown_timeout = 30;
-    c->max_manifest_size = 4 << 20;
-    c->manifest_buffers = 64 << 20;
-    snprintf(c->root, sizeof(c->root), "./data");
-    c->delete_enabled = 0;
-    c->index_max_size = (size_t)16 << 30;
-    c->ready_min_free = 1ULL << 30;
-    c->gc_interval = 3600;
-    c->gc_grace = 3600;
-    c->gc_upload_ttl = 86400;
-    c->gc_untagged = 0;
-    c->log_level = LOG_INFO;
-    c->log_format = LOG_TEXT;
-    c->auth_mode = 0;
-    snprintf(c->auth_service, sizeof(c->auth_service), "registry");
-    snprintf(c->auth_issuer, sizeof(c->auth_issuer), "registry-token-issuer");
-    c->auth_token_ttl = 900;
-    c->auth_leeway = 60;
+    return strchr(v, ':') != NULL;
+}
+
+static int root_valid(const char *v)
+{
+    return *v != '\0';
+}
+
+/* Rows of one section stay together: config_print walks them in order. */
+static const struct config_key keys[] = {
+    STR("server", "listen", listen, "127.0.0.1:5000", listen_valid, "host:port", 0),
+    UINT("server", "threads", threads, 1, 256, "4", 0),
+    UINT("server", "max_connections", max_connections, 1, 65536, "1024", 0),
+    UINT("server", "timeout", timeout, 1, 86400, "120", CONFIG_SECONDS),
+    UINT("server", "header_timeout", header_timeout, 0, 3600, "20", CONFIG_SECONDS),
+    UINT("server", "max_connections_per_address", max_per_address, 0, 65536, "256", 0),
+    SIZE("server", "connection_memory", connection_memory, 8 * KIB, MIB, "16K", NULL, 0),
+    SIZE("server", "send_buffers", send_buffers, 0, 16 * GIB, "64M", NULL, 0),
+    SIZE("server", "manifest_buffers", manifest_buffers, MIB, 4 * GIB, "64M", NULL, CONFIG_RELOAD),
+    UINT("server", "shutdown_timeout", shutdown_timeout, 0, 3600, "30",
+         CONFIG_SECONDS | CONFIG_RELOAD),
+    /* Not reloadable: a manifest PUT reads it at every piece of its body. */
+    SIZE("server", "max_manifest_size", max_manifest_size, KIB, 64 * MIB, "4M", NULL, 0),
+    STR("server", "tls_cert", tls_cert, NULL, NULL, NULL, 0),
+    STR("server", "tls_key", tls_key, NULL, NULL, NULL, 0),
+    STR("storage", "root", root, "./data", root_valid, "a directory", 0),
+    BOOL("storage", "delete", delete_enabled, "false", CONFIG_RELOAD),
+    BOOL("storage", "read_only", read_only, "false", CONFIG_RELOAD),
+    SIZE("storage", "ready_min_free", ready_min_free, 0, 1ULL << 50, "1G", "a size such as 1G or 0",
+         CONFIG_RELOAD),
+    SIZE("storage", "index_max_size", index_max_size, MIB, 1024 * GIB, "16G", NULL, 0),
+    DUR("gc", "interval", gc_interval, "1h", "a duration such as 1h, 30m or 0 (off)",
+        CONFIG_RELOAD),
+    DUR("gc", "grace", gc_grace, "1h", "a duration such as 1h, 30m or 0", CONFIG_RELOAD),
+    DUR("gc", "upload_ttl", gc_upload_ttl, "24h", "a duration such as 24h or 30m", CONFIG_RELOAD),
+    ENUM("gc", "untagged", gc_untagged, config_untagged_names, "keep", CONFIG_RELOAD),
+    ENUM("log", "level", log_level, config_log_levels, "info", CONFIG_RELOAD),
+    ENUM("log", "format", log_format, config_log_formats, "text", CONFIG_RELOAD),
+    ENUM("auth", "mode", auth_mode, config_auth_modes, "none", 0),
+    /* The file is reread on SIGHUP (and when it changes); its path is not. */
+    STR("auth", "htpasswd", auth_htpasswd, NULL, NULL, NULL, 0),
+    STR("auth", "realm", auth_realm, NULL, NULL, NULL, 0),
+    STR("auth", "service", auth_service, "registry", NULL, NULL, 0),
+    STR("auth", "issuer", auth_issuer, "registry-token-issuer", NULL, NULL, 0),
+    STR("auth", "key", auth_key, NULL, NULL, NULL, 0),
+    STR("auth", "trust", auth_trust, NULL, NULL, NULL, 0),
+    UINT("auth", "token_ttl", auth_token_ttl, 10, 86400, "900", CONFIG_SECONDS),
+    UINT("auth", "leeway", auth_leeway, 0, 600, "60", CONFIG_SECONDS),
+    LIST("auth", "rule", auth_rules, CONFIG_RELOAD),
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+const struct config_key *config_keys(size_t *n)
+{
+    *n = NKEYS;
+    return keys;
+}
+
+const struct config_key *config_key_find(const char *section, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
+            return &keys[i];
+    return NULL;
+}
+
+/* Numbers are stored by the width of their field: unsigned and int fields
+ * take 4 bytes, size_t, long and unsigned long long 8 (values never pass
+ * LONG_MAX, so a long holds the same bits). */
+static void put_num(struct config *c, const struct config_key *k, unsigned long long v)
+{
+    char *p = (char *)c + k->offset;
+
+    if (k->width == sizeof(unsigned)) {
+        unsigned u = (unsigned)v;
+
+        memcpy(p, &u, sizeof(u));
+    } else {
+        memcpy(p, &v, sizeof(v));
+    }
+}
+
+static unsigned long long get_num(const struct config *c, const struct config_key *k)
+{
+    const char *p = (const char *)c + k->offset;
+    unsigned long long v = 0;
+    unsigned u;
+
+    if (k->width == sizeof(unsigned)) {
+        memcpy(&u, p, sizeof(u));
+        return u;
+    }
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static char *str_field(struct config *c, const struct config_key *k)
+{
+    return (char *)c + k->offset;
+}
+
+static const char *str_field_ref(const struct config *c, const struct config_key *k)
+{
+    return (const char *)c + k->offset;
 }
 
 static void free_list(char **v, size_t n)
@@ -75,18 +201,6 @@ static int push_list(char ***v, size_t *n, const char *a, const char *b)
     return REG_OK;
 }
 
-/* A path or string key copied into a fixed buffer. */
-static int set_str(char *dst, size_t size, const char *key, const char *v, char *err,
-                   size_t errsize)
-{
-    if (strlen(v) >= size) {
-        snprintf(err, errsize, "%s: longer than %zu characters", key, size - 1);
-        return REG_E_CONFIG;
-    }
-    snprintf(dst, size, "%s", v);
-    return REG_OK;
-}
-
 static int parse_uint(const char *v, unsigned long long min, unsigned long long max,
                       unsigned long long *out)
 {
@@ -103,79 +217,36 @@ static int parse_uint(const char *v, unsigned long long min, unsigned long long 
     return 0;
 }
 
-/* Sizes take an optional K, M or G suffix (powers of 1024). */
-static int parse_size(const char *v, unsigned long long min, unsigned long long max,
-                      unsigned long long *out)
+/* A number with an optional one-letter unit from units (each worth the
+ * matching mult); case-insensitive when fold. */
+static int parse_unit(const char *v, const char *units, const unsigned long long *mult, int fold,
+                      unsigned long long min, unsigned long long max, unsigned long long *out)
 {
     char buf[32];
     size_t len = strlen(v);
-    unsigned shift = 0;
+    unsigned long long m = 1;
+    const char *u;
+    char last;
 
     if (len == 0 || len >= sizeof(buf))
         return -1;
     memcpy(buf, v, len + 1);
-    switch (buf[len - 1]) {
-    case 'K':
-    case 'k':
-        shift = 10;
-        break;
-    case 'M':
-    case 'm':
-        shift = 20;
-        break;
-    case 'G':
-    case 'g':
-        shift = 30;
-        break;
-    default:
-        break;
-    }
-    if (shift)
+    last = fold ? (char)tolower((unsigned char)buf[len - 1]) : buf[len - 1];
+    u = strchr(units, last);
+    if (last && u) {
+        m = mult[u - units];
         buf[len - 1] = '\0';
-    if (parse_uint(buf, 0, max >> shift, out))
+    }
+    if (parse_uint(buf, 0, max / m, out))
         return -1;
-    *out <<= shift;
+    *out *= m;
     return *out < min ? -1 : 0;
 }
 
-/* Durations: seconds, or a number with s, m, h or d ("90", "30m", "1h"). */
-static int parse_duration(const char *v, unsigned long long max, long *out)
-{
-    char buf[32];
-    size_t len = strlen(v);
-    unsigned long long n, unit = 1;
+static const unsigned long long size_mult[] = {KIB, MIB, GIB};
+static const unsigned long long time_mult[] = {1, 60, 3600, 86400};
 
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, v, len + 1);
-    switch (buf[len - 1]) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    default:
-        unit = 0;
-        break;
-    }
-    if (unit)
-        buf[len - 1] = '\0';
-    else
-        unit = 1;
-    if (parse_uint(buf, 0, max / unit, &n))
-        return -1;
-    *out = (long)(n * unit);
-    return 0;
-}
-
-static int parse_bool(const char *v, int *out)
+static int parse_bool(const char *v, unsigned long long *out)
 {
     if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
         *out = 1;
@@ -186,11 +257,11 @@ static int parse_bool(const char *v, int *out)
     return 0;
 }
 
-static int pick(const char *v, const char *const *names, int n, int *out)
+static int pick(const char *v, const char *const *names, unsigned long long *out)
 {
-    int i;
+    unsigned long long i;
 
-    for (i = 0; i < n; i++)
+    for (i = 0; names[i]; i++)
         if (!strcmp(v, names[i])) {
             *out = i;
             return 0;
@@ -198,139 +269,149 @@ static int pick(const char *v, const char *const *names, int n, int *out)
     return -1;
 }
 
+/* A size in its largest exact unit: 0, 512, 16K, 64M, 1024G. */
+static void format_size(unsigned long long v, char *buf, size_t size)
+{
+    if (v && v % GIB == 0)
+        snprintf(buf, size, "%lluG", v / GIB);
+    else if (v && v % MIB == 0)
+        snprintf(buf, size, "%lluM", v / MIB);
+    else if (v && v % KIB == 0)
+        snprintf(buf, size, "%lluK", v / KIB);
+    else
+        snprintf(buf, size, "%llu", v);
+}
+
+static void format_duration(unsigned long long v, char *buf, size_t size)
+{
+    if (v && v % 86400 == 0)
+        snprintf(buf, size, "%llud", v / 86400);
+    else if (v && v % 3600 == 0)
+        snprintf(buf, size, "%lluh", v / 3600);
+    else if (v && v % 60 == 0)
+        snprintf(buf, size, "%llum", v / 60);
+    else
+        snprintf(buf, size, "%llus", v);
+}
+
+/* What an error says k expects: the row's words, or its range or names. */
+static void expectation(const struct config_key *k, char *buf, size_t size)
+{
+    char lo[32], hi[32];
+    size_t i, n = 0;
+    int len;
+
+    if (k->expect) {
+        snprintf(buf, size, "%s", k->expect);
+        return;
+    }
+    switch (k->type) {
+    case CONFIG_BOOL:
+        snprintf(buf, size, "true or false");
+        break;
+    case CONFIG_SIZE:
+        format_size(k->min, lo, sizeof(lo));
+        format_size(k->max, hi, sizeof(hi));
+        snprintf(buf, size, "%s..%s", lo, hi);
+        break;
+    case CONFIG_ENUM:
+        while (k->names[n])
+            n++;
+        buf[0] = '\0';
+        for (i = 0, len = 0; i < n && len >= 0 && (size_t)len < size; i++)
+            len += snprintf(buf + len, size - (size_t)len, "%s%s",
+                            i == 0       ? ""
+                            : i + 1 == n ? " or "
+                                         : ", ",
+                            k->names[i]);
+        break;
+    default:
+        snprintf(buf, size, "%s%llu..%llu", k->flags & CONFIG_SECONDS ? "seconds " : "", k->min,
+                 k->max);
+        break;
+    }
+}
+
 #define BAD(...) (snprintf(err, errsize, __VA_ARGS__), REG_E_CONFIG)
+
+/* A rule is checked when it is read, so that a bad one is reported with
+ * its line. */
+static int check_rule(const char *v, char *err, size_t errsize)
+{
+    struct acl *probe = NULL;
+    int rc = acl_new(&probe);
+
+    if (!rc)
+        rc = acl_add_rule(probe, v, err, errsize);
+    acl_free(probe);
+    return rc;
+}
+
+static int set_key(struct config *c, const struct config_key *k, const char *v, char *err,
+                   size_t errsize)
+{
+    char want[128];
+    unsigned long long n = 0;
+    int bad = 0, rc;
+
+    switch (k->type) {
+    case CONFIG_STRING:
+        if (strlen(v) >= k->width && !k->valid)
+            return BAD("%s: longer than %zu characters", k->key, k->width - 1);
+        bad = strlen(v) >= k->width || (k->valid && !k->valid(v));
+        if (!bad)
+            snprintf(str_field(c, k), k->width, "%s", v);
+        break;
+    case CONFIG_BOOL:
+        bad = parse_bool(v, &n);
+        break;
+    case CONFIG_UNSIGNED:
+        bad = parse_uint(v, k->min, k->max, &n);
+        break;
+    case CONFIG_SIZE:
+        bad = parse_unit(v, "kmg", size_mult, 1, k->min, k->max, &n);
+        break;
+    case CONFIG_DURATION:
+        bad = parse_unit(v, "smhd", time_mult, 0, k->min, k->max, &n);
+        break;
+    case CONFIG_ENUM:
+        bad = pick(v, k->names, &n);
+        break;
+    case CONFIG_LIST:
+        rc = check_rule(v, err, errsize);
+        return rc ? rc : push_list(&c->auth_rules, &c->auth_nrules, v, NULL);
+    }
+    if (bad) {
+        expectation(k, want, sizeof(want));
+        return BAD("%s: expected %s, got '%s'", k->key, want, v);
+    }
+    if (k->type != CONFIG_STRING)
+        put_num(c, k, n);
+    return REG_OK;
+}
 
 int config_set(struct config *c, const char *section, const char *key, const char *v, char *err,
                size_t errsize)
 {
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
-    static const char *const formats[] = {"text", "json"};
-    static const char *const modes[] = {"none", "basic", "token"};
-    unsigned long long n;
+    const struct config_key *k;
 
-#define IS(s, k) (!strcmp(section, s) && !strcmp(key, k))
-    if (IS("server", "listen")) {
-        if (!strchr(v, ':') || strlen(v) >= sizeof(c->listen))
-            return BAD("listen: expected host:port, got '%s'", v);
-        snprintf(c->listen, sizeof(c->listen), "%s", v);
-    } else if (IS("server", "threads")) {
-        if (parse_uint(v, 1, 256, &n))
-            return BAD("threads: expected 1..256, got '%s'", v);
-        c->threads = (unsigned)n;
-    } else if (IS("server", "max_connections")) {
-        if (parse_uint(v, 1, 65536, &n))
-            return BAD("max_connections: expected 1..65536, got '%s'", v);
-        c->max_connections = (unsigned)n;
-    } else if (IS("server", "timeout")) {
-        if (parse_uint(v, 1, 86400, &n))
-            return BAD("timeout: expected seconds 1..86400, got '%s'", v);
-        c->timeout = (unsigned)n;
-    } else if (IS("server", "header_timeout")) {
-        if (parse_uint(v, 0, 3600, &n))
-            return BAD("header_timeout: expected seconds 0..3600, got '%s'", v);
-        c->header_timeout = (unsigned)n;
-    } else if (IS("server", "max_connections_per_address")) {
-        if (parse_uint(v, 0, 65536, &n))
-            return BAD("max_connections_per_address: expected 0..65536, got '%s'", v);
-        c->max_per_address = (unsigned)n;
-    } else if (IS("server", "connection_memory")) {
-        if (parse_size(v, 8ULL << 10, 1ULL << 20, &n))
-            return BAD("connection_memory: expected 8K..1M, got '%s'", v);
-        c->connection_memory = (size_t)n;
-    } else if (IS("server", "send_buffers")) {
-        if (parse_size(v, 0, 16ULL << 30, &n))
-            return BAD("send_buffers: expected 0..16G, got '%s'", v);
-        c->send_buffers = (size_t)n;
-    } else if (IS("server", "shutdown_timeout")) {
-        if (parse_uint(v, 0, 3600, &n))
-            return BAD("shutdown_timeout: expected seconds 0..3600, got '%s'", v);
-        c->shutdown_timeout = (unsigned)n;
-    } else if (IS("server", "max_manifest_size")) {
-        if (parse_size(v, 1024, 64ULL << 20, &n))
-            return BAD("max_manifest_size: expected 1K..64M, got '%s'", v);
-        c->max_manifest_size = (size_t)n;
-    } else if (IS("server", "manifest_buffers")) {
-        if (parse_size(v, 1ULL << 20, 4ULL << 30, &n))
-            return BAD("manifest_buffers: expected 1M..4G, got '%s'", v);
-        c->manifest_buffers = (size_t)n;
-    } else if (IS("storage", "root")) {
-        if (!*v || strlen(v) >= sizeof(c->root))
-            return BAD("root: expected a directory, got '%s'", v);
-        snprintf(c->root, sizeof(c->root), "%s", v);
-    } else if (IS("storage", "delete")) {
-        if (parse_bool(v, &c->delete_enabled))
-            return BAD("delete: expected true or false, got '%s'", v);
-    } else if (IS("storage", "index_max_size")) {
-        if (parse_size(v, 1ULL << 20, 1ULL << 40, &n))
-            return BAD("index_max_size: expected 1M..1024G, got '%s'", v);
-        c->index_max_size = (size_t)n;
-    } else if (IS("storage", "ready_min_free")) {
-        if (parse_size(v, 0, 1ULL << 50, &n))
-            return BAD("ready_min_free: expected a size such as 1G or 0, got '%s'", v);
-        c->ready_min_free = n;
-    } else if (IS("gc", "interval")) {
-        if (parse_duration(v, 366ULL * 86400, &c->gc_interval))
-            return BAD("interval: expected a duration such as 1h, 30m or 0 (off), got '%s'", v);
-    } else if (IS("gc", "grace")) {
-        if (parse_duration(v, 366ULL * 86400, &c->gc_grace))
-            return BAD("grace: expected a duration such as 1h, 30m or 0, got '%s'", v);
-    } else if (IS("gc", "upload_ttl")) {
-        if (parse_duration(v, 366ULL * 86400, &c->gc_upload_ttl))
-            return BAD("upload_ttl: expected a duration such as 24h or 30m, got '%s'", v);
-    } else if (IS("gc", "untagged")) {
-        static const char *const untagged[] = {"keep", "delete"};
-
-        if (pick(v, untagged, 2, &c->gc_untagged))
-            return BAD("untagged: expected keep or delete, got '%s'", v);
-    } else if (IS("log", "level")) {
-        if (pick(v, levels, 4, &c->log_level))
-            return BAD("level: expected debug, info, warn or error, got '%s'", v);
-    } else if (IS("log", "format")) {
-        if (pick(v, formats, 2, &c->log_format))
-            return BAD("format: expected text or json, got '%s'", v);
-    } else if (IS("server", "tls_cert")) {
-        return set_str(c->tls_cert, sizeof(c->tls_cert), key, v, err, errsize);
-    } else if (IS("server", "tls_key")) {
-        return set_str(c->tls_key, sizeof(c->tls_key), key, v, err, errsize);
-    } else if (IS("auth", "mode")) {
-        if (pick(v, modes, 3, &c->auth_mode))
-            return BAD("mode: expected none, basic or token, got '%s'", v);
-    } else if (IS("auth", "htpasswd")) {
-        return set_str(c->auth_htpasswd, sizeof(c->auth_htpasswd), key, v, err, errsize);
-    } else if (IS("auth", "realm")) {
-        return set_str(c->auth_realm, sizeof(c->auth_realm), key, v, err, errsize);
-    } else if (IS("auth", "service")) {
-        return set_str(c->auth_service, sizeof(c->auth_service), key, v, err, errsize);
-    } else if (IS("auth", "issuer")) {
-        return set_str(c->auth_issuer, sizeof(c->auth_issuer), key, v, err, errsize);
-    } else if (IS("auth", "key")) {
-        return set_str(c->auth_key, sizeof(c->auth_key), key, v, err, errsize);
-    } else if (IS("auth", "trust")) {
-        return set_str(c->auth_trust, sizeof(c->auth_trust), key, v, err, errsize);
-    } else if (IS("auth", "token_ttl")) {
-        if (parse_uint(v, 10, 86400, &n))
-            return BAD("token_ttl: expected seconds 10..86400, got '%s'", v);
-        c->auth_token_ttl = (long)n;
-    } else if (IS("auth", "leeway")) {
-        if (parse_uint(v, 0, 600, &n))
-            return BAD("leeway: expected seconds 0..600, got '%s'", v);
-        c->auth_leeway = (long)n;
-    } else if (IS("auth", "rule")) {
-        struct acl *probe = NULL;
-        int rc = acl_new(&probe);
-
-        /* Check the rule here, so that a bad one is reported with its line. */
-        if (!rc)
-            rc = acl_add_rule(probe, v, err, errsize);
-        acl_free(probe);
-        return rc ? rc : push_list(&c->auth_rules, &c->auth_nrules, v, NULL);
-    } else if (!strcmp(section, "groups")) {
+    if (!strcmp(section, "groups"))
         return push_list(&c->groups, &c->ngroups, key, v);
-    } else {
+    k = config_key_find(section, key);
+    if (!k)
         return BAD("unknown key '%s' in [%s]", key, section);
-    }
-#undef IS
-    return REG_OK;
+    return set_key(c, k, v, err, errsize);
+}
+
+void config_defaults(struct config *c)
+{
+    char err[256];
+    size_t i;
+
+    memset(c, 0, sizeof(*c));
+    for (i = 0; i < NKEYS; i++)
+        if (keys[i].def && set_key(c, &keys[i], keys[i].def, err, sizeof(err)) != REG_OK)
+            abort(); /* a default the table itself refuses: a bug */
 }
 
 int config_check(const struct config *c, char *err, size_t errsize)
@@ -340,6 +421,161 @@ int config_check(const struct config *c, char *err, size_t errsize)
                    "largest size could never be taken",
                    c->manifest_buffers, c->max_manifest_size);
     return REG_OK;
+}
+
+/* REGISTRY_<SECTION>_<KEY>, upper case. */
+static void env_name(const struct config_key *k, char *buf, size_t size)
+{
+    size_t i;
+
+    snprintf(buf, size, "REGISTRY_%s_%s", k->section, k->key);
+    for (i = 0; buf[i]; i++)
+        buf[i] = (char)toupper((unsigned char)buf[i]);
+}
+
+/* REGISTRY_AUTH_RULE: rules separated by ';', replacing the file's. */
+static int env_rules(struct config *c, const struct config_key *k, const char *v, char *err,
+                     size_t errsize)
+{
+    char *copy = strdup(v), *s, *save = NULL, *e;
+    int rc = copy ? REG_OK : REG_E_NOMEM;
+
+    if (rc)
+        return rc;
+    free_list(c->auth_rules, c->auth_nrules);
+    c->auth_rules = NULL;
+    c->auth_nrules = 0;
+    for (s = strtok_r(copy, ";", &save); s && !rc; s = strtok_r(NULL, ";", &save)) {
+        while (*s == ' ')
+            s++;
+        e = s + strlen(s);
+        while (e > s && e[-1] == ' ')
+            *--e = '\0';
+        if (*s)
+            rc = set_key(c, k, s, err, errsize);
+    }
+    free(copy);
+    return rc;
+}
+
+int config_env(struct config *c, char *err, size_t errsize)
+{
+    char name[128], msg[384];
+    const char *v;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < NKEYS; i++) {
+        env_name(&keys[i], name, sizeof(name));
+        v = getenv(name);
+        if (!v)
+            continue;
+        rc = keys[i].type == CONFIG_LIST ? env_rules(c, &keys[i], v, msg, sizeof(msg))
+                                         : set_key(c, &keys[i], v, msg, sizeof(msg));
+        if (rc == REG_E_NOMEM)
+            return rc;
+        if (rc)
+            return BAD("environment %s: %s", name, msg);
+    }
+    return REG_OK;
+}
+
+void config_format(const struct config *c, const struct config_key *k, char *buf, size_t size)
+{
+    unsigned long long n = k->type == CONFIG_STRING || k->type == CONFIG_LIST ? 0 : get_num(c, k);
+    size_t i;
+    int len = 0;
+
+    buf[0] = '\0';
+    switch (k->type) {
+    case CONFIG_STRING:
+        snprintf(buf, size, "%s", str_field_ref(c, k));
+        break;
+    case CONFIG_BOOL:
+        snprintf(buf, size, "%s", n ? "true" : "false");
+        break;
+    case CONFIG_UNSIGNED:
+        snprintf(buf, size, "%llu", n);
+        break;
+    case CONFIG_SIZE:
+        format_size(n, buf, size);
+        break;
+    case CONFIG_DURATION:
+        format_duration(n, buf, size);
+        break;
+    case CONFIG_ENUM:
+        snprintf(buf, size, "%s", k->names[n]);
+        break;
+    case CONFIG_LIST:
+        for (i = 0; i < c->auth_nrules && len >= 0 && (size_t)len < size; i++)
+            len += snprintf(buf + len, size - (size_t)len, "%s%s", i ? "\n" : "", c->auth_rules[i]);
+        break;
+    }
+}
+
+static int same_list(char **x, size_t nx, char **y, size_t ny)
+{
+    size_t i;
+
+    if (nx != ny)
+        return 0;
+    for (i = 0; i < nx; i++)
+        if (strcmp(x[i], y[i]) != 0)
+            return 0;
+    return 1;
+}
+
+int config_same(const struct config *a, const struct config *b, const struct config_key *k)
+{
+    if (k->type == CONFIG_LIST)
+        return same_list(a->auth_rules, a->auth_nrules, b->auth_rules, b->auth_nrules);
+    if (k->type == CONFIG_STRING)
+        return strcmp(str_field_ref(a, k), str_field_ref(b, k)) == 0;
+    return get_num(a, k) == get_num(b, k);
+}
+
+void config_copy(struct config *dst, const struct config *src, const struct config_key *k)
+{
+    if (k->type == CONFIG_LIST)
+        return;
+    memcpy((char *)dst + k->offset, (const char *)src + k->offset, k->width);
+}
+
+int config_same_groups(const struct config *a, const struct config *b)
+{
+    return same_list(a->groups, a->ngroups, b->groups, b->ngroups);
+}
+
+void config_print(const struct config *c, FILE *f)
+{
+    const char *section = "";
+    char buf[8192];
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &keys[i];
+
+        if (strcmp(section, k->section) != 0) {
+            fprintf(f, "%s[%s]\n", i ? "\n" : "", k->section);
+            section = k->section;
+        }
+        if (k->type == CONFIG_LIST) {
+            size_t j;
+
+            for (j = 0; j < c->auth_nrules; j++)
+                fprintf(f, "%s = %s\n", k->key, c->auth_rules[j]);
+            continue;
+        }
+        config_format(c, k, buf, sizeof(buf));
+        fprintf(f, "%s =%s%s\n", k->key, buf[0] ? " " : "", buf);
+    }
+    fprintf(f, "\n[groups]\n");
+    for (i = 0; i < c->ngroups; i++) {
+        const char *eq = strchr(c->groups[i], '=');
+
+        if (eq)
+            fprintf(f, "%.*s = %s\n", (int)(eq - c->groups[i]), c->groups[i], eq + 1);
+    }
 }
 
 struct load_ctx {

@@ -1,9 +1,13 @@
-/* registry.conf: INI sections [server], [storage], [log]. Every key has a
- * default, so no file is needed. */
+/* registry.conf: INI sections [server], [storage], [gc], [log], [auth],
+ * [groups]. One table (config.c) names every key with its type, range,
+ * default, field and whether a reload (SIGHUP) may change it; loading,
+ * environment overrides, printing and reloading all walk that table. Every
+ * key has a default, so no file is needed. */
 #ifndef REG_CONFIG_H
 #define REG_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 struct config {
     /* [server] */
@@ -23,13 +27,14 @@ struct config {
     /* [storage] */
     char root[4096];                   /* data directory */
     int delete_enabled;                /* allow DELETE of blobs and manifests */
+    int read_only;                     /* refuse every write; GC does not run */
     size_t index_max_size;             /* LMDB map size, bytes */
     unsigned long long ready_min_free; /* bytes free on root below which /readyz says no */
     /* [gc] */
     long gc_interval;   /* seconds between runs inside serve; 0 = never */
     long gc_grace;      /* seconds a pushed blob or manifest is safe from GC */
     long gc_upload_ttl; /* seconds an upload session may stay idle */
-    int gc_untagged;    /* 0 keep, 1 delete manifests nothing needs */
+    int gc_untagged;    /* enum config_untagged */
     /* [log] */
     int log_level;  /* enum log_level */
     int log_format; /* enum log_format */
@@ -50,7 +55,51 @@ struct config {
     size_t ngroups;
 };
 
-/* Fill c with the defaults. */
+enum config_untagged { CONFIG_UNTAGGED_KEEP, CONFIG_UNTAGGED_DELETE };
+
+/* How a value is written in the file. */
+enum config_type {
+    CONFIG_STRING,   /* text into a char array */
+    CONFIG_BOOL,     /* true/false, yes/no, on/off, 1/0 into an int */
+    CONFIG_UNSIGNED, /* decimal number */
+    CONFIG_SIZE,     /* number with an optional K, M or G suffix (powers of 1024) */
+    CONFIG_DURATION, /* seconds, or a number with s, m, h or d, into a long */
+    CONFIG_ENUM,     /* one of names, its index into an int */
+    CONFIG_LIST,     /* repeatable key: each line adds one entry (auth rules) */
+};
+
+/* Flags of a key. */
+enum {
+    CONFIG_RELOAD = 1,  /* SIGHUP may change it while serving */
+    CONFIG_SECONDS = 2, /* a number of seconds: errors say so */
+};
+
+/* One row of the table. */
+struct config_key {
+    const char *section, *key;
+    enum config_type type;
+    size_t offset, width;        /* of the field in struct config */
+    unsigned long long min, max; /* numbers, sizes and durations */
+    const char *def;             /* default, as written in the file; NULL = empty */
+    const char *const *names;    /* CONFIG_ENUM: the values, NULL-terminated */
+    const char *expect;          /* what an error says was expected; NULL: built from the range */
+    int (*valid)(const char *v); /* CONFIG_STRING: the value's shape, or NULL (any text) */
+    unsigned flags;              /* CONFIG_RELOAD, CONFIG_SECONDS */
+};
+
+/* The table; *n gets its length. [groups] is not in it: any key there is a
+ * group name. */
+const struct config_key *config_keys(size_t *n);
+/* The row of section/key, or NULL. */
+const struct config_key *config_key_find(const char *section, const char *key);
+
+/* Names of enum values, NULL-terminated, used to parse and to print. */
+extern const char *const config_log_levels[];
+extern const char *const config_log_formats[];
+extern const char *const config_auth_modes[];
+extern const char *const config_untagged_names[];
+
+/* Fill c with the defaults (the table's). */
 void config_defaults(struct config *c);
 /* Free what config_set allocated (rules, groups). */
 void config_free(struct config *c);
@@ -59,11 +108,32 @@ void config_free(struct config *c);
  * REG_E_CONFIG. */
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
+/* Apply REGISTRY_<SECTION>_<KEY> variables (upper case) of the
+ * environment over c, for every key of the table; REGISTRY_AUTH_RULE holds
+ * rules separated by ';' and replaces the file's. Other variables are
+ * ignored (REGISTRY_AUTH_FILE belongs to podman and skopeo). On error err
+ * names the variable; REG_E_CONFIG. */
+int config_env(struct config *c, char *err, size_t errsize);
+
 /* Checks across keys, once every key is set: REG_E_CONFIG with err. */
 int config_check(const struct config *c, char *err, size_t errsize);
 
 /* Set one key as if read from a file ("server", "listen", "0.0.0.0:5000"). */
 int config_set(struct config *c, const char *section, const char *key, const char *value, char *err,
                size_t errsize);
+
+/* k's value in c as the file would say it (sizes and durations in their
+ * largest exact unit); a list is its entries joined by "\n". Truncated to
+ * size. */
+void config_format(const struct config *c, const struct config_key *k, char *buf, size_t size);
+/* Whether k has the same value in a and b. */
+int config_same(const struct config *a, const struct config *b, const struct config_key *k);
+/* Copy k's value from src to dst (not for CONFIG_LIST). */
+void config_copy(struct config *dst, const struct config *src, const struct config_key *k);
+/* Whether the [groups] of a and b are the same. */
+int config_same_groups(const struct config *a, const struct config *b);
+
+/* The whole configuration as a file that would give it. */
+void config_print(const struct config *c, FILE *f);
 
 #endif

@@ -557,6 +557,17 @@ static int authorize(struct req *r)
     return 1;
 }
 
+/* [storage] read_only: every write under /v2/ is refused; reads, the
+ * token service and the probes go on. */
+static int refused_read_only(const struct req *r)
+{
+    if (!atomic_load(&r->srv->reg->read_only) || r->rt.kind == ROUTE_TOKEN ||
+        r->rt.kind == ROUTE_HEALTHZ || r->rt.kind == ROUTE_READYZ)
+        return 0;
+    return !strcmp(r->method, "POST") || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH") ||
+           !strcmp(r->method, "DELETE");
+}
+
 static void begin(struct req *r, const char *url)
 {
     int rc;
@@ -580,6 +591,10 @@ authorized:
         r->begun = 0; /* again once the worker has identified the caller */
     if (rc)
         return;
+    if (refused_read_only(r)) {
+        api_error(r, REG_E_READ_ONLY, NULL);
+        return;
+    }
     if (r->h->begin) {
         rc = r->h->begin(r, &r->rt);
         if (rc && !r->replied)

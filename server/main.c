@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +41,11 @@ static void usage(FILE *f)
                "  gc           remove what nothing references (see [gc] in the config)\n"
                "  fsck         check blobs, index and reference counts both ways\n"
                "  backup DEST  write a consistent copy of the data root to DEST\n"
+               "  check-config [FILE]  check the configuration, print it as it takes effect\n"
                "  version      print the version\n"
                "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
                "\n"
-               "options (override the config file):\n"
+               "options (override the config file and REGISTRY_<SECTION>_<KEY> variables):\n"
                "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
                "  --root DIR         data directory (default ./data)\n"
                "serve:\n"
@@ -56,7 +58,7 @@ static void usage(FILE *f)
                "\n"
                "serve, gc and fsck --repair take the data root for themselves: a second\n"
                "one exits at once, naming the process that holds it. SIGUSR1 to a server\n"
-               "starts a GC run now.\n");
+               "starts a GC run now; SIGHUP rereads the configuration.\n");
 }
 
 /* What a command line said. */
@@ -65,7 +67,8 @@ struct cli {
     int dry_run, repair;
 };
 
-enum { CLI_LISTEN = 1, CLI_READY = 2, CLI_DRY = 4, CLI_REPAIR = 8, CLI_DEST = 16 };
+/* CLI_DEST: a positional argument that must be there; CLI_FILE: one that may. */
+enum { CLI_LISTEN = 1, CLI_READY = 2, CLI_DRY = 4, CLI_REPAIR = 8, CLI_DEST = 16, CLI_FILE = 32 };
 
 static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, struct cli *c)
 {
@@ -90,7 +93,7 @@ static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, s
         } else if (!strcmp(a, "--repair") && (allowed & CLI_REPAIR)) {
             c->repair = 1;
             continue;
-        } else if (a[0] != '-' && (allowed & CLI_DEST) && !c->dest) {
+        } else if (a[0] != '-' && (allowed & (CLI_DEST | CLI_FILE)) && !c->dest) {
             c->dest = a;
             continue;
         }
@@ -108,17 +111,27 @@ static int parse_cli(const char *cmd, int argc, char **argv, unsigned allowed, s
     return 0;
 }
 
+/* Defaults, then the file, the environment and the flags, in that order. */
+static int read_config(const struct cli *c, struct config *cfg, char *err, size_t errsize)
+{
+    config_defaults(cfg);
+    if ((c->config_path && config_load(cfg, c->config_path, err, errsize)) ||
+        config_env(cfg, err, errsize) ||
+        (c->listen && config_set(cfg, "server", "listen", c->listen, err, errsize)) ||
+        (c->root && config_set(cfg, "storage", "root", c->root, err, errsize)) ||
+        config_check(cfg, err, errsize)) {
+        config_free(cfg);
+        return REG_E_CONFIG;
+    }
+    return REG_OK;
+}
+
 static int load_config(const struct cli *c, struct config *cfg)
 {
     char err[512];
 
-    config_defaults(cfg);
-    if ((c->config_path && config_load(cfg, c->config_path, err, sizeof(err))) ||
-        (c->listen && config_set(cfg, "server", "listen", c->listen, err, sizeof(err))) ||
-        (c->root && config_set(cfg, "storage", "root", c->root, err, sizeof(err))) ||
-        config_check(cfg, err, sizeof(err))) {
+    if (read_config(c, cfg, err, sizeof(err))) {
         fprintf(stderr, "registry: %s\n", err);
-        config_free(cfg);
         return 2;
     }
     log_setup((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
@@ -214,32 +227,35 @@ static void gc_options(const struct config *cfg, int dry, struct gc_opts *o)
 }
 
 /* GC inside serve: a thread that runs every interval, or at once when
- * poked (SIGUSR1). */
+ * poked (SIGUSR1). A reload changes interval and opts under mu. */
 struct gc_timer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop, poke, started;
-    long interval; /* seconds; 0: only when poked */
+    long interval;        /* seconds; 0: only when poked */
+    struct timespec last; /* monotonic: start, or the end of the last run */
     struct gc_opts opts;
     const char *root;
     struct store *st;
+    atomic_int *read_only; /* while set, no run starts */
 };
 
 static void *gc_thread(void *arg)
 {
     struct gc_timer *g = arg;
-    struct timespec next;
     struct gc_stats stats;
+    struct gc_opts opts;
     char line[512];
-    int rc;
+    int rc, poked;
 
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    next.tv_sec += g->interval;
     pthread_mutex_lock(&g->mu);
+    clock_gettime(CLOCK_MONOTONIC, &g->last);
     while (!g->stop) {
-        struct timespec now;
+        struct timespec now, next = g->last;
 
+        /* Computed at every wake-up: a reload may have changed interval. */
+        next.tv_sec += g->interval;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (!g->poke && (g->interval == 0 || now.tv_sec < next.tv_sec)) {
             if (g->interval == 0)
@@ -248,21 +264,37 @@ static void *gc_thread(void *arg)
                 pthread_cond_timedwait(&g->cv, &g->mu, &next);
             continue;
         }
+        poked = g->poke;
         g->poke = 0;
+        opts = g->opts;
         pthread_mutex_unlock(&g->mu);
-        rc = gc_run(g->root, g->st->bs, g->st->ix, g->st->us, &g->opts, &stats);
-        if (rc) {
-            log_error("gc: %s", reg_strerror(rc));
+        if (atomic_load(g->read_only)) {
+            if (poked)
+                log_info("gc: not run: the registry is read-only ([storage] read_only)");
         } else {
-            gc_format(&stats, 0, line, sizeof(line));
-            log_info("%s", line);
+            rc = gc_run(g->root, g->st->bs, g->st->ix, g->st->us, &opts, &stats);
+            if (rc) {
+                log_error("gc: %s", reg_strerror(rc));
+            } else {
+                gc_format(&stats, 0, line, sizeof(line));
+                log_info("%s", line);
+            }
         }
-        clock_gettime(CLOCK_MONOTONIC, &next);
-        next.tv_sec += g->interval;
         pthread_mutex_lock(&g->mu);
+        clock_gettime(CLOCK_MONOTONIC, &g->last);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
+}
+
+/* A reload's GC settings; the thread wakes to reckon its next run. */
+static void gc_timer_update(struct gc_timer *g, const struct config *cfg)
+{
+    pthread_mutex_lock(&g->mu);
+    g->interval = cfg->gc_interval;
+    gc_options(cfg, 0, &g->opts);
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static int gc_timer_start(struct gc_timer *g)
@@ -324,11 +356,9 @@ static int write_ready_file(const char *path, const char *listen, unsigned port)
     return REG_OK;
 }
 
-static int open_auth(const struct config *cfg, struct auth **out)
+static void auth_settings_of(const struct config *cfg, struct auth_settings *as_out)
 {
     struct auth_settings as;
-    char err[512] = "";
-    int rc;
 
     memset(&as, 0, sizeof(as));
     as.mode = (enum auth_mode)cfg->auth_mode;
@@ -344,10 +374,109 @@ static int open_auth(const struct config *cfg, struct auth **out)
     as.nrules = cfg->auth_nrules;
     as.groups = (const char *const *)cfg->groups;
     as.ngroups = cfg->ngroups;
+    *as_out = as;
+}
+
+static int open_auth(const struct config *cfg, struct auth **out)
+{
+    struct auth_settings as;
+    char err[512] = "";
+    int rc;
+
+    auth_settings_of(cfg, &as);
     rc = auth_new(&as, out, err, sizeof(err));
     if (rc)
         log_error("auth: %s", err[0] ? err : reg_strerror(rc));
     return rc;
+}
+
+/* The settings of struct registry a reload may change. */
+static void apply_runtime(struct registry *reg, const struct config *cfg)
+{
+    svc_set_delete(reg->svc, cfg->delete_enabled);
+    atomic_store(&reg->read_only, cfg->read_only);
+    atomic_store(&reg->manifest_budget, cfg->manifest_buffers);
+    atomic_store(&reg->ready_min_free, (uint64_t)cfg->ready_min_free);
+}
+
+/* What serve keeps to reload its configuration on SIGHUP. */
+struct reload {
+    const struct cli *cli;
+    struct config *boot; /* the configuration read at start; lives until exit */
+    struct config *cur;  /* the one in force: boot, or the last reload's */
+    struct registry *reg;
+    struct gc_timer *gc;
+};
+
+/* Append "name" to a comma-separated list in buf. */
+static void list_add(char *buf, size_t size, const char *section, const char *name)
+{
+    size_t len = strlen(buf);
+
+    if (len < size)
+        snprintf(buf + len, size - len, "%s%s%s%s", len ? ", " : "", section ? section : "",
+                 section ? "." : "", name);
+}
+
+/* SIGHUP: read the file and the environment again and apply what may
+ * change while serving. Keys that need a restart keep their value and are
+ * named; a configuration that does not load, or whose rules or users do
+ * not, changes nothing. */
+static void reload(struct reload *rl)
+{
+    struct config *next = calloc(1, sizeof(*next));
+    struct auth_settings as;
+    char err[512], changed[1024] = "", restart[1024] = "";
+    const struct config_key *k;
+    size_t n, i;
+    int rc;
+
+    if (!next) {
+        log_error("reload: the configuration in force stays: out of memory");
+        return;
+    }
+    rc = read_config(rl->cli, next, err, sizeof(err));
+    if (rc) {
+        log_error("reload: the configuration in force stays: %s", err);
+        free(next);
+        return;
+    }
+    k = config_keys(&n);
+    for (i = 0; i < n; i++) {
+        if (config_same(rl->cur, next, &k[i]))
+            continue;
+        if (k[i].flags & CONFIG_RELOAD) {
+            list_add(changed, sizeof(changed), k[i].section, k[i].key);
+        } else {
+            list_add(restart, sizeof(restart), k[i].section, k[i].key);
+            config_copy(next, rl->cur, &k[i]);
+        }
+    }
+    if (!config_same_groups(rl->cur, next))
+        list_add(changed, sizeof(changed), NULL, "groups");
+    /* The pairs a check spans may mix kept and new values. */
+    rc = config_check(next, err, sizeof(err));
+    if (!rc) {
+        auth_settings_of(next, &as);
+        rc = auth_reload(rl->reg->auth, &as, err, sizeof(err));
+    }
+    if (rc) {
+        log_error("reload: the configuration in force stays: %s", err);
+        config_free(next);
+        free(next);
+        return;
+    }
+    log_setup((enum log_level)next->log_level, (enum log_format)next->log_format);
+    apply_runtime(rl->reg, next);
+    gc_timer_update(rl->gc, next);
+    if (restart[0])
+        log_warn("reload: needs a restart, keeping the values in force: %s", restart);
+    log_info("reload: %s%s; users reread", changed[0] ? "changed " : "nothing changed", changed);
+    if (rl->cur != rl->boot) {
+        config_free(rl->cur);
+        free(rl->cur);
+    }
+    rl->cur = next;
 }
 
 static int start_http(const struct config *cfg, struct registry *reg, char **tls_cert,
@@ -365,9 +494,8 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
         reg->tls = 1;
     }
     reg->max_manifest_size = cfg->max_manifest_size;
-    reg->manifest_budget = cfg->manifest_buffers;
     reg->root = cfg->root;
-    reg->ready_min_free = cfg->ready_min_free;
+    apply_runtime(reg, cfg);
     memset(&ho, 0, sizeof(ho));
     ho.listen = cfg->listen;
     ho.threads = cfg->threads;
@@ -399,11 +527,13 @@ static void raise_fd_limit(unsigned max_connections)
                  max_connections, (unsigned long long)rl.rlim_cur);
 }
 
-/* Wait for a stop signal; SIGUSR1 starts a GC run. Then let requests in
- * flight finish, for at most shutdown_timeout. */
+/* Wait for a stop signal; SIGUSR1 starts a GC run, SIGHUP reloads the
+ * configuration. Then let requests in flight finish, for at most
+ * shutdown_timeout. */
 static void signal_loop(const sigset_t *sigs, struct gc_timer *g, struct http_server *srv,
-                        unsigned shutdown_timeout)
+                        struct reload *rl)
 {
+    unsigned shutdown_timeout;
     int sig, i;
 
     for (;;) {
@@ -416,7 +546,12 @@ static void signal_loop(const sigset_t *sigs, struct gc_timer *g, struct http_se
             log_info("signal %d: starting a GC run", sig);
             gc_timer_signal(g, 0);
         }
+        if (sig == SIGHUP) {
+            log_info("signal %d: reloading the configuration", sig);
+            reload(rl);
+        }
     }
+    shutdown_timeout = rl->cur->shutdown_timeout;
     log_info("signal %d: no new connections, letting requests finish", sig);
     http_quiesce(srv);
     for (i = 0; i < (int)shutdown_timeout * 10 && http_in_flight(srv) > 0; i++) {
@@ -435,6 +570,7 @@ static int serve(int argc, char **argv)
     struct registry reg;
     struct store st;
     struct gc_timer gct;
+    struct reload rl;
     struct http_server *srv = NULL;
     char *tls_cert = NULL, *tls_key = NULL;
     sigset_t sigs;
@@ -454,6 +590,7 @@ static int serve(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -474,20 +611,31 @@ static int serve(int argc, char **argv)
     gct.interval = cfg.gc_interval;
     gct.root = cfg.root;
     gct.st = &st;
+    gct.read_only = &reg.read_only;
     gc_options(&cfg, 0, &gct.opts);
     rc = gc_timer_start(&gct);
     if (rc)
         goto out;
-    log_info("registry %s serving %s on %s (port %u), root %s (%s blobs), auth %s, gc every %lds",
+    log_info("registry %s serving %s on %s (port %u), root %s (%s blobs%s), auth %s, gc every "
+             "%lds",
              REGISTRY_VERSION, reg.tls ? "https" : "http", cfg.listen, http_port(srv), cfg.root,
-             blobstore_backend_name(st.bs),
+             blobstore_backend_name(st.bs), cfg.read_only ? ", read-only" : "",
              cfg.auth_mode == AUTH_TOKEN   ? "token"
              : cfg.auth_mode == AUTH_BASIC ? "basic"
                                            : "none",
              cfg.gc_interval);
     if (cli.ready && write_ready_file(cli.ready, cfg.listen, http_port(srv)) != REG_OK)
         log_warn("cannot write %s", cli.ready);
-    signal_loop(&sigs, &gct, srv, cfg.shutdown_timeout);
+    memset(&rl, 0, sizeof(rl));
+    rl.cli = &cli;
+    rl.boot = rl.cur = &cfg;
+    rl.reg = &reg;
+    rl.gc = &gct;
+    signal_loop(&sigs, &gct, srv, &rl);
+    if (rl.cur != &cfg) {
+        config_free(rl.cur);
+        free(rl.cur);
+    }
 out:
     http_stop(srv);
     gc_timer_stop(&gct);
@@ -558,6 +706,12 @@ static int gc_command(int argc, char **argv)
 
     if (rc)
         return rc;
+    if (c.cfg.read_only && !c.cli.dry_run) {
+        log_error("gc: the registry is read-only ([storage] read_only): nothing is removed; "
+                  "--dry-run counts");
+        command_close(&c);
+        return 1;
+    }
     rc = command_store(&c, !c.cli.dry_run);
     if (rc && !c.cli.dry_run && c.lockfd < 0)
         log_error("a running server collects garbage itself every [gc] interval; send it "
@@ -629,6 +783,31 @@ static int backup_command(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+/* registry check-config [FILE]: the configuration as serve would take it
+ * (file, then environment, then flags), printed as a file; exit 2 with the
+ * reason when it does not load. */
+static int check_config_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    int rc;
+
+    rc = parse_cli("check-config", argc, argv, CLI_LISTEN | CLI_FILE, &cli);
+    if (!rc && cli.dest && cli.config_path) {
+        fprintf(stderr, "registry check-config: a FILE and --config: give one\n");
+        rc = 2;
+    }
+    if (!rc && cli.dest)
+        cli.config_path = cli.dest;
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return 2;
+    config_print(&cfg, stdout);
+    config_free(&cfg);
+    return 0;
+}
+
 /* registry passwd USER: an htpasswd line with a bcrypt hash (cost 10). */
 static int passwd(int argc, char **argv)
 {
@@ -684,6 +863,8 @@ int main(int argc, char **argv)
         return gc_command(argc - 2, argv + 2);
     if (!strcmp(argv[1], "fsck"))
         return fsck_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "check-config"))
+        return check_config_command(argc - 2, argv + 2);
     if (!strcmp(argv[1], "backup"))
         return backup_command(argc - 2, argv + 2);
     fprintf(stderr, "registry: unknown command '%s'\n", argv[1]);

@@ -344,3 +344,295 @@ Test(config, manifest_buffers_below_the_largest_manifest_are_refused)
     cr_assert(strstr(err, "manifest_buffers"), "%s", err);
     config_free(&c);
 }
+
+/* --- the table: messages, environment, printing -------------------------------- */
+
+/* config_set's error for section/key = value. */
+static const char *set_error(const char *section, const char *key, const char *value)
+{
+    static char err[512];
+    struct config c;
+
+    config_defaults(&c);
+    err[0] = '\0';
+    cr_assert_eq(config_set(&c, section, key, value, err, sizeof(err)), REG_E_CONFIG,
+                 "%s=%s accepted", key, value);
+    config_free(&c);
+    return err;
+}
+
+Test(config_table, errors_say_key_expectation_and_value)
+{
+    cr_assert_str_eq(set_error("server", "threads", "0"), "threads: expected 1..256, got '0'");
+    cr_assert_str_eq(set_error("server", "timeout", "0"),
+                     "timeout: expected seconds 1..86400, got '0'");
+    cr_assert_str_eq(set_error("server", "connection_memory", "2M"),
+                     "connection_memory: expected 8K..1M, got '2M'");
+    cr_assert_str_eq(set_error("storage", "index_max_size", "1K"),
+                     "index_max_size: expected 1M..1024G, got '1K'");
+    cr_assert_str_eq(set_error("gc", "interval", "soon"),
+                     "interval: expected a duration such as 1h, 30m or 0 (off), got 'soon'");
+    cr_assert_str_eq(set_error("log", "level", "loud"),
+                     "level: expected debug, info, warn or error, got 'loud'");
+    cr_assert_str_eq(set_error("auth", "mode", "kerberos"),
+                     "mode: expected none, basic or token, got 'kerberos'");
+    cr_assert_str_eq(set_error("storage", "read_only", "maybe"),
+                     "read_only: expected true or false, got 'maybe'");
+    cr_assert_str_eq(set_error("server", "listen", "5000"),
+                     "listen: expected host:port, got '5000'");
+    cr_assert_str_eq(set_error("server", "colour", "blue"), "unknown key 'colour' in [server]");
+}
+
+Test(config_table, durations_take_units_and_sizes_take_either_case)
+{
+    struct config c;
+    char err[256];
+
+    config_defaults(&c);
+    cr_assert_eq(config_set(&c, "gc", "grace", "90", err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_eq(c.gc_grace, 90);
+    cr_assert_eq(config_set(&c, "gc", "grace", "30m", err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_eq(c.gc_grace, 1800);
+    cr_assert_eq(config_set(&c, "gc", "upload_ttl", "7d", err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_eq(c.gc_upload_ttl, 7 * 86400);
+    cr_assert_eq(config_set(&c, "gc", "grace", "367d", err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_eq(config_set(&c, "gc", "grace", "1H", err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_eq(config_set(&c, "storage", "ready_min_free", "2g", err, sizeof(err)), REG_OK);
+    cr_assert_eq(c.ready_min_free, 2ULL << 30);
+    cr_assert_eq(config_set(&c, "storage", "read_only", "on", err, sizeof(err)), REG_OK);
+    cr_assert_eq(c.read_only, 1);
+    config_free(&c);
+}
+
+Test(config_table, every_key_has_a_default_the_table_accepts_and_prints_back)
+{
+    size_t n, i;
+    const struct config_key *k = config_keys(&n);
+    struct config c, d;
+    char buf[4096], err[256];
+
+    cr_assert_gt(n, 30);
+    config_defaults(&c);
+    cr_assert_eq(c.log_level, LOG_INFO, "log level names follow enum log_level");
+    cr_assert_eq(c.read_only, 0);
+    cr_assert_eq(c.gc_interval, 3600);
+    cr_assert_eq(c.ready_min_free, 1ULL << 30);
+    for (i = 0; i < n; i++) {
+        if (k[i].type == CONFIG_LIST)
+            continue;
+        config_format(&c, &k[i], buf, sizeof(buf));
+        if (k[i].def == NULL)
+            cr_assert_str_eq(buf, "", "%s has no default but prints '%s'", k[i].key, buf);
+        config_defaults(&d);
+        memset((char *)&d + k[i].offset, 0x5a, k[i].width);
+        cr_assert_eq(config_set(&d, k[i].section, k[i].key, buf, err, sizeof(err)), REG_OK,
+                     "%s = %s: %s", k[i].key, buf, err);
+        cr_assert(config_same(&c, &d, &k[i]), "%s does not read back what it prints", k[i].key);
+    }
+}
+
+Test(config_table, printed_configuration_loads_to_the_same_values)
+{
+    size_t n, i;
+    const struct config_key *k = config_keys(&n);
+    struct config c, d;
+    char path[128], err[512];
+    FILE *f;
+
+    config_defaults(&c);
+    cr_assert_eq(config_set(&c, "server", "threads", "9", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "gc", "grace", "90m", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "auth", "rule", "anonymous pull public/*", err, sizeof(err)),
+                 REG_OK, "%s", err);
+    cr_assert_eq(config_set(&c, "auth", "rule", "group:ops * *", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "groups", "ops", "alice, bob", err, sizeof(err)), REG_OK);
+    cr_assert_eq(config_set(&c, "auth", "realm", "", err, sizeof(err)), REG_OK);
+    snprintf(path, sizeof(path), "%s/registry.conf", tmpdir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    config_print(&c, f);
+    cr_assert_eq(fclose(f), 0);
+    config_defaults(&d);
+    cr_assert_eq(config_load(&d, path, err, sizeof(err)), REG_OK, "%s", err);
+    for (i = 0; i < n; i++)
+        cr_assert(config_same(&c, &d, &k[i]), "%s differs after a round trip", k[i].key);
+    cr_assert(config_same_groups(&c, &d));
+    cr_assert_eq(d.auth_nrules, 2);
+    config_free(&c);
+    config_free(&d);
+}
+
+TestSuite(config_env, .init = setup, .fini = teardown);
+
+Test(config_env, variables_override_the_file)
+{
+    struct config c;
+    char err[512];
+
+    cr_assert_eq(load("[server]\nlisten = 127.0.0.1:6000\nthreads = 2\n[auth]\n"
+                      "rule = anonymous pull a/*\n",
+                      &c, err, sizeof(err)),
+                 REG_OK, "%s", err);
+    setenv("REGISTRY_SERVER_LISTEN", "0.0.0.0:5000", 1);
+    setenv("REGISTRY_STORAGE_ROOT", "/srv/registry", 1);
+    setenv("REGISTRY_AUTH_MODE", "basic", 1);
+    setenv("REGISTRY_STORAGE_READ_ONLY", "true", 1);
+    setenv("REGISTRY_GC_INTERVAL", "15m", 1);
+    setenv("REGISTRY_AUTH_RULE", "anonymous pull public/* ; authenticated * *", 1);
+    /* Not ours (containers/image's credentials file): ignored. */
+    setenv("REGISTRY_AUTH_FILE", "/nowhere/auth.json", 1);
+    cr_assert_eq(config_env(&c, err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_str_eq(c.listen, "0.0.0.0:5000");
+    cr_assert_eq(c.threads, 2, "keys without a variable keep the file's value");
+    cr_assert_str_eq(c.root, "/srv/registry");
+    cr_assert_eq(c.auth_mode, 1);
+    cr_assert_eq(c.read_only, 1);
+    cr_assert_eq(c.gc_interval, 900);
+    cr_assert_eq(c.auth_nrules, 2, "the variable's rules replace the file's");
+    cr_assert_str_eq(c.auth_rules[0], "anonymous pull public/*");
+    cr_assert_str_eq(c.auth_rules[1], "authenticated * *");
+    config_free(&c);
+}
+
+Test(config_env, a_bad_value_names_the_variable)
+{
+    struct config c;
+    char err[512];
+
+    config_defaults(&c);
+    setenv("REGISTRY_SERVER_MAX_CONNECTIONS", "lots", 1);
+    cr_assert_eq(config_env(&c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_str_eq(err, "environment REGISTRY_SERVER_MAX_CONNECTIONS: max_connections: expected "
+                          "1..65536, got 'lots'");
+    cr_assert_eq(c.max_connections, 1024);
+    unsetenv("REGISTRY_SERVER_MAX_CONNECTIONS");
+    setenv("REGISTRY_AUTH_RULE", "nobody-knows pull x", 1);
+    cr_assert_eq(config_env(&c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert(strstr(err, "REGISTRY_AUTH_RULE"), "%s", err);
+    config_free(&c);
+}
+
+/* --- registry.conf.sample and docs/configuration.md cover the table ------------ */
+
+/* A file of the source tree (tests run from the top of it, or from tests/). */
+static FILE *open_source(const char *name)
+{
+    char path[256];
+    FILE *f = fopen(name, "r");
+
+    if (!f) {
+        snprintf(path, sizeof(path), "../%s", name);
+        f = fopen(path, "r");
+    }
+    cr_assert_not_null(f, "cannot open %s from the source tree", name);
+    return f;
+}
+
+/* Whether "section key" is among the n entries of seen. */
+static int has(char seen[][96], size_t n, const char *section, const char *key)
+{
+    char want[96];
+    size_t i;
+
+    snprintf(want, sizeof(want), "%s %s", section, key);
+    for (i = 0; i < n; i++)
+        if (!strcmp(seen[i], want))
+            return 1;
+    return 0;
+}
+
+/* The keys the sample sets or shows commented out ("# key = value"), each
+ * as "section key"; every one must be accepted in its section. */
+static size_t sample_keys(char seen[][96], size_t max)
+{
+    FILE *f = open_source("registry.conf.sample");
+    char line[512], section[32] = "", key[64], err[512];
+    size_t n = 0;
+    struct config c;
+
+    config_defaults(&c);
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line, *eq, *v, *end;
+
+        line[strcspn(line, "\n")] = '\0';
+        if (p[0] == '#' || p[0] == ';')
+            p += p[1] == ' ' ? 2 : 1;
+        if (sscanf(p, "[%31[a-z]]", section) == 1)
+            continue;
+        /* A key is a lower-case word right before " =": prose is not. */
+        eq = strstr(p, " =");
+        if (!eq || eq == p || (size_t)(eq - p) >= sizeof(key) ||
+            strspn(p, "abcdefghijklmnopqrstuvwxyz_") != (size_t)(eq - p))
+            continue;
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - p), p);
+        v = eq + 2;
+        while (*v == ' ')
+            v++;
+        end = v + strlen(v);
+        while (end > v && end[-1] == ' ')
+            *--end = '\0';
+        cr_assert(section[0], "key %s before any section", key);
+        cr_assert_eq(config_set(&c, section, key, v, err, sizeof(err)), REG_OK,
+                     "registry.conf.sample: [%s] %s = %s is refused: %s", section, key, v, err);
+        cr_assert_lt(n, max);
+        snprintf(seen[n++], 96, "%s %s", section, key);
+    }
+    fclose(f);
+    config_free(&c);
+    return n;
+}
+
+/* The keys docs/configuration.md documents: the backquoted names in the
+ * first column of the tables under each "## [section]" heading. */
+static size_t doc_keys(char seen[][96], size_t max)
+{
+    FILE *f = open_source("docs/configuration.md");
+    char line[2048], section[32] = "";
+    size_t n = 0;
+
+    while (fgets(line, sizeof(line), f)) {
+        char *p, *cell_end;
+
+        if (sscanf(line, "## [%31[a-z]]", section) == 1)
+            continue;
+        if (!strncmp(line, "## ", 3))
+            section[0] = '\0';
+        if (!section[0] || line[0] != '|' || !(cell_end = strchr(line + 1, '|')))
+            continue;
+        *cell_end = '\0';
+        for (p = strchr(line, '`'); p; p = strchr(p, '`')) {
+            char *close = strchr(p + 1, '`');
+
+            if (!close)
+                break;
+            cr_assert_lt(n, max);
+            snprintf(seen[n++], 96, "%s %.*s", section, (int)(close - p - 1), p + 1);
+            p = close + 1;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+Test(config_docs, every_key_is_in_the_sample_and_the_docs_and_every_sample_key_is_accepted)
+{
+    static char sample[256][96], doc[256][96];
+    size_t ns = sample_keys(sample, 256), nd = doc_keys(doc, 256), n, i;
+    const struct config_key *k = config_keys(&n);
+
+    cr_assert_gt(ns, 20, "the sample parser found only %zu keys", ns);
+    for (i = 0; i < n; i++) {
+        cr_expect(has(sample, ns, k[i].section, k[i].key), "[%s] %s is not in registry.conf.sample",
+                  k[i].section, k[i].key);
+        cr_expect(has(doc, nd, k[i].section, k[i].key), "[%s] %s is not in docs/configuration.md",
+                  k[i].section, k[i].key);
+    }
+    for (i = 0; i < ns; i++) {
+        char section[32], key[64];
+
+        cr_assert_eq(sscanf(sample[i], "%31s %63s", section, key), 2);
+        if (strcmp(section, "groups") != 0)
+            cr_expect(config_key_find(section, key) != NULL, "sample key %s is not in the table",
+                      sample[i]);
+    }
+}
