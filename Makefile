@@ -34,11 +34,13 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 
 # Debian packages: to build and run, and to test.
 DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev liblmdb-dev \
-            libinih-dev libjwt-dev libcrypt-dev
-DEB_TEST := libcurl4-openssl-dev libcriterion-dev curl openssl skopeo jq podman buildah containerd \
-            clang libclang-rt-14-dev
+            libinih-dev libjwt-dev libcrypt-dev libcurl4-openssl-dev
+# ceph-*, radosgw: a throw-away Ceph RADOS Gateway for the S3 backend's tests
+# (scripts/ceph-rgw.sh).
+DEB_TEST := libcriterion-dev curl openssl skopeo jq podman buildah containerd \
+            clang libclang-rt-14-dev ceph-mon ceph-osd radosgw ceph-common
 
-PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt
+PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt libcurl
 TEST_PKGS := libcurl criterion jansson openssl
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -48,7 +50,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
-            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c service/service.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/blobstore_s3.c storage/s3.c service/service.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/range.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
