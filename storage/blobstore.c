@@ -19,7 +19,9 @@ struct blobstore {
     pthread_rwlock_t commits; /* shared: commit + index record; exclusive: removal */
 };
 
-int blobstore_open(const char *root, struct blobstore **out)
+/* cfg NULL: the file backend. */
+static int open_backend(const char *root, const struct blobstore_s3_config *cfg,
+                        struct blobstore **out)
 {
     struct blobstore *bs = calloc(1, sizeof(*bs));
     pthread_rwlockattr_t a;
@@ -28,7 +30,8 @@ int blobstore_open(const char *root, struct blobstore **out)
     *out = NULL;
     if (!bs)
         return REG_E_NOMEM;
-    rc = blobstore_file_open(root, &bs->ops, &bs->be);
+    rc = cfg ? blobstore_s3_open(root, cfg, &bs->ops, &bs->be)
+             : blobstore_file_open(root, &bs->ops, &bs->be);
     if (rc) {
         free(bs);
         return rc;
@@ -40,6 +43,17 @@ int blobstore_open(const char *root, struct blobstore **out)
     pthread_rwlockattr_destroy(&a);
     *out = bs;
     return REG_OK;
+}
+
+int blobstore_open(const char *root, struct blobstore **out)
+{
+    return open_backend(root, NULL, out);
+}
+
+int blobstore_open_s3(const char *root, const struct blobstore_s3_config *cfg,
+                      struct blobstore **out)
+{
+    return open_backend(root, cfg, out);
 }
 
 void blobstore_close(struct blobstore *bs)
@@ -68,6 +82,17 @@ int blobstore_open_read(struct blobstore *bs, const struct digest *d, int *fd, c
     if (url)
         *url = NULL;
     return bs->ops->open_read(bs->be, d, fd, url, size);
+}
+
+int blobstore_read(struct blobstore *bs, const struct digest *d, uint64_t off, uint64_t len,
+                   blobstore_sink_fn fn, void *arg)
+{
+    return bs->ops->read(bs->be, d, off, len, fn, arg);
+}
+
+uint64_t blobstore_requests(struct blobstore *bs)
+{
+    return strcmp(bs->ops->name, "s3") == 0 ? blobstore_s3_requests(bs->be) : 0;
 }
 
 int blobstore_size(struct blobstore *bs, const struct digest *d, uint64_t *size)

@@ -21,6 +21,12 @@ struct blob_writer;
 
 /* Open the file-backed store at root, creating its directories. */
 int blobstore_open(const char *root, struct blobstore **out);
+struct blobstore_s3_config;
+/* Open the S3-backed store (blobstore_s3.h): blobs in the bucket, the index
+ * and the upload sessions' unsent tails under root. REG_E_CONFIG (logged)
+ * when the settings are unusable or the bucket unreachable. */
+int blobstore_open_s3(const char *root, const struct blobstore_s3_config *cfg,
+                      struct blobstore **out);
 void blobstore_close(struct blobstore *bs);
 /* Which backend this is ("file"), for logs. */
 const char *blobstore_backend_name(const struct blobstore *bs);
@@ -35,9 +41,21 @@ const char *blobstore_index_dir(struct blobstore *bs);
  * or, for a backend that serves bytes itself, *url (malloc'd, owned by the
  * caller; *fd is then -1) to redirect the client to. *size is the blob's
  * length. REG_E_BLOB_UNKNOWN when the store lacks it. url may be NULL when
- * the caller cannot redirect; a backend then returns an fd or fails. */
+ * the caller cannot redirect; a backend then returns an fd or fails
+ * (REG_E_UNSUPPORTED: the S3 backend has no descriptor to give; stream with
+ * blobstore_read instead). */
 int blobstore_open_read(struct blobstore *bs, const struct digest *d, int *fd, char **url,
                         uint64_t *size);
+/* Receives a blob's bytes in order; anything but REG_OK stops the read and
+ * is returned by blobstore_read. */
+typedef int (*blobstore_sink_fn)(void *arg, const void *data, size_t len);
+/* Stream len bytes of blob d from off (len 0: to the end) into fn: every
+ * backend can, whether or not open_read gives a descriptor.
+ * REG_E_BLOB_UNKNOWN when the store lacks d, REG_E_RANGE past its end. */
+int blobstore_read(struct blobstore *bs, const struct digest *d, uint64_t off, uint64_t len,
+                   blobstore_sink_fn fn, void *arg);
+/* S3 requests sent so far; 0 for a backend that sends none. */
+uint64_t blobstore_requests(struct blobstore *bs);
 /* The size of blob d; REG_E_BLOB_UNKNOWN when there is none. */
 int blobstore_size(struct blobstore *bs, const struct digest *d, uint64_t *size);
 /* Remove blob d; absent is not an error. */

@@ -22,6 +22,8 @@ struct blobstore_backend {
     void (*close)(void *be);
     const char *(*index_dir)(void *be);
     int (*open_read)(void *be, const struct digest *d, int *fd, char **url, uint64_t *size);
+    int (*read)(void *be, const struct digest *d, uint64_t off, uint64_t len,
+                blobstore_sink_fn fn, void *arg);
     int (*size)(void *be, const struct digest *d, uint64_t *size);
     int (*remove)(void *be, const struct digest *d);
     int (*each)(void *be, blobstore_each_fn fn, void *arg);
@@ -42,5 +44,14 @@ struct blobstore_backend {
 
 /* The file backend: files under root. */
 int blobstore_file_open(const char *root, const struct blobstore_backend **ops, void **be);
+
+struct blobstore_s3_config;
+/* The S3 backend: blobs in a bucket, session state and the index under root.
+ * REG_E_CONFIG (logged) when the settings are unusable or the bucket cannot
+ * be reached. */
+int blobstore_s3_open(const char *root, const struct blobstore_s3_config *cfg,
+                      const struct blobstore_backend **ops, void **be);
+/* S3 requests the backend sent so far (tests, benchmarks). */
+uint64_t blobstore_s3_requests(void *be);
 
 #endif

@@ -141,6 +141,46 @@ static int f_open_read(void *be, const struct digest *d, int *fd, char **url, ui
     return REG_OK;
 }
 
+static int f_read(void *be, const struct digest *d, uint64_t off, uint64_t len,
+                  blobstore_sink_fn fn, void *arg)
+{
+    static const size_t bufsize = 256u << 10;
+    char *buf = NULL;
+    int fd = -1, rc;
+    uint64_t size, end;
+
+    rc = f_open_read(be, d, &fd, NULL, &size);
+    if (rc)
+        return rc;
+    end = len ? off + len : size;
+    if (off > size || end > size || end < off) {
+        rc = REG_E_RANGE;
+        goto out;
+    }
+    buf = malloc(bufsize);
+    if (!buf) {
+        rc = REG_E_NOMEM;
+        goto out;
+    }
+    while (!rc && off < end) {
+        size_t want = end - off < bufsize ? (size_t)(end - off) : bufsize;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = REG_E_IO;
+            break;
+        }
+        rc = fn(arg, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
 static int f_size(void *be, const struct digest *d, uint64_t *size)
 {
     struct fstore *fs = be;
@@ -595,6 +635,7 @@ static const struct blobstore_backend file_backend = {
     .close = f_close,
     .index_dir = f_index_dir,
     .open_read = f_open_read,
+    .read = f_read,
     .size = f_size,
     .remove = f_remove,
     .each = f_each,
