@@ -51,6 +51,21 @@ void req_reply_take(struct req *r, unsigned status, const char *content_type, vo
                     size_t len);
 /* A HEAD: the headers of a len-byte body, which is not sent. */
 void req_reply_head(struct req *r, unsigned status, const char *content_type, uint64_t len);
+/* A body made as it is sent (a blob that is not in a local file). read
+ * puts up to max bytes of the body from pos into buf and returns how many
+ * (at least 1), REQ_STREAM_END after the last byte, or REQ_STREAM_ERROR
+ * (the connection is closed: the client sees a short body, never a wrong
+ * one). len is the body's length, or REQ_STREAM_UNKNOWN. block is the
+ * buffer size, held from the send_buffers budget while the body is sent:
+ * REG_E_TOOMANY when that is spent (nothing queued; arg stays the
+ * caller's). Otherwise done(arg) runs exactly once, when the reply is sent
+ * or abandoned. */
+#define REQ_STREAM_END (-1)
+#define REQ_STREAM_ERROR (-2)
+#define REQ_STREAM_UNKNOWN UINT64_MAX
+typedef long (*req_stream_fn)(void *arg, uint64_t pos, char *buf, size_t max);
+int req_reply_stream(struct req *r, unsigned status, const char *content_type, uint64_t len,
+                     size_t block, req_stream_fn read, void *arg, void (*done)(void *arg));
 /* Takes fd: the kernel sends len bytes from off (sendfile). */
 void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
                   uint64_t len);

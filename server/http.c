@@ -430,6 +430,71 @@ static struct MHD_Response *buffered_response(struct http_server *s, int fd, uin
     return resp;
 }
 
+struct stream_body {
+    struct http_server *s;
+    req_stream_fn read;
+    void *arg;
+    void (*done)(void *arg);
+    size_t reserved; /* bytes of the send budget held */
+};
+
+_Static_assert(REQ_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM &&
+                   REQ_STREAM_ERROR == MHD_CONTENT_READER_END_WITH_ERROR &&
+                   REQ_STREAM_UNKNOWN == MHD_SIZE_UNKNOWN,
+               "req.h's stream codes are libmicrohttpd's");
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_body *sb = cls;
+    long n = sb->read(sb->arg, pos, buf, max);
+
+    /* 0 would make libmicrohttpd ask again at once: a reader never says it. */
+    return n == 0 ? MHD_CONTENT_READER_END_WITH_ERROR : (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_body *sb = cls;
+
+    if (sb->done)
+        sb->done(sb->arg);
+    atomic_fetch_sub(&sb->s->send_buffered, sb->reserved);
+    free(sb);
+}
+
+int req_reply_stream(struct req *r, unsigned status, const char *content_type, uint64_t len,
+                     size_t block, req_stream_fn read, void *arg, void (*done)(void *arg))
+{
+    struct http_server *s = r->srv;
+    struct MHD_Response *resp = NULL;
+    struct stream_body *sb;
+
+    if (r->replied)
+        return REG_E_INTERNAL;
+    if (atomic_fetch_add(&s->send_buffered, block) + block > s->send_budget) {
+        atomic_fetch_sub(&s->send_buffered, block);
+        return REG_E_TOOMANY;
+    }
+    sb = malloc(sizeof(*sb));
+    if (sb) {
+        sb->s = s;
+        sb->read = read;
+        sb->arg = arg;
+        sb->done = NULL; /* set once the response owns arg */
+        sb->reserved = block;
+        resp = MHD_create_response_from_callback(len, block, stream_read, sb, stream_free);
+        if (!resp)
+            free(sb);
+    }
+    if (!resp) {
+        atomic_fetch_sub(&s->send_buffered, block);
+        return REG_E_NOMEM;
+    }
+    sb->done = done;
+    queue(r, status, resp, content_type, len == REQ_STREAM_UNKNOWN ? 0 : len);
+    return REG_OK;
+}
+
 void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
                   uint64_t len)
 {

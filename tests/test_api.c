@@ -206,6 +206,34 @@ void req_reply_fd(struct req *r, unsigned status, const char *content_type, int 
     close(fd);
 }
 
+int req_reply_stream(struct req *r, unsigned status, const char *content_type, uint64_t len,
+                     size_t block, req_stream_fn read, void *arg, void (*done)(void *arg))
+{
+    size_t cap = block;
+    long n;
+
+    reply(r, status, content_type);
+    r->body = malloc(cap + 1);
+    r->len = 0;
+    while (!req_is_head(r)) {
+        if (r->len + block > cap) {
+            cap *= 2;
+            r->body = realloc(r->body, cap + 1);
+        }
+        n = read(arg, r->len, r->body + r->len, block);
+        if (n == REQ_STREAM_END)
+            break;
+        cr_assert_gt(n, 0, "a stream read fails or says nothing");
+        r->len += (size_t)n;
+    }
+    r->body[r->len] = '\0';
+    if (len != REQ_STREAM_UNKNOWN && !req_is_head(r))
+        cr_assert_eq(r->len, len, "the stream is as long as it said");
+    if (done)
+        done(arg);
+    return REG_OK;
+}
+
 /* --- driving a handler, as server/http.c does ---------------------------------- */
 
 static struct registry reg;
