@@ -227,16 +227,22 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     return rc;
 }
 
+/* A delete's transaction: it only frees, so it is never refused for space. */
+static int begin_delete(struct service *s, struct index_txn **t)
+{
+    reg_detail_clear();
+    if (!atomic_load(&s->delete_enabled))
+        return REG_E_UNSUPPORTED;
+    return index_begin(s->ix, INDEX_WRITE_FREEING, t);
+}
+
 int svc_manifest_delete(struct service *s, const char *repo, const struct svc_ref *ref)
 {
     struct index_txn *t = NULL;
     char user[DIGEST_STR_MAX] = "";
     int rc;
 
-    reg_detail_clear();
-    if (!atomic_load(&s->delete_enabled))
-        return REG_E_UNSUPPORTED;
-    rc = index_begin(s->ix, INDEX_WRITE_FREEING, &t);
+    rc = begin_delete(s, &t);
     if (rc)
         return rc;
     if (ref->tag) {
@@ -281,10 +287,7 @@ int svc_blob_delete(struct service *s, const char *repo, const struct digest *d)
     char user[DIGEST_STR_MAX] = "";
     int rc;
 
-    reg_detail_clear();
-    if (!atomic_load(&s->delete_enabled))
-        return REG_E_UNSUPPORTED;
-    rc = index_begin(s->ix, INDEX_WRITE_FREEING, &t);
+    rc = begin_delete(s, &t);
     if (rc)
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
