@@ -152,6 +152,7 @@ UNIT_BINS_ASAN = $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance fuzz-smoke
 	REGISTRY_BIN=$(BUILD)/registry ./scripts/with-ceph.sh ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS) $(BUILD)/blackbox
 	./tests/install.sh $(BUILD)
+	./tests/layers.sh $(BUILD)
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry CONFORMANCE_AUTH=token ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
