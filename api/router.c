@@ -36,6 +36,10 @@ int router_match(const char *path, struct route *out)
         out->kind = path[1] == 'h' ? ROUTE_HEALTHZ : ROUTE_READYZ;
         return REG_OK;
     }
+    if (strcmp(path, "/metrics") == 0) {
+        out->kind = ROUTE_METRICS;
+        return REG_OK;
+    }
     if (strncmp(path, "/v2", 3) != 0)
         return REG_E_NOT_FOUND;
     if (strcmp(path, "/v2") == 0 || strcmp(path, "/v2/") == 0) {
@@ -98,6 +102,7 @@ unsigned router_rights(enum route_kind kind, const char *method, int *registry_w
     case ROUTE_TOKEN:
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
+    case ROUTE_METRICS:
         return 0;
     case ROUTE_CATALOG:
         *registry_wide = 1;

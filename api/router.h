@@ -17,6 +17,7 @@ enum route_kind {
     ROUTE_TOKEN,        /* /token: the built-in token service */
     ROUTE_HEALTHZ,      /* /healthz: the process answers */
     ROUTE_READYZ,       /* /readyz: it can serve (index, data root, free space) */
+    ROUTE_METRICS,      /* /metrics: Prometheus metrics (served by server/metrics.c) */
 };
 
 #define ROUTE_NAME_MAX 255

@@ -67,6 +67,12 @@ static int root_valid(const char *v)
     return *v != '\0';
 }
 
+/* Empty: /metrics stays on the main listener. */
+static int metrics_listen_valid(const char *v)
+{
+    return !*v || listen_valid(v);
+}
+
 /* Rows of one section stay together: config_print walks them in order. */
 static const struct config_key keys[] = {
     STR("server", "listen", listen, "127.0.0.1:5000", listen_valid, "host:port", 0),
@@ -95,6 +101,10 @@ static const struct config_key keys[] = {
     DUR("gc", "grace", gc_grace, "1h", "a duration such as 1h, 30m or 0", CONFIG_RELOAD),
     DUR("gc", "upload_ttl", gc_upload_ttl, "24h", "a duration such as 24h or 30m", CONFIG_RELOAD),
     ENUM("gc", "untagged", gc_untagged, config_untagged_names, "keep", CONFIG_RELOAD),
+    /* Not reloadable: the listeners are bound at start. */
+    BOOL("metrics", "enabled", metrics_enabled, "true", 0),
+    STR("metrics", "listen", metrics_listen, NULL, metrics_listen_valid,
+        "host:port, or nothing for the main listener", 0),
     ENUM("log", "level", log_level, config_log_levels, "info", CONFIG_RELOAD),
     ENUM("log", "format", log_format, config_log_formats, "text", CONFIG_RELOAD),
     ENUM("auth", "mode", auth_mode, config_auth_modes, "none", 0),

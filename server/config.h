@@ -1,5 +1,5 @@
-/* registry.conf: INI sections [server], [storage], [gc], [log], [auth],
- * [groups]. One table (config.c) names every key with its type, range,
+/* registry.conf: INI sections [server], [storage], [gc], [metrics], [log],
+ * [auth], [groups]. One table (config.c) names every key with its type, range,
  * default, field and whether a reload (SIGHUP) may change it; loading,
  * environment overrides, printing and reloading all walk that table. Every
  * key has a default, so no file is needed. */
@@ -35,6 +35,9 @@ struct config {
     long gc_grace;      /* seconds a pushed blob or manifest is safe from GC */
     long gc_upload_ttl; /* seconds an upload session may stay idle */
     int gc_untagged;    /* enum config_untagged */
+    /* [metrics] */
+    int metrics_enabled;      /* serve GET /metrics */
+    char metrics_listen[256]; /* host:port of a listener for /metrics alone; "" = the main one */
     /* [log] */
     int log_level;  /* enum log_level */
     int log_format; /* enum log_format */

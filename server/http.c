@@ -22,6 +22,7 @@
 #include "../common/err.h"
 #include "../common/log.h"
 #include "../api/router.h"
+#include "metrics.h"
 
 /* Threads for slow work (bcrypt, a blob's final fsync), so that the
  * threads serving connections never wait for it. */
@@ -65,6 +66,9 @@ struct http_server {
     int nworkers;
     size_t send_budget;          /* bytes blob bodies may buffer together */
     atomic_size_t send_buffered; /* bytes they buffer now */
+    atomic_uint connections;     /* open */
+    int metrics;                 /* /metrics is served here */
+    int metrics_only;            /* and nothing else */
 };
 
 static time_t mono_now(void)
@@ -129,7 +133,9 @@ struct req {
     int on_worker;              /* a reply made now is kept for the resume */
     struct MHD_Response *ready; /* that reply */
     unsigned ready_status;
-    int bad_target; /* the raw request target holds a control character */
+    int bad_target;    /* the raw request target holds a control character */
+    int routed;        /* rt names an endpoint (for the metrics' route label) */
+    uint64_t bytes_in; /* request body bytes received */
 };
 
 #define POOL_BLOCK 4096
@@ -586,8 +592,8 @@ static int authorize(struct req *r)
     int rc, wide, known;
 
     if (auth_mode(a) == AUTH_NONE || r->rt.kind == ROUTE_TOKEN || r->rt.kind == ROUTE_HEALTHZ ||
-        r->rt.kind == ROUTE_READYZ)
-        return 0; /* open to all: the token service, and the probes */
+        r->rt.kind == ROUTE_READYZ || r->rt.kind == ROUTE_METRICS)
+        return 0; /* open to all: the token service, the probes and the metrics */
     need = router_rights(r->rt.kind, r->method, &wide);
     if (!r->auth_done && r->at_end && auth_is_slow(a, req_header(r, "Authorization")) &&
         park(r, NULL, JOB_AUTH))
@@ -597,6 +603,7 @@ static int authorize(struct req *r)
     else
         rc = auth_identify(a, req_header(r, "Authorization"), r->client, &r->id);
     if (rc == REG_E_TOOMANY) {
+        metrics_auth_failure(METRICS_AUTH_THROTTLED);
         req_set_header(r, "Retry-After", AUTH_RETRY_AFTER);
         api_error(r, rc, "too many failed logins from this address");
         return 1;
@@ -611,9 +618,13 @@ static int authorize(struct req *r)
     /* A known user without the right: 403 in basic mode; a token without
      * the scope: 401 so that the client asks for a better token. */
     if (!rc && known && auth_mode(a) == AUTH_BASIC) {
+        metrics_auth_failure(METRICS_AUTH_DENIED);
         api_error(r, REG_E_DENIED, NULL);
         return 1;
     }
+    metrics_auth_failure(rc      ? METRICS_AUTH_INVALID
+                         : known ? METRICS_AUTH_DENIED
+                                 : METRICS_AUTH_MISSING);
     if (auth_challenge(a, host, r->srv->reg->tls ? "https" : "http", wide ? NULL : r->rt.name,
                        wide ? ACL_CATALOG : need, !rc && known, challenge,
                        sizeof(challenge)) == REG_OK)
@@ -641,11 +652,15 @@ static void begin(struct req *r, const char *url)
     if (r->auth_done)
         goto authorized; /* routed before it was parked */
     rc = router_match(url, &r->rt);
+    r->routed = rc == REG_OK;
+    if (!rc && (r->rt.kind == ROUTE_METRICS ? !r->srv->metrics : r->srv->metrics_only))
+        rc = REG_E_NOT_FOUND; /* not on this listener */
     if (rc) {
         api_error(r, rc, NULL);
         return;
     }
-    r->h = api_handler(r->rt.kind, r->method);
+    r->h = r->rt.kind == ROUTE_METRICS ? metrics_handler(r->method)
+                                       : api_handler(r->rt.kind, r->method);
     if (!r->h) {
         api_error(r, REG_E_METHOD, NULL);
         return;
@@ -975,6 +990,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (r->parked)
         return MHD_YES;
     if (*data_size) {
+        r->bytes_in += *data_size;
         if (!r->replied && !r->err && r->h && r->h->body) {
             rc = r->h->body(r, data, *data_size);
             r->err = rc;
@@ -1003,6 +1019,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_server *s = cls;
     struct req *r = *con_cls;
     struct timespec now;
+    uint64_t ns;
+    unsigned status;
     double ms;
 
     if (!r)
@@ -1015,19 +1033,26 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->done)
         r->done(r->state, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
-         (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
+    ns = (uint64_t)((int64_t)(now.tv_sec - r->start.tv_sec) * 1000000000 +
+                    (now.tv_nsec - r->start.tv_nsec));
+    ms = (double)ns / 1e6;
+    status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499;
     /* Without a method, libmicrohttpd refused the request itself (status 0:
      * not ours to know). */
     {
         struct log_request q = {
             r->client, r->id.user,
             r->seq,    r->method ? r->method : "-",
-            r->path,   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499,
+            r->path,   status,
             r->bytes,  ms};
 
         log_access(&q);
     }
+    /* Only requests whose headers came in: a connection that closed before
+     * is no request. HEAD answers carry no body. */
+    if (r->seen)
+        metrics_request(r->method, r->routed ? (int)r->rt.kind : -1, status, ns, r->bytes_in,
+                        r->method && !strcmp(r->method, "HEAD") ? 0 : r->bytes);
     if (r->seen)
         atomic_fetch_sub(&s->in_flight, 1);
     req_free(r);
@@ -1039,6 +1064,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     struct http_server *s = cls;
     struct conn *k = *socket_context;
 
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&s->connections, 1, memory_order_relaxed);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -1208,6 +1237,8 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     s->timeout = o->timeout;
     s->header_timeout = o->header_timeout;
     s->send_budget = o->send_buffers;
+    s->metrics = o->metrics;
+    s->metrics_only = o->metrics_only;
     pthread_mutex_init(&s->jobs_lock, NULL);
     pthread_cond_init(&s->jobs_cond, NULL);
     s->jobs_tail = &s->jobs;
@@ -1235,7 +1266,9 @@ int http_start(const struct http_opts *o, struct registry *reg, struct http_serv
     rc = REG_OK;
     if (s->header_timeout && pthread_create(&s->reaper, NULL, reaper, s) == 0)
         s->reaper_started = 1;
-    while (s->nworkers < WORKERS && pthread_create(&s->workers[s->nworkers], NULL, worker, s) == 0)
+    /* The metrics listener has no slow work to hand off. */
+    while (!s->metrics_only && s->nworkers < WORKERS &&
+           pthread_create(&s->workers[s->nworkers], NULL, worker, s) == 0)
         s->nworkers++;
 out:
     if (rc && s) {
@@ -1265,6 +1298,11 @@ void http_quiesce(struct http_server *s)
 unsigned http_in_flight(const struct http_server *s)
 {
     return atomic_load(&((struct http_server *)s)->in_flight);
+}
+
+unsigned http_connections(const struct http_server *s)
+{
+    return atomic_load_explicit(&((struct http_server *)s)->connections, memory_order_relaxed);
 }
 
 void http_stop(struct http_server *s)

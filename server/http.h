@@ -19,6 +19,8 @@ struct http_opts {
     size_t send_buffers;      /* bytes blob bodies may buffer together; 0: sendfile only */
     const char *tls_cert;     /* PEM text; with tls_key serves HTTPS; NULL: plain HTTP */
     const char *tls_key;      /* PEM text; must outlive the server */
+    int metrics;              /* serve GET /metrics here */
+    int metrics_only;         /* serve nothing else (the separate [metrics] listener) */
 };
 
 /* Bind and start serving. REG_E_CONFIG when listen is unusable. */
@@ -29,6 +31,8 @@ unsigned http_port(const struct http_server *s);
 void http_quiesce(struct http_server *s);
 /* Requests begun and not yet completed. */
 unsigned http_in_flight(const struct http_server *s);
+/* Client connections open. */
+unsigned http_connections(const struct http_server *s);
 /* Stop (closing any connection left) and free. */
 void http_stop(struct http_server *s);
 

@@ -27,6 +27,7 @@
 #include "../service/uploads.h"
 #include "config.h"
 #include "http.h"
+#include "metrics.h"
 
 #ifndef REGISTRY_VERSION
 #define REGISTRY_VERSION "0.1.0-dev"
@@ -273,6 +274,7 @@ static void *gc_thread(void *arg)
                 log_info("gc: not run: the registry is read-only ([storage] read_only)");
         } else {
             rc = gc_run(g->root, g->st->bs, g->st->ix, g->st->us, &opts, &stats);
+            metrics_gc_run(rc, &stats);
             if (rc) {
                 log_error("gc: %s", reg_strerror(rc));
             } else {
@@ -507,7 +509,35 @@ static int start_http(const struct config *cfg, struct registry *reg, char **tls
     ho.send_buffers = cfg->send_buffers;
     ho.tls_cert = *tls_cert;
     ho.tls_key = *tls_key;
+    ho.metrics = cfg->metrics_enabled && !cfg->metrics_listen[0];
     return http_start(&ho, reg, srv);
+}
+
+/* [metrics] listen: a second, small listener that serves /metrics alone,
+ * in plain HTTP (a scraper on a private address), so that the main one
+ * need not. */
+static int start_metrics_http(const struct config *cfg, struct registry *reg,
+                              struct http_server **srv)
+{
+    struct http_opts ho;
+    int rc;
+
+    *srv = NULL;
+    if (!cfg->metrics_enabled || !cfg->metrics_listen[0])
+        return REG_OK;
+    memset(&ho, 0, sizeof(ho));
+    ho.listen = cfg->metrics_listen;
+    ho.threads = 1;
+    ho.max_connections = 64;
+    ho.timeout = cfg->timeout;
+    ho.header_timeout = cfg->header_timeout;
+    ho.connection_memory = cfg->connection_memory;
+    ho.metrics = 1;
+    ho.metrics_only = 1;
+    rc = http_start(&ho, reg, srv);
+    if (!rc)
+        log_info("metrics on http %s (port %u)", cfg->metrics_listen, http_port(*srv));
+    return rc;
 }
 
 /* Every connection is a descriptor: take what the hard limit allows, and
@@ -571,7 +601,7 @@ static int serve(int argc, char **argv)
     struct store st;
     struct gc_timer gct;
     struct reload rl;
-    struct http_server *srv = NULL;
+    struct http_server *srv = NULL, *msrv = NULL;
     char *tls_cert = NULL, *tls_key = NULL;
     sigset_t sigs;
     int rc, lockfd = -1;
@@ -606,8 +636,11 @@ static int serve(int argc, char **argv)
     if (rc)
         goto out;
     rc = start_http(&cfg, &reg, &tls_cert, &tls_key, &srv);
+    if (!rc)
+        rc = start_metrics_http(&cfg, &reg, &msrv);
     if (rc)
         goto out;
+    metrics_start(srv);
     gct.interval = cfg.gc_interval;
     gct.root = cfg.root;
     gct.st = &st;
@@ -637,6 +670,7 @@ static int serve(int argc, char **argv)
         free(rl.cur);
     }
 out:
+    http_stop(msrv);
     http_stop(srv);
     gc_timer_stop(&gct);
     auth_free(reg.auth);

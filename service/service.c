@@ -68,6 +68,24 @@ int svc_check(struct service *s)
     return rc;
 }
 
+int svc_stats(struct service *s, struct svc_stats *out)
+{
+    struct index_stats st;
+    int rc = index_stats(s->ix, &st);
+
+    memset(out, 0, sizeof(*out));
+    if (rc)
+        return rc;
+    out->blobs = st.blobs;
+    out->blob_bytes = st.blob_bytes;
+    out->repos = st.repos;
+    out->uploads = st.uploads;
+    out->index_used_bytes = st.used_bytes;
+    out->index_limit = st.limit_bytes;
+    out->index_map_bytes = st.map_bytes;
+    return REG_OK;
+}
+
 /* ---- manifests --------------------------------------------------------------- */
 
 /* Every reference of m must be in repo: its blobs (but non-distributable

@@ -38,6 +38,18 @@ int svc_delete_enabled(struct service *s);
 /* REG_OK when the metadata can be read. */
 int svc_check(struct service *s);
 
+/* Stored totals for monitoring (/metrics), cheap at any size. */
+struct svc_stats {
+    uint64_t blobs;            /* blobs stored, each digest once */
+    uint64_t blob_bytes;       /* their bytes */
+    uint64_t repos;            /* repositories in the catalog */
+    uint64_t uploads;          /* upload sessions open */
+    uint64_t index_used_bytes; /* metadata written so far (high-water mark) */
+    uint64_t index_limit;      /* index_max_size */
+    uint64_t index_map_bytes;  /* the limit plus the headroom kept for deletes */
+};
+int svc_stats(struct service *s, struct svc_stats *out);
+
 /* A manifest reference: a tag, or a digest. */
 struct svc_ref {
     const char *tag; /* NULL when by digest */

@@ -43,8 +43,9 @@ static const char *const db_names[DB__COUNT] = {
 /* Map beyond index_max_size: room for deletes and GC when the index is full. */
 #define INDEX_HEADROOM_MIN ((size_t)16 << 20)
 
-/* The schema version in meta "version"; 1 added repo_ref. */
-#define INDEX_SCHEMA 1
+/* The schema version in meta "version"; 1 added repo_ref, 2 the running
+ * total meta "blob_bytes". */
+#define INDEX_SCHEMA 2
 
 struct index {
     MDB_env *env;
@@ -133,7 +134,19 @@ static int tag_cmp(const MDB_val *a, const MDB_val *b)
 
 static int repo_ref(struct index_txn *t, const char *repo, const char *digest, int delta);
 static int rebuild_repo_refs(struct index_txn *t);
+static int rebuild_blob_bytes(struct index_txn *t);
 static int referrer_key(struct key *k, const char *repo, const char *subject, const char *digest);
+
+/* The schema version the index says it has: 0 when it says none. */
+static uint32_t stored_version(struct index_txn *t)
+{
+    uint32_t version = 0;
+    MDB_val k = {7, "version"}, v;
+
+    if (mdb_get(t->txn, t->ix->dbi[DB_META], &k, &v) == 0 && v.mv_size == sizeof(version))
+        memcpy(&version, v.mv_data, sizeof(version));
+    return version;
+}
 
 /* Bring an index written by an older version up to INDEX_SCHEMA. */
 static int upgrade(struct index_txn *t)
@@ -148,7 +161,9 @@ static int upgrade(struct index_txn *t)
         return rc ? rc : REG_E_INDEX;
     if (version >= INDEX_SCHEMA)
         return REG_OK;
-    rc = rebuild_repo_refs(t);
+    rc = version < 1 ? rebuild_repo_refs(t) : REG_OK;
+    if (!rc)
+        rc = rebuild_blob_bytes(t); /* schema 2: once, a walk of the blob records */
     if (rc)
         return rc;
     version = INDEX_SCHEMA;
@@ -202,6 +217,8 @@ static int open_env(const char *dir, size_t max_size, int readonly, struct index
     }
     t.ix = ix;
     t.txn = txn;
+    if (readonly && !ix->old_schema && stored_version(&t) < INDEX_SCHEMA)
+        ix->old_schema = 1; /* e.g. without the blob_bytes total: serve upgrades it */
     rc = readonly ? REG_OK : upgrade(&t);
     if (rc)
         goto out;
@@ -415,6 +432,46 @@ int index_get_blob(struct index_txn *t, const char *digest, struct index_blob *o
     return REG_OK;
 }
 
+/* meta "blob_bytes": the sizes of all blob records together, changed in
+ * the write transaction that adds or removes a record, so that it is always
+ * exactly their sum and reading it costs one lookup. */
+static const MDB_val blob_bytes_key = {10, "blob_bytes"};
+
+static int blob_bytes_get(struct index_txn *t, uint64_t *out)
+{
+    MDB_val k = blob_bytes_key, v;
+    int rc = map_mdb(mdb_get(t->txn, t->ix->dbi[DB_META], &k, &v), REG_E_NOT_FOUND);
+
+    *out = 0;
+    if (rc == REG_E_NOT_FOUND)
+        return REG_OK; /* an empty index, or one opened read-only before its upgrade */
+    if (rc)
+        return rc;
+    if (v.mv_size != sizeof(*out))
+        return REG_E_INDEX;
+    memcpy(out, v.mv_data, sizeof(*out));
+    return REG_OK;
+}
+
+static int blob_bytes_put(struct index_txn *t, uint64_t bytes)
+{
+    MDB_val k = blob_bytes_key, v = {sizeof(bytes), &bytes};
+
+    return map_mdb(mdb_put(t->txn, t->ix->dbi[DB_META], &k, &v, 0), REG_E_INDEX);
+}
+
+/* Add (grow) or take away size bytes. */
+static int blob_bytes_change(struct index_txn *t, uint64_t size, int grow)
+{
+    uint64_t bytes;
+    int rc = blob_bytes_get(t, &bytes);
+
+    if (rc)
+        return rc;
+    bytes = grow ? bytes + size : bytes > size ? bytes - size : 0;
+    return blob_bytes_put(t, bytes);
+}
+
 int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
 {
     struct index_blob b;
@@ -423,6 +480,9 @@ int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
     if (rc == REG_E_BLOB_UNKNOWN) {
         memset(&b, 0, sizeof(b));
         b.size = size;
+        rc = blob_bytes_change(t, size, 1);
+        if (rc)
+            return rc;
     } else if (rc) {
         return rc;
     }
@@ -1268,12 +1328,22 @@ int index_remove_blob(struct index_txn *t, const char *digest)
 {
     char prefix[KEY_MAX];
     size_t plen = strlen(digest) + 1;
+    struct index_blob b;
     int rc;
 
     if (plen > KEY_MAX)
         return REG_E_INTERNAL;
     memcpy(prefix, digest, plen);
     rc = scan(t, DB_BLOB_REPO, prefix, plen, NULL, unlink_one, t);
+    if (rc)
+        return rc;
+    rc = index_get_blob(t, digest, &b);
+    if (rc == REG_E_BLOB_UNKNOWN)
+        return REG_OK;
+    if (!rc)
+        rc = blob_bytes_change(t, b.size, 0);
+    else if (rc == REG_E_INDEX)
+        rc = REG_OK; /* a malformed record (fsck --repair): its recount sets the total */
     return rc ? rc : kv_del(t, DB_BLOB, digest, NULL);
 }
 
@@ -1458,6 +1528,40 @@ static int check_repo_present(struct index_txn *t, struct count_ctx *c)
     return REG_OK;
 }
 
+static int add_size(void *arg, const char *digest, const struct index_blob *b)
+{
+    (void)digest;
+    *(uint64_t *)arg += b->size;
+    return REG_OK;
+}
+
+static int rebuild_blob_bytes(struct index_txn *t)
+{
+    uint64_t bytes = 0;
+    int rc = index_each_blob(t, add_size, &bytes);
+
+    return rc ? rc : blob_bytes_put(t, bytes);
+}
+
+/* The running total against the sum of the records. */
+static int check_blob_bytes(struct index_txn *t, struct count_ctx *c)
+{
+    uint64_t have, want = 0;
+    char msg[200];
+    int rc = blob_bytes_get(t, &have);
+
+    if (!rc)
+        rc = index_each_blob(t, add_size, &want);
+    if (rc || have == want)
+        return rc;
+    snprintf(msg, sizeof(msg), "stored blob bytes counted as %llu, but the blobs hold %llu",
+             (unsigned long long)have, (unsigned long long)want);
+    if (c->fn)
+        c->fn(c->arg, msg);
+    c->bad++;
+    return REG_OK;
+}
+
 int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size_t *bad)
 {
     struct ref_list lists[2];
@@ -1476,6 +1580,8 @@ int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size
         rc = scan(t, DB_REPO_REF, "", 0, NULL, check_repo_count, &c);
     if (!rc)
         rc = check_repo_present(t, &c);
+    if (!rc)
+        rc = check_blob_bytes(t, &c);
     for (k = 0; k < 2; k++) {
         for (i = 0; i < lists[k].n; i++)
             free(lists[k].v[i].repo);
@@ -1521,5 +1627,44 @@ int index_recount(struct index_txn *t)
 
     if (!rc)
         rc = index_each_manifest(t, count_one, t);
+    if (!rc)
+        rc = rebuild_blob_bytes(t);
     return rc ? rc : rebuild_repo_refs(t);
+}
+
+/* Entries of db, from its B-tree header: no walk. */
+static int entries(struct index_txn *t, int db, uint64_t *out)
+{
+    MDB_stat st;
+    int rc = map_mdb(mdb_stat(t->txn, t->ix->dbi[db], &st), REG_E_INDEX);
+
+    *out = rc ? 0 : (uint64_t)st.ms_entries;
+    return rc;
+}
+
+int index_stats(struct index *ix, struct index_stats *out)
+{
+    struct index_txn *t = NULL;
+    MDB_envinfo info;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = index_begin(ix, INDEX_READ, &t);
+    if (!rc)
+        rc = entries(t, DB_BLOB, &out->blobs);
+    if (!rc)
+        rc = blob_bytes_get(t, &out->blob_bytes);
+    if (!rc)
+        rc = entries(t, DB_REPO, &out->repos);
+    if (!rc)
+        rc = entries(t, DB_UPLOAD, &out->uploads);
+    index_abort(t);
+    if (!rc && mdb_env_info(ix->env, &info) != 0)
+        rc = REG_E_INDEX;
+    if (!rc) {
+        out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * ix->psize;
+        out->map_bytes = (uint64_t)info.me_mapsize;
+        out->limit_bytes = ix->limit;
+    }
+    return rc;
 }

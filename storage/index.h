@@ -14,6 +14,7 @@
  *   repo_ref    repo \0 digest      -> how many manifests of repo reference
  *                                      digest (a blob, or an index child)
  *   meta        "version"           -> schema version
+ *               "blob_bytes"        -> sum of the blob records' sizes
  *
  * A blob's refcount counts the (repository, manifest) pairs that reference
  * it; garbage collection deletes blobs whose count is zero. repo_ref is the
@@ -202,5 +203,19 @@ int index_drop_repo(struct index_txn *t, const char *repo);
 int index_drop_uploads(struct index_txn *t);
 /* A compact, consistent copy of the whole index into the directory dir. */
 int index_copy(struct index *ix, const char *dir);
+
+/* Totals for monitoring, from one read transaction: counts come from the
+ * databases' headers and blob_bytes from a running total, so the cost does
+ * not grow with the store. */
+struct index_stats {
+    uint64_t blobs;       /* blob records */
+    uint64_t blob_bytes;  /* their sizes together */
+    uint64_t repos;       /* repositories in the catalog */
+    uint64_t uploads;     /* upload sessions open (until they finish or expire) */
+    uint64_t used_bytes;  /* index pages written so far (high-water mark, free pages included) */
+    uint64_t map_bytes;   /* LMDB map size: index_max_size plus the headroom kept for deletes */
+    uint64_t limit_bytes; /* index_max_size */
+};
+int index_stats(struct index *ix, struct index_stats *out);
 
 #endif

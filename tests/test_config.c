@@ -636,3 +636,23 @@ Test(config_docs, every_key_is_in_the_sample_and_the_docs_and_every_sample_key_i
                       sample[i]);
     }
 }
+
+Test(config_load, metrics_keys_set_and_check_their_values)
+{
+    struct config c;
+    char err[256];
+
+    config_defaults(&c);
+    cr_assert_eq(c.metrics_enabled, 1, "on by default");
+    cr_assert_str_eq(c.metrics_listen, "", "on the main listener by default");
+    cr_assert_eq(load("[metrics]\nenabled = false\nlisten = 10.0.0.5:9101\n", &c, err, sizeof(err)),
+                 REG_OK, "%s", err);
+    cr_assert_eq(c.metrics_enabled, 0);
+    cr_assert_str_eq(c.metrics_listen, "10.0.0.5:9101");
+    config_free(&c);
+    cr_assert_eq(load("[metrics]\nlisten =\n", &c, err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_str_eq(c.metrics_listen, "");
+    config_free(&c);
+    expect_refused("metrics", "enabled", "maybe");
+    expect_refused("metrics", "listen", "9101");
+}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <lmdb.h>
 
 #include "../common/err.h"
 #include "../storage/index.h"
@@ -383,4 +384,112 @@ Test(index, committed_data_survives_close_and_reopen)
     cr_assert_str_eq(out.repo, "r/s");
     cr_assert_eq(out.offset, in.offset);
     cr_assert_arr_eq(out.state, in.state, 100);
+}
+
+/* --- totals for monitoring ------------------------------------------------- */
+
+static struct index_stats stats(void)
+{
+    struct index_stats st;
+
+    cr_assert_eq(index_stats(ix, &st), REG_OK);
+    return st;
+}
+
+Test(index, stats_count_blobs_repos_and_uploads_and_sum_blob_sizes)
+{
+    struct index_txn *t = begin(1);
+    struct index_upload u;
+    struct index_stats st;
+
+    memset(&u, 0, sizeof(u));
+    snprintf(u.repo, sizeof(u.repo), "r");
+    cr_assert_eq(index_add_blob(t, D1, 10), REG_OK);
+    cr_assert_eq(index_add_blob(t, D2, 2000), REG_OK);
+    cr_assert_eq(index_add_blob(t, D1, 10), REG_OK, "pushed again: counted once");
+    cr_assert_eq(index_add_repo(t, "a"), REG_OK);
+    cr_assert_eq(index_add_repo(t, "b"), REG_OK);
+    cr_assert_eq(index_put_upload(t, UUID, &u), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    st = stats();
+    cr_assert_eq(st.blobs, 2);
+    cr_assert_eq(st.blob_bytes, 2010);
+    cr_assert_eq(st.repos, 2);
+    cr_assert_eq(st.uploads, 1);
+    cr_assert_eq(st.limit_bytes, MAP_SIZE);
+    cr_assert_gt(st.map_bytes, MAP_SIZE, "the headroom for deletes is mapped too");
+    cr_assert_gt(st.used_bytes, 0);
+
+    t = begin(INDEX_WRITE_FREEING);
+    cr_assert_eq(index_remove_blob(t, D2), REG_OK);
+    cr_assert_eq(index_remove_blob(t, D2), REG_OK, "removing what is gone changes nothing");
+    cr_assert_eq(index_commit(t), REG_OK);
+    st = stats();
+    cr_assert_eq(st.blobs, 1);
+    cr_assert_eq(st.blob_bytes, 10);
+}
+
+Test(index, aborted_blob_add_leaves_the_total_alone)
+{
+    struct index_txn *t = begin(1);
+
+    cr_assert_eq(index_add_blob(t, D1, 10), REG_OK);
+    index_abort(t);
+    cr_assert_eq(stats().blob_bytes, 0);
+    cr_assert_eq(stats().blobs, 0);
+}
+
+Test(index, blob_total_agrees_with_the_records_for_fsck)
+{
+    struct index_txn *t = begin(1);
+    size_t bad = 1;
+
+    cr_assert_eq(index_add_blob(t, D1, 10), REG_OK);
+    cr_assert_eq(index_add_blob(t, D2, 20), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(0);
+    cr_assert_eq(index_check_counts(t, NULL, NULL, &bad), REG_OK);
+    cr_assert_eq(bad, 0);
+    index_abort(t);
+}
+
+/* What an index of schema 1 looks like: no blob_bytes in meta. */
+static void make_schema_1(void)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    uint32_t one = 1;
+    MDB_val vk = {7, "version"}, vv = {sizeof(one), &one}, bk = {10, "blob_bytes"};
+
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, (size_t)64 << 20);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    cr_assert_eq(mdb_put(txn, meta, &vk, &vv, 0), 0);
+    cr_assert_eq(mdb_del(txn, meta, &bk, NULL), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+Test(index, upgrade_to_schema_2_sums_the_blob_sizes_once)
+{
+    struct index_txn *t = begin(1);
+    struct index *ro = NULL;
+
+    cr_assert_eq(index_add_blob(t, D1, 10), REG_OK);
+    cr_assert_eq(index_add_blob(t, D2, 32), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    index_close(ix);
+    ix = NULL;
+    make_schema_1();
+    cr_assert_eq(index_open_readonly(dir, &ro), REG_OK);
+    cr_assert_eq(index_current(ro), 0, "read-only opens before the upgrade say so");
+    index_close(ro);
+    cr_assert_eq(index_open(dir, MAP_SIZE, &ix), REG_OK);
+    cr_assert_eq(index_current(ix), 1);
+    cr_assert_eq(stats().blob_bytes, 42);
+    cr_assert_eq(stats().blobs, 2);
 }

@@ -341,3 +341,14 @@ Test(router_rights, the_catalog_is_registry_wide_and_probes_need_nothing)
     cr_assert_eq(router_rights(ROUTE_BASE, "GET", &wide), 0);
     cr_assert_eq(router_rights(ROUTE_TOKEN, "POST", &wide), 0);
 }
+
+Test(router, metrics_is_its_own_route_and_only_at_the_root)
+{
+    int wide = 1;
+
+    expect_route("/metrics", ROUTE_METRICS, "", "");
+    expect_err("/metrics/", REG_E_NOT_FOUND);
+    expect_err("/v2/metrics", REG_E_NOT_FOUND);
+    cr_assert_eq(router_rights(ROUTE_METRICS, "GET", &wide), 0, "open, like the probes");
+    cr_assert_not(wide);
+}

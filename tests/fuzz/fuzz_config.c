@@ -43,6 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(c.gc_grace >= 0 && c.gc_upload_ttl >= 0);
         FUZZ_CHECK(c.auth_token_ttl >= 10 && c.auth_leeway >= 0 && c.auth_leeway <= 600);
         FUZZ_CHECK(strchr(c.listen, ':') && c.root[0]);
+        FUZZ_CHECK(c.metrics_enabled == 0 || c.metrics_enabled == 1);
+        FUZZ_CHECK(!c.metrics_listen[0] || strchr(c.metrics_listen, ':'));
         FUZZ_CHECK(strlen(c.tls_key) < sizeof(c.tls_key) &&
                    strlen(c.auth_realm) < sizeof(c.auth_realm));
         for (i = 0; i < c.ngroups; i++)

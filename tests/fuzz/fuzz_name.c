@@ -47,6 +47,9 @@ static void rebuild(const struct route *rt, char *buf, size_t size, char *alt, s
     case ROUTE_READYZ:
         snprintf(buf, size, "/readyz");
         break;
+    case ROUTE_METRICS:
+        snprintf(buf, size, "/metrics");
+        break;
     case ROUTE_TAGS:
         snprintf(buf, size, "/v2/%s/tags/list", rt->name);
         break;
@@ -86,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (router_match(str, &rt) == REG_OK) {
         FUZZ_CHECK(strlen(rt.ref) <= ROUTE_REF_MAX);
         if (rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG && rt.kind != ROUTE_TOKEN &&
-            rt.kind != ROUTE_HEALTHZ && rt.kind != ROUTE_READYZ)
+            rt.kind != ROUTE_HEALTHZ && rt.kind != ROUTE_READYZ && rt.kind != ROUTE_METRICS)
             FUZZ_CHECK(api_name_valid(rt.name, strlen(rt.name)));
         rebuild(&rt, buf, sizeof(buf), alt, sizeof(alt));
         FUZZ_CHECK(!strcmp(buf, str) || !strcmp(alt, str));
