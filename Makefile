@@ -65,7 +65,7 @@ CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
             api/referrers.c api/router.c api/range.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \
             server/config.c server/http.c server/metrics.c
-MAIN_SRC := server/main.c
+MAIN_SRC := server/main.c server/healthcheck.c
 UNIT_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
 BB_SRC   := $(wildcard conformance/test_*.c)
 HDRS     := $(wildcard */*.h)

@@ -26,6 +26,7 @@
 #include "../service/service.h"
 #include "../service/uploads.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "http.h"
 #include "metrics.h"
 
@@ -45,11 +46,12 @@ static void usage(FILE *f)
                "  check-config [FILE]  check the configuration, print it as it takes effect\n"
                "  version      print the version\n"
                "  passwd USER  read a password on stdin, print an htpasswd line (bcrypt)\n"
+               "  healthcheck  GET /healthz from the configured server (exit 0 if 200)\n"
                "\n"
                "options (override the config file and REGISTRY_<SECTION>_<KEY> variables):\n"
                "  --config FILE      read settings from FILE (INI; see registry.conf.sample)\n"
                "  --root DIR         data directory (default ./data)\n"
-               "serve:\n"
+               "serve, healthcheck:\n"
                "  --listen HOST:PORT address to serve on (default 127.0.0.1:5000; port 0 = any)\n"
                "  --ready-file FILE  write the bound HOST:PORT to FILE once serving\n"
                "gc:\n"
@@ -842,6 +844,24 @@ static int check_config_command(int argc, char **argv)
     return 0;
 }
 
+/* registry healthcheck: the server the configuration (and --listen) names
+ * answers GET /healthz with 200; over TLS if it serves TLS. */
+static int healthcheck_command(int argc, char **argv)
+{
+    struct cli cli;
+    struct config cfg;
+    int rc;
+
+    rc = parse_cli("healthcheck", argc, argv, CLI_LISTEN, &cli);
+    if (!rc)
+        rc = load_config(&cli, &cfg);
+    if (rc)
+        return 2;
+    rc = healthcheck_run(cfg.listen, cfg.tls_cert[0] != '\0');
+    config_free(&cfg);
+    return rc;
+}
+
 /* registry passwd USER: an htpasswd line with a bcrypt hash (cost 10). */
 static int passwd(int argc, char **argv)
 {
@@ -901,6 +921,8 @@ int main(int argc, char **argv)
         return check_config_command(argc - 2, argv + 2);
     if (!strcmp(argv[1], "backup"))
         return backup_command(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "healthcheck"))
+        return healthcheck_command(argc - 2, argv + 2);
     fprintf(stderr, "registry: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
