@@ -126,6 +126,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM HUP
 # --- the registry under test -----------------------------------------------------
 # registry_start [CONFIG_TEXT]: start a server on a free 127.0.0.1 port with a fresh
 # root. Sets REG_PID, REG_ADDR (host:port), REG_ROOT, REG_LOG, REG_DIR.
+# REG_LISTEN, if set, replaces 127.0.0.1:0 (e.g. [::1]:0).
 # Returns non-zero (after reporting a failure) if it does not become ready.
 REG_N=0
 registry_start() {
@@ -136,7 +137,7 @@ registry_start() {
     REG_LOG=$REG_DIR/server.log
     ready=$REG_DIR/ready
     mkdir -p "$REG_ROOT"
-    args=(serve --listen 127.0.0.1:0 --root "$REG_ROOT" --ready-file "$ready")
+    args=(serve --listen "${REG_LISTEN:-127.0.0.1:0}" --root "$REG_ROOT" --ready-file "$ready")
     if [ -n "$config_text" ]; then
         printf '%b\n' "$config_text" >"$REG_DIR/registry.conf"
         args+=(--config "$REG_DIR/registry.conf")
@@ -152,7 +153,7 @@ registry_start() {
     for _ in $(seq 200); do
         if [ -s "$ready" ]; then
             REG_ADDR=$(head -n1 "$ready")
-            case $REG_ADDR in 127.0.0.1:[0-9]*) break ;; *) REG_ADDR= ;; esac
+            case $REG_ADDR in 127.0.0.1:[0-9]* | "[::1]:"[0-9]*) break ;; *) REG_ADDR= ;; esac
         fi
         kill -0 "$REG_PID" 2>/dev/null || break
         sleep 0.05
@@ -447,4 +448,72 @@ containers_insecure() {
 # oci_archive DIR FILE: pack the layout DIR as an oci-archive tarball FILE.
 oci_archive() {
     tar --sort=name --owner=0 --group=0 --numeric-owner -C "$1" -cf "$2" oci-layout index.json blobs
+}
+
+# --- a private Docker daemon (docker.sh, container.sh) ------------------------------
+# The docker.io package's own binaries, by path: another `docker` earlier in PATH
+# (a newer client, say) is not what the package installs.
+DOCKER_CLI=/usr/bin/docker
+DOCKERD=/usr/sbin/dockerd
+# The name the private daemon resolves to ::1 (dockerd_start): Docker treats
+# every 127.0.0.0/8 registry as insecure (HTTPS without verification, then plain
+# HTTP), so a registry whose certificate must be verified has to be reached
+# under a name that does not resolve into 127.0.0.0/8.
+DOCKER_TLS_NAME=docker-tls.test
+
+# dockerd_start: start dockerd in its own mount namespace with its data root,
+# exec root, socket and pid file under $WORK/dk (short: unix socket paths are
+# limited to 108 bytes), the storage driver DK_STORAGE_DRIVER (default vfs), no bridge, no iptables,
+# 127.0.0.0/8 as insecure registries. In that namespace /etc/hosts (the host's,
+# plus "::1 $DOCKER_TLS_NAME"), /etc/docker (certs.d, key.json), /run/docker and
+# /run/containerd (shim sockets) are private directories: nothing the daemon writes there reaches the host,
+# and its mounts vanish with it. Sets DK_DIR, DK_PID, DK_CERTS (the daemon's
+# /etc/docker/certs.d), DOCKER_CONFIG (a private client config, for login);
+# dk runs the client against it. Returns non-zero after reporting a failure.
+dockerd_start() {
+    DK_DIR=$WORK/dk
+    DK_CERTS=$DK_DIR/etc/certs.d
+    mkdir -p "$DK_DIR/data" "$DK_DIR/x" "$DK_CERTS" "$DK_DIR/run" "$DK_DIR/rc" "$DK_DIR/cfg"
+    chmod 700 "$DK_DIR/cfg"
+    export DOCKER_CONFIG=$DK_DIR/cfg
+    { cat /etc/hosts; printf '::1 %s\n' "$DOCKER_TLS_NAME"; } >"$DK_DIR/hosts"
+    # Executed by unshare's shell inside the new namespace, then replaced by dockerd.
+    cat >"$DK_DIR/start.sh" <<SH
+set -e
+mount --bind "$DK_DIR/hosts" /etc/hosts
+mkdir -p /etc/docker /run/docker /run/containerd
+mount --bind "$DK_DIR/etc" /etc/docker
+mount --bind "$DK_DIR/run" /run/docker
+mount --bind "$DK_DIR/rc" /run/containerd
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+exec "$DOCKERD" --data-root "$DK_DIR/data" --exec-root "$DK_DIR/x" \\
+    --host "unix://$DK_DIR/s" --pidfile "$DK_DIR/pid" --storage-driver "${DK_STORAGE_DRIVER:-vfs}" \\
+    --iptables=false --ip6tables=false --bridge=none --insecure-registry 127.0.0.0/8
+SH
+    unshare --mount --propagation private sh "$DK_DIR/start.sh" </dev/null >"$DK_DIR/dockerd.log" 2>&1 &
+    DK_PID=$!
+    for _ in $(seq 120); do
+        dk version >/dev/null 2>&1 && break
+        kill -0 "$DK_PID" 2>/dev/null || break
+        sleep 0.25
+    done
+    if ! dk version >"$WORK/dk-version.out" 2>&1; then
+        fail "private dockerd did not start"
+        show_tail "$DK_DIR/dockerd.log" 20
+        dockerd_stop
+        return 1
+    fi
+    on_cleanup dockerd_stop
+    note "dockerd $(dk version --format '{{.Server.Version}}' 2>/dev/null) (pid $DK_PID, socket $DK_DIR/s)"
+}
+
+# dk ARGS...: the package's docker client against the private daemon, under the
+# per-command timeout.
+dk() { run "$DOCKER_CLI" -H "unix://$DK_DIR/s" "$@"; }
+
+# dockerd_stop: stop the private dockerd (it stops its containerd) once.
+dockerd_stop() {
+    [ -n "${DK_PID:-}" ] || return 0
+    stop_pid "$DK_PID" 30
+    DK_PID=
 }
