@@ -7,7 +7,9 @@
 #
 # CLIENT names a script without .sh (default: all). Each script starts its own
 # servers, skips itself when its tool is not installed, and cleans up after itself.
-# CLIENT_SCRIPT_TIMEOUT bounds one whole script (default 300 s).
+# CLIENT_SCRIPT_TIMEOUT bounds one whole script (default 300 s; a script may ask
+# for more with a "# client-script-timeout: SECONDS" line). CLIENTS_SKIP names
+# scripts (without .sh) not to run: each is reported as skipped.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,10 +41,19 @@ for s in "${scripts[@]}"; do
         failed=$((failed + 1)); status=1
         continue
     fi
+    case " ${CLIENTS_SKIP:-} " in
+        *" $name "*)
+            echo "SKIP  $name: in CLIENTS_SKIP"
+            skipped=$((skipped + 1))
+            continue
+            ;;
+    esac
+    limit=$(sed -n 's/^# client-script-timeout: *\([0-9][0-9]*\)$/\1/p' "$s" | head -n1)
+    limit=${CLIENT_SCRIPT_TIMEOUT:-${limit:-300}}
     before=$(wc -l <"$results")
     # In the background so that INT/TERM reach it (timeout runs in its own
     # process group): the script then stops its servers and removes its files.
-    timeout --kill-after=10 "${CLIENT_SCRIPT_TIMEOUT:-300}" bash "$s" </dev/null &
+    timeout --kill-after=10 "$limit" bash "$s" </dev/null &
     child=$!
     trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM HUP
     wait "$child"
