@@ -164,10 +164,20 @@ dk rm "$c" >/dev/null 2>&1
 check "docker stop (SIGTERM)" dk stop -t 30 regtest
 expect_eq "the server exited 0 on SIGTERM" "$(dk inspect --format '{{.State.ExitCode}}' regtest 2>/dev/null)" 0
 rm_container regtest
-check "docker run a new container on the same volume" \
-    dk run -d --name regtest --network host -v "$WORK/conf/registry.conf:/etc/registry/registry.conf:ro" \
-    -v regtest-data:/var/lib/registry "$IMG"
-for _ in $(seq 100); do curl -fsS "http://$A/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+# The image's own file, the address from the environment: the server and its
+# health check both take it.
+if dk run --rm --network none -e REGISTRY_SERVER_LISTEN="$A" -e REGISTRY_STORAGE_DELETE=true "$IMG" \
+    check-config /etc/registry/registry.conf >"$WORK/check-config.out" 2>&1 &&
+    grep -qx "listen = $A" "$WORK/check-config.out" && grep -qx 'delete = true' "$WORK/check-config.out"; then
+    pass "registry check-config in the image takes REGISTRY_SERVER_LISTEN and REGISTRY_STORAGE_DELETE"
+else
+    fail "check-config with REGISTRY_* variables"
+    show_tail "$WORK/check-config.out"
+fi
+check "docker run a new container on the same volume, configured by environment variables" \
+    dk run -d --name regtest --network host --health-interval 1s --health-timeout 5s \
+    -e REGISTRY_SERVER_LISTEN="$A" -v regtest-data:/var/lib/registry "$IMG"
+expect_eq "healthy (the health check takes the variables too)" "$(wait_health regtest)" healthy
 expect_eq "the pushed tag survived in the volume" \
     "$(run curl -fsS "http://$A/v2/test/payload/tags/list" 2>/dev/null | jq -c .tags)" '["v1"]'
 rm_container regtest
