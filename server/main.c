@@ -19,12 +19,12 @@
 #include "../common/file.h"
 #include "../common/log.h"
 #include "../service/backup.h"
-#include "../storage/blobstore.h"
 #include "../service/fsck.h"
 #include "../service/gc.h"
-#include "../storage/index.h"
 #include "../service/service.h"
 #include "../service/uploads.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "http.h"
@@ -458,6 +458,16 @@ static void reload(struct reload *rl)
     }
     if (!config_same_groups(rl->cur, next))
         list_add(changed, sizeof(changed), NULL, "groups");
+    /* The upstreams are the proxy module's, built once at start. */
+    if (!config_same_proxies(rl->cur, next)) {
+        list_add(restart, sizeof(restart), NULL, "proxy");
+        if (config_copy_proxies(next, rl->cur)) {
+            log_error("reload: the configuration in force stays: out of memory");
+            config_free(next);
+            free(next);
+            return;
+        }
+    }
     /* The pairs a check spans may mix kept and new values. */
     rc = config_check(next, err, sizeof(err));
     if (!rc) {
