@@ -46,10 +46,12 @@ DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev libl
 # (scripts/ceph-rgw.sh); mandoc, man-db, systemd: the install test; prometheus:
 # promtool, which checks the /metrics page (test_metrics.c): about 19 MB to
 # fetch, 100 MB installed, and on a systemd host its service is enabled and started;
-# docker.io, mmdebstrap, docker-compose: docker.sh and container.sh.
+# docker.io, mmdebstrap, docker-compose: docker.sh and container.sh; docker-registry
+# (Distribution 2.8): the pull-through cache's upstream (conformance/test_proxy.c).
 DEB_TEST := libcriterion-dev curl openssl skopeo jq podman buildah containerd \
             clang libclang-rt-14-dev mandoc man-db systemd procps \
-            ceph-mon ceph-osd radosgw ceph-common prometheus docker.io mmdebstrap docker-compose
+            ceph-mon ceph-osd radosgw ceph-common prometheus docker.io mmdebstrap docker-compose \
+            docker-registry
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt libcurl
 TEST_PKGS := libcurl criterion jansson openssl
