@@ -46,10 +46,12 @@ DEB_RUN  := gcc make pkg-config libmicrohttpd-dev libssl-dev libjansson-dev libl
 # (scripts/ceph-rgw.sh); mandoc, man-db, systemd: the install test; prometheus:
 # promtool, which checks the /metrics page (test_metrics.c): about 19 MB to
 # fetch, 100 MB installed, and on a systemd host its service is enabled and started;
-# docker.io, mmdebstrap, docker-compose: docker.sh and container.sh.
+# docker.io, mmdebstrap, docker-compose: docker.sh and container.sh; docker-registry
+# (Distribution 2.8): the pull-through cache's upstream (conformance/test_proxy.c).
 DEB_TEST := libcriterion-dev curl openssl skopeo jq podman buildah containerd \
             clang libclang-rt-14-dev mandoc man-db systemd procps \
-            ceph-mon ceph-osd radosgw ceph-common prometheus docker.io mmdebstrap docker-compose
+            ceph-mon ceph-osd radosgw ceph-common prometheus docker.io mmdebstrap docker-compose \
+            docker-registry
 
 PKGS      := libmicrohttpd jansson lmdb openssl inih libjwt libcrypt libcurl
 TEST_PKGS := libcurl criterion jansson openssl
@@ -61,7 +63,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
-            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/blobstore_s3.c storage/s3.c service/service.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/blobstore_s3.c storage/s3.c service/service.c service/proxy.c service/upstream.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/router.c api/range.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \

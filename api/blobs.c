@@ -59,6 +59,11 @@ static int blob_delete_begin(struct req *r, const struct route *rt)
 
     if (!svc_delete_enabled(svc))
         return REG_E_UNSUPPORTED;
+    rc = svc_writable(svc, rt->name);
+    if (rc) {
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;

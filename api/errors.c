@@ -49,6 +49,8 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_BAD_REQUEST] = {400, "UNSUPPORTED"},
     [REG_E_NOT_IMPLEMENTED] = {501, "UNSUPPORTED"},
     [REG_E_READ_ONLY] = {405, "UNSUPPORTED"},
+    [REG_E_UPSTREAM] = {502, "UNKNOWN"},
+    [REG_E_MIRRORED] = {405, "UNSUPPORTED"},
 };
 
 void api_error(struct req *r, int err, const char *detail)

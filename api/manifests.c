@@ -62,6 +62,11 @@ static int put_begin(struct req *r, const struct route *rt)
 
     if (rc)
         return rc;
+    rc = svc_writable(reg->svc, rt->name);
+    if (rc) {
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     if (cl && strtoull(cl, NULL, 10) > reg->max_manifest_size)
         return REG_E_TOO_LARGE;
     b = req_alloc(r, sizeof(*b));
@@ -158,6 +163,8 @@ static int get_begin(struct req *r, const struct route *rt)
         return rc;
     req_set_header(r, "Docker-Content-Digest", m.digest);
     req_set_header(r, "ETag", req_printf(r, "\"%s\"", m.digest));
+    if (m.stale) /* RFC 7234's words for a cache that could not revalidate */
+        req_set_header(r, "Warning", "110 - \"Response is Stale\"");
     if (m.data)
         req_reply_take(r, 200, m.media_type, m.data, m.len);
     else
@@ -173,6 +180,11 @@ static int delete_begin(struct req *r, const struct route *rt)
 
     if (!svc_delete_enabled(svc))
         return REG_E_UNSUPPORTED;
+    rc = svc_writable(svc, rt->name);
+    if (rc) {
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     rc = parse_reference(rt->ref, &ref);
     if (rc)
         return REG_E_MANIFEST_UNKNOWN; /* an invalid reference names nothing */

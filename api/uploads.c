@@ -139,6 +139,11 @@ static int start_begin(struct req *r, const struct route *rt)
     struct upstate *st;
     int rc, mounted;
 
+    rc = svc_writable(reg->svc, rt->name);
+    if (rc) {
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     if (mount) {
         rc = try_mount(r, rt, mount, &mounted);
         if (rc || mounted)

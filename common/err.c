@@ -39,6 +39,8 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_BAD_REQUEST] = "malformed HTTP request",
     [REG_E_NOT_IMPLEMENTED] = "not implemented",
     [REG_E_READ_ONLY] = "registry is in read-only mode",
+    [REG_E_UPSTREAM] = "the upstream registry is unavailable",
+    [REG_E_MIRRORED] = "repository is a read-only mirror of an upstream registry",
 };
 
 const char *reg_strerror(int err)

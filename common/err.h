@@ -39,6 +39,8 @@ enum reg_err {
     REG_E_BAD_REQUEST,           /* malformed HTTP request (framing, target, Host) */
     REG_E_NOT_IMPLEMENTED,       /* an HTTP feature we do not implement (Transfer-Encoding) */
     REG_E_READ_ONLY,             /* a write while [storage] read_only is on */
+    REG_E_UPSTREAM,              /* a proxied registry is unreachable or answered badly */
+    REG_E_MIRRORED,              /* a write into a namespace mirrored from an upstream */
     REG_E__COUNT
 };
 

@@ -122,16 +122,85 @@ static const struct config_key keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
+static int url_valid(const char *v)
+{
+    return (!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8]);
+}
+
+/* A repository-name prefix: path components of [a-z0-9._-], no slash at
+ * either end (mirror/docker.io), or empty. The full grammar is checked on
+ * every request name anyway. */
+static int prefix_valid(const char *v)
+{
+    size_t i, n = strlen(v);
+
+    if (n && (v[0] == '/' || v[n - 1] == '/' || strstr(v, "//")))
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!islower((unsigned char)v[i]) && !isdigit((unsigned char)v[i]) && !strchr("._-/", v[i]))
+            return 0;
+    return 1;
+}
+
+#define PFIELD(f)                                                                                  \
+    .offset = offsetof(struct config_proxy, f), .width = sizeof(((struct config_proxy *)0)->f)
+
+/* The keys of each [proxy.NAME] section; none may change on a reload. */
+static const struct config_key proxy_keys[] = {
+    {.section = "proxy",
+     .key = "url",
+     .type = CONFIG_STRING,
+     PFIELD(url),
+     .valid = url_valid,
+     .expect = "http://host[:port] or https://host[:port]"},
+    {.section = "proxy",
+     .key = "prefix",
+     .type = CONFIG_STRING,
+     PFIELD(prefix),
+     .valid = prefix_valid,
+     .expect = "a repository path such as mirror/docker.io, or empty"},
+    {.section = "proxy", .key = "username", .type = CONFIG_STRING, PFIELD(username)},
+    {.section = "proxy", .key = "password", .type = CONFIG_STRING, PFIELD(password)},
+    {.section = "proxy",
+     .key = "tag_ttl",
+     .type = CONFIG_DURATION,
+     PFIELD(tag_ttl),
+     .max = YEAR,
+     .def = "5m",
+     .expect = "a duration such as 30s, 5m or 1h"},
+    {.section = "proxy", .key = "ca", .type = CONFIG_STRING, PFIELD(ca)},
+};
+
+#define NPROXY_KEYS (sizeof(proxy_keys) / sizeof(proxy_keys[0]))
+
+const struct config_key *config_proxy_keys(size_t *n)
+{
+    *n = NPROXY_KEYS;
+    return proxy_keys;
+}
+
 const struct config_key *config_keys(size_t *n)
 {
     *n = NKEYS;
     return keys;
 }
 
+static const struct config_key *proxy_key_find(const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < NPROXY_KEYS; i++)
+        if (!strcmp(proxy_keys[i].key, key))
+            return &proxy_keys[i];
+    return NULL;
+}
+
 const struct config_key *config_key_find(const char *section, const char *key)
 {
     size_t i;
 
+    if (!strncmp(section, "proxy", 5) && (section[5] == '.' || section[5] == '\0'))
+        return proxy_key_find(key);
     for (i = 0; i < NKEYS; i++)
         if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
             return &keys[i];
@@ -141,9 +210,9 @@ const struct config_key *config_key_find(const char *section, const char *key)
 /* Numbers are stored by the width of their field: unsigned and int fields
  * take 4 bytes, size_t, long and unsigned long long 8 (values never pass
  * LONG_MAX, so a long holds the same bits). */
-static void put_num(struct config *c, const struct config_key *k, unsigned long long v)
+static void put_num(void *base, const struct config_key *k, unsigned long long v)
 {
-    char *p = (char *)c + k->offset;
+    char *p = (char *)base + k->offset;
 
     if (k->width == sizeof(unsigned)) {
         unsigned u = (unsigned)v;
@@ -154,9 +223,9 @@ static void put_num(struct config *c, const struct config_key *k, unsigned long 
     }
 }
 
-static unsigned long long get_num(const struct config *c, const struct config_key *k)
+static unsigned long long get_num(const void *base, const struct config_key *k)
 {
-    const char *p = (const char *)c + k->offset;
+    const char *p = (const char *)base + k->offset;
     unsigned long long v = 0;
     unsigned u;
 
@@ -168,14 +237,14 @@ static unsigned long long get_num(const struct config *c, const struct config_ke
     return v;
 }
 
-static char *str_field(struct config *c, const struct config_key *k)
+static char *str_field(void *base, const struct config_key *k)
 {
-    return (char *)c + k->offset;
+    return (char *)base + k->offset;
 }
 
-static const char *str_field_ref(const struct config *c, const struct config_key *k)
+static const char *str_field_ref(const void *base, const struct config_key *k)
 {
-    return (const char *)c + k->offset;
+    return (const char *)base + k->offset;
 }
 
 static void free_list(char **v, size_t n)
@@ -191,8 +260,11 @@ void config_free(struct config *c)
 {
     free_list(c->auth_rules, c->auth_nrules);
     free_list(c->groups, c->ngroups);
+    free(c->proxies);
     c->auth_rules = c->groups = NULL;
     c->auth_nrules = c->ngroups = 0;
+    c->proxies = NULL;
+    c->nproxies = 0;
 }
 
 static int push_list(char ***v, size_t *n, const char *a, const char *b)
@@ -357,8 +429,9 @@ static int check_rule(const char *v, char *err, size_t errsize)
     return rc;
 }
 
-static int set_key(struct config *c, const struct config_key *k, const char *v, char *err,
-                   size_t errsize)
+/* Set k in base (c itself, or one of its proxies) from the text v. */
+static int set_key(struct config *c, void *base, const struct config_key *k, const char *v,
+                   char *err, size_t errsize)
 {
     char want[128];
     unsigned long long n = 0;
@@ -370,7 +443,7 @@ static int set_key(struct config *c, const struct config_key *k, const char *v, 
             return BAD("%s: longer than %zu characters", k->key, k->width - 1);
         bad = strlen(v) >= k->width || (k->valid && !k->valid(v));
         if (!bad)
-            snprintf(str_field(c, k), k->width, "%s", v);
+            snprintf(str_field(base, k), k->width, "%s", v);
         break;
     case CONFIG_BOOL:
         bad = parse_bool(v, &n);
@@ -396,8 +469,58 @@ static int set_key(struct config *c, const struct config_key *k, const char *v, 
         return BAD("%s: expected %s, got '%s'", k->key, want, v);
     }
     if (k->type != CONFIG_STRING)
-        put_num(c, k, n);
+        put_num(base, k, n);
     return REG_OK;
+}
+
+/* A proxy's NAME: what may follow "proxy." in a section name. */
+static int proxy_name_valid(const char *v)
+{
+    size_t n = strlen(v);
+
+    return n > 0 && n < sizeof(((struct config_proxy *)0)->name) &&
+           strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* The proxy named name, created (with its defaults) when it is new. */
+static int proxy_get(struct config *c, const char *name, struct config_proxy **out)
+{
+    struct config_proxy *p, *v;
+    char err[128];
+    size_t i;
+
+    for (i = 0; i < c->nproxies; i++)
+        if (!strcmp(c->proxies[i].name, name)) {
+            *out = &c->proxies[i];
+            return REG_OK;
+        }
+    v = realloc(c->proxies, (c->nproxies + 1) * sizeof(*v));
+    if (!v)
+        return REG_E_NOMEM;
+    c->proxies = v;
+    p = &v[c->nproxies++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    for (i = 0; i < NPROXY_KEYS; i++)
+        if (proxy_keys[i].def && set_key(c, p, &proxy_keys[i], proxy_keys[i].def, err, sizeof(err)))
+            abort(); /* a default the table itself refuses: a bug */
+    *out = p;
+    return REG_OK;
+}
+
+static int set_proxy_key(struct config *c, const char *section, const char *key, const char *v,
+                         char *err, size_t errsize)
+{
+    const struct config_key *k = proxy_key_find(key);
+    struct config_proxy *p;
+    int rc;
+
+    if (section[5] != '.' || !proxy_name_valid(section + 6))
+        return BAD("[%s]: a proxy section is [proxy.NAME], NAME of a-z, 0-9, _ and -", section);
+    if (!k)
+        return BAD("unknown key '%s' in [%s]", key, section);
+    rc = proxy_get(c, section + 6, &p);
+    return rc ? rc : set_key(c, p, k, v, err, errsize);
 }
 
 int config_set(struct config *c, const char *section, const char *key, const char *v, char *err,
@@ -407,10 +530,12 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 
     if (!strcmp(section, "groups"))
         return push_list(&c->groups, &c->ngroups, key, v);
+    if (!strncmp(section, "proxy", 5) && (section[5] == '.' || section[5] == '\0'))
+        return set_proxy_key(c, section, key, v, err, errsize);
     k = config_key_find(section, key);
     if (!k)
         return BAD("unknown key '%s' in [%s]", key, section);
-    return set_key(c, k, v, err, errsize);
+    return set_key(c, c, k, v, err, errsize);
 }
 
 void config_defaults(struct config *c)
@@ -420,12 +545,48 @@ void config_defaults(struct config *c)
 
     memset(c, 0, sizeof(*c));
     for (i = 0; i < NKEYS; i++)
-        if (keys[i].def && set_key(c, &keys[i], keys[i].def, err, sizeof(err)) != REG_OK)
+        if (keys[i].def && set_key(c, c, &keys[i], keys[i].def, err, sizeof(err)) != REG_OK)
             abort(); /* a default the table itself refuses: a bug */
+}
+
+/* Whether the namespaces a and b overlap: equal, or one inside the other. */
+static int prefix_overlap(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b), n = na < nb ? na : nb;
+
+    if (!na || !nb)
+        return na == nb;
+    return !strncmp(a, b, n) && (na == nb || (na < nb ? b[n] : a[n]) == '/');
+}
+
+static int check_proxies(const struct config *c, char *err, size_t errsize)
+{
+    const struct config_proxy *p, *q;
+    size_t i, j;
+
+    for (i = 0; i < c->nproxies; i++) {
+        p = &c->proxies[i];
+        if (!p->url[0])
+            return BAD("%s: [proxy.%s] has no url", p->where, p->name);
+        if ((p->username[0] != 0) != (p->password[0] != 0))
+            return BAD("%s: [proxy.%s]: username and password go together", p->where, p->name);
+        for (j = 0; j < i; j++) {
+            q = &c->proxies[j];
+            if (prefix_overlap(p->prefix, q->prefix))
+                return BAD("%s: [proxy.%s]: prefix '%s' overlaps [proxy.%s]'s '%s'%s", p->where,
+                           p->name, p->prefix, q->name, q->prefix,
+                           p->prefix[0] ? "" : " (at most one proxy has an empty prefix)");
+        }
+    }
+    return REG_OK;
 }
 
 int config_check(const struct config *c, char *err, size_t errsize)
 {
+    int rc = check_proxies(c, err, errsize);
+
+    if (rc)
+        return rc;
     if (c->manifest_buffers < c->max_manifest_size)
         return BAD("manifest_buffers (%zu) is below max_manifest_size (%zu): a manifest of the "
                    "largest size could never be taken",
@@ -462,10 +623,64 @@ static int env_rules(struct config *c, const struct config_key *k, const char *v
         while (e > s && e[-1] == ' ')
             *--e = '\0';
         if (*s)
-            rc = set_key(c, k, s, err, errsize);
+            rc = set_key(c, c, k, s, err, errsize);
     }
     free(copy);
     return rc;
+}
+
+extern char **environ;
+
+/* REGISTRY_PROXY_<NAME>_<KEY>: NAME upper case, its '-' written '_' is not
+ * possible, so NAME is what lies between REGISTRY_PROXY_ and the longest
+ * key of the proxy table that ends the variable's name. */
+static int env_proxies(struct config *c, char *err, size_t errsize)
+{
+    static const char pre[] = "REGISTRY_PROXY_";
+    char var[256], name[64], section[80], msg[384], suffix[32];
+    const char *eq, *v;
+    size_t i, j, len, klen;
+    int rc;
+
+    for (i = 0; environ[i]; i++) {
+        if (strncmp(environ[i], pre, sizeof(pre) - 1) != 0 || !(eq = strchr(environ[i], '=')))
+            continue;
+        len = (size_t)(eq - environ[i]);
+        if (len >= sizeof(var))
+            continue;
+        memcpy(var, environ[i], len);
+        var[len] = '\0';
+        v = eq + 1;
+        for (j = 0; j < NPROXY_KEYS; j++) {
+            klen = strlen(proxy_keys[j].key);
+            snprintf(suffix, sizeof(suffix), "_%s", proxy_keys[j].key);
+            for (size_t x = 0; suffix[x]; x++)
+                suffix[x] = (char)toupper((unsigned char)suffix[x]);
+            if (len > sizeof(pre) - 1 + klen + 1 && !strcmp(var + len - klen - 1, suffix))
+                break;
+        }
+        if (j == NPROXY_KEYS)
+            return BAD("environment %s: expected REGISTRY_PROXY_<NAME>_<KEY>, KEY one of url, "
+                       "prefix, username, password, tag_ttl, ca",
+                       var);
+        klen = strlen(proxy_keys[j].key);
+        len = len - (sizeof(pre) - 1) - klen - 1;
+        if (len >= sizeof(name))
+            return BAD("environment %s: proxy name too long", var);
+        for (size_t x = 0; x < len; x++)
+            name[x] = (char)tolower((unsigned char)var[sizeof(pre) - 1 + x]);
+        name[len] = '\0';
+        snprintf(section, sizeof(section), "proxy.%s", name);
+        rc = set_proxy_key(c, section, proxy_keys[j].key, v, msg, sizeof(msg));
+        if (rc == REG_E_NOMEM)
+            return rc;
+        if (rc)
+            return BAD("environment %s: %s", var, msg);
+        for (size_t x = 0; x < c->nproxies; x++)
+            if (!strcmp(c->proxies[x].name, name) && !c->proxies[x].where[0])
+                snprintf(c->proxies[x].where, sizeof(c->proxies[x].where), "environment %s", var);
+    }
+    return REG_OK;
 }
 
 int config_env(struct config *c, char *err, size_t errsize)
@@ -481,25 +696,28 @@ int config_env(struct config *c, char *err, size_t errsize)
         if (!v)
             continue;
         rc = keys[i].type == CONFIG_LIST ? env_rules(c, &keys[i], v, msg, sizeof(msg))
-                                         : set_key(c, &keys[i], v, msg, sizeof(msg));
+                                         : set_key(c, c, &keys[i], v, msg, sizeof(msg));
         if (rc == REG_E_NOMEM)
             return rc;
         if (rc)
             return BAD("environment %s: %s", name, msg);
     }
-    return REG_OK;
+    return env_proxies(c, err, errsize);
 }
 
-void config_format(const struct config *c, const struct config_key *k, char *buf, size_t size)
+/* k's value in base (c, or one of its proxies). */
+static void format_key(const struct config *c, const void *base, const struct config_key *k,
+                       char *buf, size_t size)
 {
-    unsigned long long n = k->type == CONFIG_STRING || k->type == CONFIG_LIST ? 0 : get_num(c, k);
+    unsigned long long n =
+        k->type == CONFIG_STRING || k->type == CONFIG_LIST ? 0 : get_num(base, k);
     size_t i;
     int len = 0;
 
     buf[0] = '\0';
     switch (k->type) {
     case CONFIG_STRING:
-        snprintf(buf, size, "%s", str_field_ref(c, k));
+        snprintf(buf, size, "%s", str_field_ref(base, k));
         break;
     case CONFIG_BOOL:
         snprintf(buf, size, "%s", n ? "true" : "false");
@@ -521,6 +739,11 @@ void config_format(const struct config *c, const struct config_key *k, char *buf
             len += snprintf(buf + len, size - (size_t)len, "%s%s", i ? "\n" : "", c->auth_rules[i]);
         break;
     }
+}
+
+void config_format(const struct config *c, const struct config_key *k, char *buf, size_t size)
+{
+    format_key(c, c, k, buf, size);
 }
 
 static int same_list(char **x, size_t nx, char **y, size_t ny)
@@ -556,6 +779,43 @@ int config_same_groups(const struct config *a, const struct config *b)
     return same_list(a->groups, a->ngroups, b->groups, b->ngroups);
 }
 
+int config_same_proxies(const struct config *a, const struct config *b)
+{
+    size_t i, j;
+
+    if (a->nproxies != b->nproxies)
+        return 0;
+    for (i = 0; i < a->nproxies; i++) {
+        if (strcmp(a->proxies[i].name, b->proxies[i].name) != 0)
+            return 0;
+        for (j = 0; j < NPROXY_KEYS; j++) {
+            const struct config_key *k = &proxy_keys[j];
+
+            if (k->type == CONFIG_STRING
+                    ? strcmp(str_field_ref(&a->proxies[i], k), str_field_ref(&b->proxies[i], k))
+                    : get_num(&a->proxies[i], k) != get_num(&b->proxies[i], k))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+int config_copy_proxies(struct config *dst, const struct config *src)
+{
+    struct config_proxy *v = NULL;
+
+    if (src->nproxies) {
+        v = malloc(src->nproxies * sizeof(*v));
+        if (!v)
+            return REG_E_NOMEM;
+        memcpy(v, src->proxies, src->nproxies * sizeof(*v));
+    }
+    free(dst->proxies);
+    dst->proxies = v;
+    dst->nproxies = src->nproxies;
+    return REG_OK;
+}
+
 void config_print(const struct config *c, FILE *f)
 {
     const char *section = "";
@@ -586,10 +846,28 @@ void config_print(const struct config *c, FILE *f)
         if (eq)
             fprintf(f, "%.*s = %s\n", (int)(eq - c->groups[i]), c->groups[i], eq + 1);
     }
+    for (i = 0; i < c->nproxies; i++) {
+        const struct config_proxy *p = &c->proxies[i];
+        size_t j;
+
+        fprintf(f, "\n[proxy.%s]\n", p->name);
+        for (j = 0; j < NPROXY_KEYS; j++) {
+            const struct config_key *k = &proxy_keys[j];
+
+            /* A secret is not printed: check-config's output gets pasted. */
+            if (!strcmp(k->key, "password") && p->password[0]) {
+                fprintf(f, "; password is set (not shown)\n");
+                continue;
+            }
+            format_key(c, p, k, buf, sizeof(buf));
+            fprintf(f, "%s =%s%s\n", k->key, buf[0] ? " " : "", buf);
+        }
+    }
 }
 
 struct load_ctx {
     struct config *c;
+    const char *path;
     FILE *f;
     int lineno;   /* lines read so far */
     int bad_line; /* line of the first error, 0 when none */
@@ -619,6 +897,7 @@ static char *read_line(char *str, int num, void *stream)
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
     struct load_ctx *lc = user;
+    size_t i;
 
     if (lc->bad_line)
         return 0;
@@ -626,6 +905,11 @@ static int on_key(void *user, const char *section, const char *key, const char *
         lc->bad_line = lc->lineno;
         return 0;
     }
+    /* A proxy's errors name the line of its first key. */
+    for (i = 0; !strncmp(section, "proxy.", 6) && i < lc->c->nproxies; i++)
+        if (!strcmp(lc->c->proxies[i].name, section + 6) && !lc->c->proxies[i].where[0])
+            snprintf(lc->c->proxies[i].where, sizeof(lc->c->proxies[i].where), "%s:%d", lc->path,
+                     lc->lineno);
     return 1;
 }
 
@@ -636,6 +920,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
 
     memset(&lc, 0, sizeof(lc));
     lc.c = c;
+    lc.path = path;
     lc.f = fopen(path, "r");
     if (!lc.f)
         return BAD("%s: cannot read: %s", path, strerror(errno));

@@ -1,5 +1,6 @@
 /* registry.conf: INI sections [server], [storage], [gc], [metrics], [log],
- * [auth], [groups]. One table (config.c) names every key with its type, range,
+ * [auth], [groups], and [proxy.NAME] (one per upstream, keys from a table of
+ * their own). One table (config.c) names every key with its type, range,
  * default, field and whether a reload (SIGHUP) may change it; loading,
  * environment overrides, printing and reloading all walk that table. Every
  * key has a default, so no file is needed. */
@@ -56,6 +57,21 @@ struct config {
     /* [groups] */
     char **groups; /* "name=member, member" */
     size_t ngroups;
+    /* [proxy.NAME], one per upstream, in the order the file names them */
+    struct config_proxy *proxies;
+    size_t nproxies;
+};
+
+/* One [proxy.NAME] section: an upstream registry mirrored under prefix. */
+struct config_proxy {
+    char name[64];      /* NAME of [proxy.NAME] */
+    char url[512];      /* scheme://host[:port] of the upstream */
+    char prefix[256];   /* local namespace; "" = every repository not found locally */
+    char username[256]; /* upstream credentials, "" = anonymous */
+    char password[256];
+    long tag_ttl;    /* seconds a cached tag is served before it is revalidated */
+    char ca[4096];   /* PEM CA bundle for the upstream, "" = the system's */
+    char where[320]; /* "FILE:LINE" (or "environment VAR") that named it, for errors */
 };
 
 enum config_untagged { CONFIG_UNTAGGED_KEEP, CONFIG_UNTAGGED_DELETE };
@@ -93,7 +109,11 @@ struct config_key {
 /* The table; *n gets its length. [groups] is not in it: any key there is a
  * group name. */
 const struct config_key *config_keys(size_t *n);
-/* The row of section/key, or NULL. */
+/* The keys of every [proxy.NAME] section (section "proxy"; offsets into
+ * struct config_proxy). */
+const struct config_key *config_proxy_keys(size_t *n);
+/* The row of section/key, or NULL; "proxy" and "proxy.NAME" find the
+ * proxy keys. */
 const struct config_key *config_key_find(const char *section, const char *key);
 
 /* Names of enum values, NULL-terminated, used to parse and to print. */
@@ -135,6 +155,10 @@ int config_same(const struct config *a, const struct config *b, const struct con
 void config_copy(struct config *dst, const struct config *src, const struct config_key *k);
 /* Whether the [groups] of a and b are the same. */
 int config_same_groups(const struct config *a, const struct config *b);
+/* Whether the [proxy.NAME] sections of a and b are the same. */
+int config_same_proxies(const struct config *a, const struct config *b);
+/* Replace dst's proxies by a copy of src's: REG_E_NOMEM. */
+int config_copy_proxies(struct config *dst, const struct config *src);
 
 /* The whole configuration as a file that would give it. */
 void config_print(const struct config *c, FILE *f);

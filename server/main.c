@@ -19,12 +19,13 @@
 #include "../common/file.h"
 #include "../common/log.h"
 #include "../service/backup.h"
-#include "../storage/blobstore.h"
 #include "../service/fsck.h"
 #include "../service/gc.h"
-#include "../storage/index.h"
+#include "../service/proxy.h"
 #include "../service/service.h"
 #include "../service/uploads.h"
+#include "../storage/blobstore.h"
+#include "../storage/index.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "http.h"
@@ -422,6 +423,33 @@ static void list_add(char *buf, size_t size, const char *section, const char *na
                  section ? "." : "", name);
 }
 
+/* The pull-through cache of the [proxy.NAME] sections; NULL when none. */
+static int open_proxy(const struct config *cfg, struct store *st, struct proxy **out)
+{
+    struct proxy_conf *v;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    if (!cfg->nproxies)
+        return REG_OK;
+    v = calloc(cfg->nproxies, sizeof(*v));
+    if (!v)
+        return REG_E_NOMEM;
+    for (i = 0; i < cfg->nproxies; i++) {
+        const struct config_proxy *c = &cfg->proxies[i];
+
+        v[i] = (struct proxy_conf){c->name,     c->url, c->prefix, c->username,
+                                   c->password, c->ca,  c->tag_ttl};
+        log_info("proxy %s: %s/ mirrors %s (tags revalidated after %lds)", c->name,
+                 c->prefix[0] ? c->prefix : "(every repository not found locally)", c->url,
+                 c->tag_ttl);
+    }
+    rc = proxy_new(v, cfg->nproxies, st->bs, st->ix, st->us, cfg->max_manifest_size, out);
+    free(v);
+    return rc;
+}
+
 /* SIGHUP: read the file and the environment again and apply what may
  * change while serving. Keys that need a restart keep their value and are
  * named; a configuration that does not load, or whose rules or users do
@@ -458,6 +486,16 @@ static void reload(struct reload *rl)
     }
     if (!config_same_groups(rl->cur, next))
         list_add(changed, sizeof(changed), NULL, "groups");
+    /* The upstreams are the proxy module's, built once at start. */
+    if (!config_same_proxies(rl->cur, next)) {
+        list_add(restart, sizeof(restart), NULL, "proxy");
+        if (config_copy_proxies(next, rl->cur)) {
+            log_error("reload: the configuration in force stays: out of memory");
+            config_free(next);
+            free(next);
+            return;
+        }
+    }
     /* The pairs a check spans may mix kept and new values. */
     rc = config_check(next, err, sizeof(err));
     if (!rc) {
@@ -600,6 +638,7 @@ static int serve(int argc, char **argv)
     struct cli cli;
     struct config cfg;
     struct registry reg;
+    struct proxy *proxy = NULL;
     struct store st;
     struct gc_timer gct;
     struct reload rl;
@@ -635,8 +674,11 @@ static int serve(int argc, char **argv)
     if (rc)
         goto out;
     rc = svc_new(st.bs, st.ix, st.us, cfg.delete_enabled, &reg.svc);
+    if (!rc)
+        rc = open_proxy(&cfg, &st, &proxy);
     if (rc)
         goto out;
+    svc_set_proxy(reg.svc, proxy);
     rc = start_http(&cfg, &reg, &tls_cert, &tls_key, &srv);
     if (!rc)
         rc = start_metrics_http(&cfg, &reg, &msrv);
@@ -677,6 +719,7 @@ out:
     gc_timer_stop(&gct);
     auth_free(reg.auth);
     svc_free(reg.svc);
+    proxy_free(proxy);
     free(tls_cert);
     if (tls_key) {
         explicit_bzero(tls_key, strlen(tls_key));

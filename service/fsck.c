@@ -205,6 +205,7 @@ static int check_manifest(void *arg, const char *repo, const char *digest,
     struct digest d, got;
     const void *data;
     size_t len, off = 0;
+    int64_t when;
     int rc;
 
     (void)m;
@@ -230,6 +231,11 @@ static int check_manifest(void *arg, const char *repo, const char *digest,
         if (rc == REG_OK && index_repo_has_blob(f->t, repo, ref) == REG_OK)
             continue;
         if (rc == REG_E_BLOB_UNKNOWN && index_get_manifest(f->t, repo, ref, &child) == REG_OK)
+            continue;
+        /* The pull-through cache fetches a manifest's blobs (and an index's
+         * children) when they are asked for, not with it. */
+        if ((rc == REG_OK || rc == REG_E_BLOB_UNKNOWN) &&
+            index_get_cached(f->t, repo, NULL, &when) == REG_OK)
             continue;
         if (rc && rc != REG_E_BLOB_UNKNOWN)
             return rc;

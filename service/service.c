@@ -12,6 +12,7 @@
 #include "../storage/blobstore.h"
 #include "../storage/index.h"
 #include "manifest.h"
+#include "proxy.h"
 
 _Static_assert(SVC_NAME_MAX == INDEX_NAME_MAX, "one limit on repository names");
 
@@ -19,6 +20,7 @@ struct service {
     struct blobstore *bs;
     struct index *ix;
     struct uploads *us;
+    struct proxy *proxy; /* NULL: no pull-through cache */
     atomic_int delete_enabled;
 };
 
@@ -56,6 +58,17 @@ void svc_set_delete(struct service *s, int enabled)
 int svc_delete_enabled(struct service *s)
 {
     return atomic_load(&s->delete_enabled);
+}
+
+void svc_set_proxy(struct service *s, struct proxy *p)
+{
+    s->proxy = p;
+}
+
+int svc_writable(struct service *s, const char *repo)
+{
+    reg_detail_clear();
+    return s->proxy ? proxy_writable(s->proxy, repo) : REG_OK;
 }
 
 int svc_check(struct service *s)
@@ -153,6 +166,8 @@ static int store(struct service *s, const char *repo, const struct manifest_info
     rc = index_put_manifest(t, repo, digest, &rec, refs, nrefs, body, len, &created);
     if (!rc && tag)
         rc = index_put_tag(t, repo, tag, digest);
+    if (!rc && tag) /* pushed: the cache no longer revalidates it */
+        rc = index_del_cached(t, repo, tag);
     if (!rc && m->subject) {
         desc = manifest_descriptor(m, digest, len);
         rc = desc ? index_put_referrer(t, repo, m->subject, digest, desc, strlen(desc))
@@ -217,6 +232,11 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     int rc;
 
     memset(out, 0, sizeof(*out));
+    if (s->proxy) {
+        rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
+        if (rc != REG_E_NOT_FOUND)
+            return rc;
+    }
     rc = index_begin(s->ix, INDEX_READ, &t);
     if (rc)
         return rc;
@@ -273,8 +293,8 @@ int svc_manifest_delete(struct service *s, const char *repo, const struct svc_re
     }
     rc = index_end(t, rc);
     if (rc == REG_E_IN_USE)
-        reg_detail_set("manifest %s is used by index %s in %s; delete that first", ref->d.str,
-                       user, repo);
+        reg_detail_set("manifest %s is used by index %s in %s; delete that first", ref->d.str, user,
+                       repo);
     return rc;
 }
 
@@ -294,6 +314,11 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
     index_abort(t);
+    if (rc == REG_E_BLOB_UNKNOWN && s->proxy) {
+        int prc = proxy_blob_fetch(s->proxy, repo, d);
+
+        rc = prc == REG_E_NOT_FOUND ? rc : prc;
+    }
     if (rc)
         return rc;
     return blobstore_open_read(s->bs, d, &out->fd, can_redirect ? &out->url : NULL, &out->size);
@@ -415,8 +440,7 @@ static int page_end(struct svc_page *out, int rc)
     return rc;
 }
 
-int svc_tags(struct service *s, const char *repo, const char *last, size_t n,
-             struct svc_page *out)
+int svc_tags(struct service *s, const char *repo, const char *last, size_t n, struct svc_page *out)
 {
     struct collect c = {out, NULL, NULL};
     struct index_txn *t = NULL;

@@ -37,6 +37,13 @@ void svc_set_delete(struct service *s, int enabled);
 int svc_delete_enabled(struct service *s);
 /* REG_OK when the metadata can be read. */
 int svc_check(struct service *s);
+struct proxy;
+/* The pull-through cache (proxy.h; borrowed, NULL: none): misses in the
+ * repositories it covers are fetched from their upstream. */
+void svc_set_proxy(struct service *s, struct proxy *p);
+/* REG_E_MIRRORED (reg_detail says why) when repo lies in a mirrored
+ * namespace, where pushes and deletes are refused. */
+int svc_writable(struct service *s, const char *repo);
 
 /* Stored totals for monitoring (/metrics), cheap at any size. */
 struct svc_stats {
@@ -64,6 +71,7 @@ struct svc_manifest {
     char subject[DIGEST_STR_MAX]; /* put: the subject it refers to, "" when none */
     void *data;                   /* get with data: the bytes, malloc'd, the caller frees */
     size_t len;                   /* bytes */
+    int stale; /* get: a cached tag served because its upstream could not revalidate it */
 };
 
 /* Validate and store the manifest body (len bytes) in repo under ref, in one
@@ -76,7 +84,8 @@ int svc_manifest_put(struct service *s, const char *repo, const struct svc_ref *
                      const char *content_type, const void *body, size_t len,
                      struct svc_manifest *out);
 /* Resolve ref in repo; with_data also copies the bytes out (a GET; a HEAD
- * needs only digest, type and length). REG_E_MANIFEST_UNKNOWN. */
+ * needs only digest, type and length). REG_E_MANIFEST_UNKNOWN; in a
+ * proxied repository also REG_E_UPSTREAM, and out->stale. */
 int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
                      struct svc_manifest *out);
 /* By digest: remove the manifest with its tags (REG_E_IN_USE while an index
@@ -110,15 +119,14 @@ int svc_blob_mount(struct service *s, const char *repo, const struct digest *d, 
 
 /* A page of names: tags of a repository, or repositories. */
 struct svc_page {
-    json_t *names;                /* JSON array of strings (a new reference; the caller decrefs) */
-    int more;                     /* further names follow */
-    char last[SVC_NAME_MAX + 1];  /* the last name the page covers: the next page's ?last= */
+    json_t *names;               /* JSON array of strings (a new reference; the caller decrefs) */
+    int more;                    /* further names follow */
+    char last[SVC_NAME_MAX + 1]; /* the last name the page covers: the next page's ?last= */
 };
 
 /* Tags of repo after last (NULL: from the start), at most n, in byte order.
  * REG_E_NAME_UNKNOWN when repo does not exist. */
-int svc_tags(struct service *s, const char *repo, const char *last, size_t n,
-             struct svc_page *out);
+int svc_tags(struct service *s, const char *repo, const char *last, size_t n, struct svc_page *out);
 /* Repositories after last, at most n; with may, only those it allows (it
  * may be NULL: all). */
 int svc_catalog(struct service *s, const char *last, size_t n, svc_may_fn may, void *arg,

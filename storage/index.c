@@ -29,12 +29,14 @@ enum {
     DB_REFERRER,
     DB_REPO_REF,
     DB_META,
+    DB_PENDING,
+    DB_CACHED,
     DB__COUNT
 };
 
 static const char *const db_names[DB__COUNT] = {
-    "blob",          "repo_blob", "blob_repo", "repo",     "upload", "manifest",
-    "manifest_data", "tag",       "referrer",  "repo_ref", "meta",
+    "blob", "repo_blob", "blob_repo", "repo", "upload",       "manifest", "manifest_data",
+    "tag",  "referrer",  "repo_ref",  "meta", "blob_pending", "cached",
 };
 
 /* Disk allocated ahead of the index file, so that deletes and GC still have
@@ -44,8 +46,8 @@ static const char *const db_names[DB__COUNT] = {
 #define INDEX_HEADROOM_MIN ((size_t)16 << 20)
 
 /* The schema version in meta "version"; 1 added repo_ref, 2 the running
- * total meta "blob_bytes". */
-#define INDEX_SCHEMA 2
+ * total meta "blob_bytes", 3 blob_pending and cached. */
+#define INDEX_SCHEMA 3
 
 struct index {
     MDB_env *env;
@@ -135,6 +137,7 @@ static int tag_cmp(const MDB_val *a, const MDB_val *b)
 static int repo_ref(struct index_txn *t, const char *repo, const char *digest, int delta);
 static int rebuild_repo_refs(struct index_txn *t);
 static int rebuild_blob_bytes(struct index_txn *t);
+static int rebuild_pending(struct index_txn *t);
 static int referrer_key(struct key *k, const char *repo, const char *subject, const char *digest);
 
 /* The schema version the index says it has: 0 when it says none. */
@@ -163,7 +166,9 @@ static int upgrade(struct index_txn *t)
         return REG_OK;
     rc = version < 1 ? rebuild_repo_refs(t) : REG_OK;
     if (!rc)
-        rc = rebuild_blob_bytes(t); /* schema 2: once, a walk of the blob records */
+        rc = version < 2 ? rebuild_blob_bytes(t) : REG_OK;
+    if (!rc)
+        rc = rebuild_pending(t); /* schema 3 */
     if (rc)
         return rc;
     version = INDEX_SCHEMA;
@@ -205,7 +210,8 @@ static int open_env(const char *dir, size_t max_size, int readonly, struct index
 
         /* An index an older version wrote, opened only to read: what it
          * lacks is added by the next serve; copying it (backup) works. */
-        if (mrc == MDB_NOTFOUND && readonly && (i == DB_REPO_REF || i == DB_META)) {
+        if (mrc == MDB_NOTFOUND && readonly &&
+            (i == DB_REPO_REF || i == DB_META || i == DB_PENDING || i == DB_CACHED)) {
             ix->old_schema = 1;
             continue;
         }
@@ -453,6 +459,23 @@ static int blob_bytes_get(struct index_txn *t, uint64_t *out)
     return REG_OK;
 }
 
+/* References to digest from manifests while no blob record exists. */
+static int pending_get(struct index_txn *t, const char *digest, uint64_t *out)
+{
+    MDB_val v;
+    int rc = kv_get(t, DB_PENDING, digest, NULL, &v, REG_E_NOT_FOUND);
+
+    *out = 0;
+    if (rc == REG_E_NOT_FOUND)
+        return REG_OK;
+    if (rc)
+        return rc;
+    if (v.mv_size != sizeof(*out))
+        return REG_E_INDEX;
+    memcpy(out, v.mv_data, sizeof(*out));
+    return REG_OK;
+}
+
 static int blob_bytes_put(struct index_txn *t, uint64_t bytes)
 {
     MDB_val k = blob_bytes_key, v = {sizeof(bytes), &bytes};
@@ -472,6 +495,23 @@ static int blob_bytes_change(struct index_txn *t, uint64_t size, int grow)
     return blob_bytes_put(t, bytes);
 }
 
+static int pending_set(struct index_txn *t, const char *digest, uint64_t n)
+{
+    int rc;
+
+    if (n)
+        return kv_put(t, DB_PENDING, digest, NULL, &n, sizeof(n));
+    rc = kv_del(t, DB_PENDING, digest, NULL);
+    return rc == REG_E_NOT_FOUND ? REG_OK : rc;
+}
+
+static int take_pending(struct index_txn *t, const char *digest, uint64_t *out)
+{
+    int rc = pending_get(t, digest, out);
+
+    return rc || !*out ? rc : pending_set(t, digest, 0);
+}
+
 int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
 {
     struct index_blob b;
@@ -481,6 +521,8 @@ int index_add_blob(struct index_txn *t, const char *digest, uint64_t size)
         memset(&b, 0, sizeof(b));
         b.size = size;
         rc = blob_bytes_change(t, size, 1);
+        if (!rc)
+            rc = take_pending(t, digest, &b.refcount);
         if (rc)
             return rc;
     } else if (rc) {
@@ -680,10 +722,18 @@ struct manifest_hdr {
 static int blob_ref(struct index_txn *t, const char *digest, int delta)
 {
     struct index_blob b;
+    uint64_t n;
     int rc = index_get_blob(t, digest, &b);
 
-    if (rc == REG_E_BLOB_UNKNOWN)
-        return REG_OK; /* a manifest digest (index child) or a foreign layer */
+    if (rc == REG_E_BLOB_UNKNOWN) {
+        /* Not stored (yet): an index child, or a layer the cache has not
+         * fetched. Counted aside, so that the blob, should it come, starts
+         * with every reference it has (index_add_blob). */
+        rc = pending_get(t, digest, &n);
+        if (rc)
+            return rc;
+        return pending_set(t, digest, delta > 0 ? n + 1 : n ? n - 1 : 0);
+    }
     if (rc)
         return rc;
     if (delta > 0)
@@ -1340,11 +1390,44 @@ int index_remove_blob(struct index_txn *t, const char *digest)
     rc = index_get_blob(t, digest, &b);
     if (rc == REG_E_BLOB_UNKNOWN)
         return REG_OK;
-    if (!rc)
+    if (!rc) {
         rc = blob_bytes_change(t, b.size, 0);
-    else if (rc == REG_E_INDEX)
+    } else if (rc == REG_E_INDEX) {
         rc = REG_OK; /* a malformed record (fsck --repair): its recount sets the total */
+        b.refcount = 0;
+    }
+    /* A record dropped while manifests still use it (fsck --repair of a
+     * lost file): their references wait for the blob to come back. */
+    if (!rc && b.refcount)
+        rc = pending_set(t, digest, b.refcount);
     return rc ? rc : kv_del(t, DB_BLOB, digest, NULL);
+}
+
+/* ---- the pull-through cache's tags --------------------------------------------- */
+
+int index_set_cached(struct index_txn *t, const char *repo, const char *tag, int64_t when)
+{
+    return kv_put(t, DB_CACHED, repo, tag ? tag : "", &when, sizeof(when));
+}
+
+int index_get_cached(struct index_txn *t, const char *repo, const char *tag, int64_t *when)
+{
+    MDB_val v;
+    int rc = kv_get(t, DB_CACHED, repo, tag ? tag : "", &v, REG_E_NOT_FOUND);
+
+    if (rc)
+        return rc;
+    if (v.mv_size != sizeof(*when))
+        return REG_E_INDEX;
+    memcpy(when, v.mv_data, sizeof(*when));
+    return REG_OK;
+}
+
+int index_del_cached(struct index_txn *t, const char *repo, const char *tag)
+{
+    int rc = kv_del(t, DB_CACHED, repo, tag ? tag : "");
+
+    return rc == REG_E_NOT_FOUND ? REG_OK : rc;
 }
 
 static int any_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
@@ -1503,6 +1586,30 @@ static int check_repo_count(void *arg, MDB_cursor *cur, const MDB_val *k, const 
     return 0;
 }
 
+static int check_pending_count(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    struct count_ctx *c = arg;
+    char digest[KEY_MAX + 1], msg[700];
+    uint64_t have = 0, want;
+
+    (void)cur;
+    if (k->mv_size > KEY_MAX || v->mv_size != sizeof(have))
+        return -1;
+    memcpy(digest, k->mv_data, k->mv_size);
+    digest[k->mv_size] = '\0';
+    memcpy(&have, v->mv_data, sizeof(have));
+    want = ref_count(&c->lists[1], "", digest);
+    if (want != have) {
+        snprintf(msg, sizeof(msg),
+                 "%s (not stored): %llu pending references, but %llu manifest "
+                 "references",
+                 digest, (unsigned long long)have, (unsigned long long)want);
+        c->fn(c->arg, msg);
+        c->bad++;
+    }
+    return 0;
+}
+
 /* Every (repo, digest) the manifests use must have its count, too. */
 static int check_repo_present(struct index_txn *t, struct count_ctx *c)
 {
@@ -1579,6 +1686,8 @@ int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size
     if (!rc)
         rc = scan(t, DB_REPO_REF, "", 0, NULL, check_repo_count, &c);
     if (!rc)
+        rc = scan(t, DB_PENDING, "", 0, NULL, check_pending_count, &c);
+    if (!rc)
         rc = check_repo_present(t, &c);
     if (!rc)
         rc = check_blob_bytes(t, &c);
@@ -1626,6 +1735,8 @@ int index_recount(struct index_txn *t)
     int rc = scan(t, DB_BLOB, "", 0, NULL, zero_one, NULL);
 
     if (!rc)
+        rc = map_mdb(mdb_drop(t->txn, t->ix->dbi[DB_PENDING], 0), REG_E_INDEX);
+    if (!rc)
         rc = index_each_manifest(t, count_one, t);
     if (!rc)
         rc = rebuild_blob_bytes(t);
@@ -1667,4 +1778,37 @@ int index_stats(struct index *ix, struct index_stats *out)
         out->limit_bytes = ix->limit;
     }
     return rc;
+}
+
+/* Pending counts from scratch: every reference to a digest with no blob
+ * record (blob_ref counts it there). */
+static int pending_one(void *arg, const char *repo, const char *digest,
+                       const struct index_manifest *m, const char *refs, size_t refs_len)
+{
+    struct index_txn *t = arg;
+    struct index_blob b;
+    uint64_t n;
+    size_t off = 0;
+    int rc = REG_OK;
+
+    (void)repo;
+    (void)digest;
+    (void)m;
+    while (!rc && off < refs_len) {
+        rc = index_get_blob(t, refs + off, &b);
+        if (rc == REG_E_BLOB_UNKNOWN) {
+            rc = pending_get(t, refs + off, &n);
+            if (!rc)
+                rc = pending_set(t, refs + off, n + 1);
+        }
+        off += strlen(refs + off) + 1;
+    }
+    return rc;
+}
+
+static int rebuild_pending(struct index_txn *t)
+{
+    int rc = map_mdb(mdb_drop(t->txn, t->ix->dbi[DB_PENDING], 0), REG_E_INDEX);
+
+    return rc ? rc : index_each_manifest(t, pending_one, t);
 }

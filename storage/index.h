@@ -13,11 +13,19 @@
  *   referrer    repo \0 subject \0 digest -> descriptor JSON
  *   repo_ref    repo \0 digest      -> how many manifests of repo reference
  *                                      digest (a blob, or an index child)
+ *   blob_pending digest             -> references to digest from manifests
+ *                                      while it has no blob record
+ *   cached      repo \0 tag         -> when the pull-through cache last
+ *                                      fetched or revalidated the tag
  *   meta        "version"           -> schema version
  *               "blob_bytes"        -> sum of the blob records' sizes
  *
  * A blob's refcount counts the (repository, manifest) pairs that reference
- * it; garbage collection deletes blobs whose count is zero. repo_ref is the
+ * it; garbage collection deletes blobs whose count is zero. References to
+ * a digest that has no blob record yet (an index's children; a layer of a
+ * cached manifest not fetched yet) are counted in blob_pending, and a blob
+ * record created later starts with that count, so a blob that arrives
+ * after its manifest is counted exactly as one pushed before it. repo_ref is the
  * same count per repository: a DELETE that would break a manifest is
  * refused by it, in the same write transaction as every manifest PUT.
  *
@@ -193,7 +201,15 @@ int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size
 /* Rewrite every reference count from the manifest records. */
 int index_recount(struct index_txn *t);
 
-/* Forget a blob: its record and its links in every repository. */
+/* The pull-through cache's record of what it fetched: (repo, tag) -> when
+ * the tag was last fetched or revalidated (unix seconds); tag NULL is the
+ * repository's own mark (it holds cached content). get: REG_E_NOT_FOUND. */
+int index_set_cached(struct index_txn *t, const char *repo, const char *tag, int64_t when);
+int index_get_cached(struct index_txn *t, const char *repo, const char *tag, int64_t *when);
+int index_del_cached(struct index_txn *t, const char *repo, const char *tag);
+
+/* Forget a blob: its record and its links in every repository; references
+ * manifests still hold on it become pending again. */
 int index_remove_blob(struct index_txn *t, const char *digest);
 /* REG_OK when repo holds no manifest, tag or blob, else REG_E_NOT_FOUND. */
 int index_repo_empty(struct index_txn *t, const char *repo);

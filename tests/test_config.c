@@ -557,7 +557,7 @@ static size_t sample_keys(char seen[][96], size_t max)
         line[strcspn(line, "\n")] = '\0';
         if (p[0] == '#' || p[0] == ';')
             p += p[1] == ' ' ? 2 : 1;
-        if (sscanf(p, "[%31[a-z]]", section) == 1)
+        if (sscanf(p, "[%31[a-z0-9._-]]", section) == 1)
             continue;
         /* A key is a lower-case word right before " =": prose is not. */
         eq = strstr(p, " =");
@@ -575,7 +575,9 @@ static size_t sample_keys(char seen[][96], size_t max)
         cr_assert_eq(config_set(&c, section, key, v, err, sizeof(err)), REG_OK,
                      "registry.conf.sample: [%s] %s = %s is refused: %s", section, key, v, err);
         cr_assert_lt(n, max);
-        snprintf(seen[n++], 96, "%s %s", section, key);
+        /* [proxy.NAME] sets the keys of the proxy table, section "proxy". */
+        snprintf(seen[n++], 96, "%.*s %s",
+                 !strncmp(section, "proxy.", 6) ? 5 : (int)strlen(section), section, key);
     }
     fclose(f);
     config_free(&c);
@@ -627,6 +629,12 @@ Test(config_docs, every_key_is_in_the_sample_and_the_docs_and_every_sample_key_i
         cr_expect(has(doc, nd, k[i].section, k[i].key), "[%s] %s is not in docs/configuration.md",
                   k[i].section, k[i].key);
     }
+    k = config_proxy_keys(&n);
+    for (i = 0; i < n; i++) {
+        cr_expect(has(sample, ns, "proxy", k[i].key), "[proxy.NAME] %s is not in the sample",
+                  k[i].key);
+        cr_expect(has(doc, nd, "proxy", k[i].key), "[proxy.NAME] %s is not in the docs", k[i].key);
+    }
     for (i = 0; i < ns; i++) {
         char section[32], key[64];
 
@@ -655,4 +663,135 @@ Test(config_load, metrics_keys_set_and_check_their_values)
     config_free(&c);
     expect_refused("metrics", "enabled", "maybe");
     expect_refused("metrics", "listen", "9101");
+}
+
+/* --- [proxy.NAME] -------------------------------------------------------------- */
+
+TestSuite(config_proxy, .init = setup, .fini = teardown);
+
+Test(config_proxy, sections_become_upstreams_with_defaults)
+{
+    struct config c;
+    char err[512];
+
+    cr_assert_eq(load("[proxy.hub]\nurl = https://registry-1.docker.io\nprefix = mirror/hub\n"
+                      "tag_ttl = 30s\nusername = u\npassword = p\n"
+                      "[proxy.all]\nurl = http://127.0.0.1:5001\n",
+                      &c, err, sizeof(err)),
+                 REG_OK, "%s", err);
+    cr_assert_eq(config_check(&c, err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_eq(c.nproxies, 2);
+    cr_assert_str_eq(c.proxies[0].name, "hub");
+    cr_assert_str_eq(c.proxies[0].url, "https://registry-1.docker.io");
+    cr_assert_str_eq(c.proxies[0].prefix, "mirror/hub");
+    cr_assert_eq(c.proxies[0].tag_ttl, 30);
+    cr_assert_str_eq(c.proxies[0].password, "p");
+    cr_assert_str_eq(c.proxies[1].prefix, "");
+    cr_assert_eq(c.proxies[1].tag_ttl, 300, "the default tag_ttl is 5m");
+    config_free(&c);
+}
+
+/* Load text and expect config_check to refuse it naming line. */
+static void expect_check_refused(const char *text, int line, const char *words)
+{
+    char path[128], err[512], where[160];
+    struct config c;
+
+    write_conf(text, path, sizeof(path));
+    config_defaults(&c);
+    cr_assert_eq(config_load(&c, path, err, sizeof(err)), REG_OK, "%s", err);
+    err[0] = '\0';
+    cr_assert_eq(config_check(&c, err, sizeof(err)), REG_E_CONFIG, "accepted: %s", text);
+    snprintf(where, sizeof(where), "%s:%d:", path, line);
+    cr_expect_not_null(strstr(err, where), "'%s' lacks '%s'", err, where);
+    cr_expect_not_null(strstr(err, words), "'%s' lacks '%s'", err, words);
+    config_free(&c);
+}
+
+Test(config_proxy, at_most_one_empty_prefix_and_no_overlaps)
+{
+    expect_check_refused("[proxy.a]\nurl = http://a\n\n[proxy.b]\nurl = http://b\n", 5,
+                         "at most one");
+    expect_check_refused("[proxy.a]\nurl = http://a\nprefix = m/x\n[proxy.b]\n"
+                         "url = http://b\nprefix = m/x/y\n",
+                         5, "overlaps");
+    expect_check_refused("[proxy.a]\nprefix = m\n", 2, "no url");
+    expect_check_refused("[proxy.a]\nurl = http://a\nusername = u\n", 2, "go together");
+}
+
+Test(config_proxy, neighbouring_prefixes_are_fine)
+{
+    struct config c;
+    char err[512];
+
+    cr_assert_eq(load("[proxy.a]\nurl = http://a\nprefix = m/x\n[proxy.b]\nurl = http://b\n"
+                      "prefix = m/xy\n",
+                      &c, err, sizeof(err)),
+                 REG_OK, "%s", err);
+    cr_assert_eq(config_check(&c, err, sizeof(err)), REG_OK, "%s", err);
+    config_free(&c);
+}
+
+Test(config_proxy, bad_values_and_names_are_refused_with_their_line)
+{
+    expect_refused("proxy.a", "url", "ftp://x");
+    expect_refused("proxy.a", "prefix", "/m");
+    expect_refused("proxy.a", "tag_ttl", "soon");
+    expect_refused("proxy.a", "colour", "red");
+}
+
+Test(config_proxy, a_section_without_a_good_name_is_refused)
+{
+    struct config c;
+    char err[512];
+
+    cr_assert_eq(load("\n[proxy.A]\nurl = http://x\n", &c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_not_null(strstr(err, ":3: [proxy.A]: a proxy section is [proxy.NAME]"), "%s", err);
+    config_free(&c);
+    cr_assert_eq(load("[proxy]\nurl = http://x\n", &c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_not_null(strstr(err, ":2: [proxy]"), "%s", err);
+    config_free(&c);
+}
+
+Test(config_proxy, environment_sets_and_adds_proxies)
+{
+    struct config c;
+    char err[512];
+
+    cr_assert_eq(load("[proxy.hub]\nurl = http://a\nprefix = m\n", &c, err, sizeof(err)), REG_OK);
+    setenv("REGISTRY_PROXY_HUB_PASSWORD", "secret", 1);
+    setenv("REGISTRY_PROXY_HUB_USERNAME", "me", 1);
+    setenv("REGISTRY_PROXY_MY_LAB_URL", "http://lab:5000", 1);
+    cr_assert_eq(config_env(&c, err, sizeof(err)), REG_OK, "%s", err);
+    cr_assert_eq(c.nproxies, 2);
+    cr_assert_str_eq(c.proxies[0].password, "secret");
+    cr_assert_str_eq(c.proxies[1].name, "my_lab");
+    cr_assert_str_eq(c.proxies[1].url, "http://lab:5000");
+    setenv("REGISTRY_PROXY_MY_LAB_TAG_TTL", "never", 1);
+    cr_assert_eq(config_env(&c, err, sizeof(err)), REG_E_CONFIG);
+    cr_assert_not_null(strstr(err, "REGISTRY_PROXY_MY_LAB_TAG_TTL"), "%s", err);
+    unsetenv("REGISTRY_PROXY_HUB_PASSWORD");
+    unsetenv("REGISTRY_PROXY_HUB_USERNAME");
+    unsetenv("REGISTRY_PROXY_MY_LAB_URL");
+    unsetenv("REGISTRY_PROXY_MY_LAB_TAG_TTL");
+    config_free(&c);
+}
+
+Test(config_proxy, printed_configuration_hides_the_password)
+{
+    struct config c;
+    char err[512], *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    cr_assert_eq(load("[proxy.hub]\nurl = http://a\nusername = u\npassword = hunter2\n", &c, err,
+                      sizeof(err)),
+                 REG_OK);
+    f = open_memstream(&buf, &len);
+    config_print(&c, f);
+    fclose(f);
+    cr_assert_not_null(strstr(buf, "[proxy.hub]\nurl = http://a\n"), "%s", buf);
+    cr_assert_null(strstr(buf, "hunter2"));
+    free(buf);
+    config_free(&c);
 }

@@ -493,3 +493,125 @@ Test(index, upgrade_to_schema_2_sums_the_blob_sizes_once)
     cr_assert_eq(stats().blob_bytes, 42);
     cr_assert_eq(stats().blobs, 2);
 }
+
+/* --- blobs that arrive after their manifest (the pull-through cache) ---------- */
+
+static void no_problem(void *arg, const char *what)
+{
+    (void)arg;
+    cr_log_error("count problem: %s", what);
+}
+
+static size_t count_problems(void)
+{
+    struct index_txn *t = begin(INDEX_READ);
+    size_t bad = 99;
+
+    cr_assert_eq(index_check_counts(t, no_problem, NULL, &bad), REG_OK);
+    index_abort(t);
+    return bad;
+}
+
+static void put_manifest(const char *repo, const char *digest, const char *ref)
+{
+    struct index_txn *t = begin(INDEX_WRITE);
+    struct index_manifest m;
+    const char *refs[1] = {ref};
+    int created = 0;
+
+    memset(&m, 0, sizeof(m));
+    snprintf(m.media_type, sizeof(m.media_type), "application/vnd.oci.image.manifest.v1+json");
+    m.size = 2;
+    cr_assert_eq(index_put_manifest(t, repo, digest, &m, refs, 1, "{}", 2, &created), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+}
+
+Test(index, a_blob_stored_after_its_manifests_starts_with_their_references)
+{
+    struct index_txn *t;
+    struct index_blob b;
+
+    put_manifest("mirror/a", D2, D1); /* D1 is not stored yet */
+    put_manifest("mirror/b", D2, D1);
+    cr_assert_eq(count_problems(), 0);
+    t = begin(INDEX_WRITE);
+    cr_assert_eq(index_add_blob(t, D1, 3), REG_OK);
+    cr_assert_eq(index_link_blob(t, "mirror/a", D1), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(INDEX_READ);
+    cr_assert_eq(index_get_blob(t, D1, &b), REG_OK);
+    index_abort(t);
+    cr_assert_eq(b.refcount, 2, "the blob counts both manifests: %llu",
+                 (unsigned long long)b.refcount);
+    cr_assert_eq(count_problems(), 0);
+    t = begin(INDEX_WRITE_FREEING);
+    cr_assert_eq(index_delete_manifest(t, "mirror/a", D2), REG_OK);
+    cr_assert_eq(index_delete_manifest(t, "mirror/b", D2), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(INDEX_READ);
+    cr_assert_eq(index_get_blob(t, D1, &b), REG_OK);
+    index_abort(t);
+    cr_assert_eq(b.refcount, 0);
+    cr_assert_eq(count_problems(), 0);
+}
+
+Test(index, references_to_a_missing_blob_go_away_with_their_manifest)
+{
+    struct index_txn *t;
+    struct index_blob b;
+
+    put_manifest("mirror/a", D2, D1);
+    t = begin(INDEX_WRITE_FREEING);
+    cr_assert_eq(index_delete_manifest(t, "mirror/a", D2), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(INDEX_WRITE);
+    cr_assert_eq(index_add_blob(t, D1, 3), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(INDEX_READ);
+    cr_assert_eq(index_get_blob(t, D1, &b), REG_OK);
+    index_abort(t);
+    cr_assert_eq(b.refcount, 0);
+    cr_assert_eq(count_problems(), 0);
+}
+
+Test(index, recount_and_a_removed_record_keep_pending_references)
+{
+    struct index_txn *t;
+    struct index_blob b;
+
+    t = begin(INDEX_WRITE);
+    cr_assert_eq(index_add_blob(t, D1, 3), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    put_manifest("r", D2, D1);
+    t = begin(INDEX_WRITE_FREEING);
+    cr_assert_eq(index_remove_blob(t, D1), REG_OK); /* fsck --repair of a lost file */
+    cr_assert_eq(index_commit(t), REG_OK);
+    cr_assert_eq(count_problems(), 0);
+    t = begin(INDEX_WRITE);
+    cr_assert_eq(index_recount(t), REG_OK);
+    cr_assert_eq(index_add_blob(t, D1, 3), REG_OK);
+    cr_assert_eq(index_commit(t), REG_OK);
+    t = begin(INDEX_READ);
+    cr_assert_eq(index_get_blob(t, D1, &b), REG_OK);
+    index_abort(t);
+    cr_assert_eq(b.refcount, 1);
+    cr_assert_eq(count_problems(), 0);
+}
+
+Test(index, cached_tags_record_when_they_were_fetched)
+{
+    struct index_txn *t = begin(INDEX_WRITE);
+    int64_t when = 0;
+
+    cr_assert_eq(index_get_cached(t, "m/r", "latest", &when), REG_E_NOT_FOUND);
+    cr_assert_eq(index_set_cached(t, "m/r", "latest", 1234), REG_OK);
+    cr_assert_eq(index_set_cached(t, "m/r", NULL, 1), REG_OK);
+    cr_assert_eq(index_get_cached(t, "m/r", "latest", &when), REG_OK);
+    cr_assert_eq(when, 1234);
+    cr_assert_eq(index_get_cached(t, "m/r", NULL, &when), REG_OK);
+    cr_assert_eq(when, 1);
+    cr_assert_eq(index_del_cached(t, "m/r", "latest"), REG_OK);
+    cr_assert_eq(index_del_cached(t, "m/r", "latest"), REG_OK);
+    cr_assert_eq(index_get_cached(t, "m/r", "latest", &when), REG_E_NOT_FOUND);
+    index_abort(t);
+}

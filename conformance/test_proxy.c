@@ -1,0 +1,415 @@
+/* The pull-through cache against a real upstream: Debian's docker-registry
+ * (CNCF Distribution 2.8) on a free loopback port, with images pushed to it
+ * over HTTP, and our registry mirroring it. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+
+#define DIST_BIN "/usr/bin/docker-registry"
+
+/* The upstream: a Distribution process, its root and its log (its access
+ * log counts the requests we make of it). */
+struct dist {
+    pid_t pid;
+    char dir[64];
+    char log[128];
+    struct server http; /* base only: the harness's HTTP helpers talk to it */
+};
+
+static struct dist up;
+static struct server srv;
+
+static unsigned free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void dist_start(struct dist *d)
+{
+    char conf[160], text[1024];
+    unsigned port = free_port();
+    FILE *f;
+    int i;
+
+    cr_assert(access(DIST_BIN, X_OK) == 0, "%s missing (Debian package docker-registry)", DIST_BIN);
+    snprintf(d->dir, sizeof(d->dir), "/tmp/regtest-dist-XXXXXX");
+    cr_assert_not_null(mkdtemp(d->dir));
+    snprintf(conf, sizeof(conf), "%s/config.yml", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
+    snprintf(text, sizeof(text),
+             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+             "    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
+             "http:\n  addr: 127.0.0.1:%u\n",
+             d->dir, port);
+    f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    memset(&d->http, 0, sizeof(d->http));
+    snprintf(d->http.base, sizeof(d->http.base), "http://127.0.0.1:%u", port);
+    d->pid = fork();
+    cr_assert_geq(d->pid, 0);
+    if (d->pid == 0) {
+        int fd;
+
+        fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(DIST_BIN, DIST_BIN, "serve", conf, (char *)NULL);
+        _exit(127);
+    }
+    d->http.no_assert = 1;
+    for (i = 0; i < 200; i++) {
+        struct resp r;
+        long status;
+
+        http(&d->http, "GET", "/v2/", NULL, 0, NULL, &r);
+        status = r.status;
+        resp_free(&r);
+        if (status == 200)
+            break;
+        usleep(50 * 1000);
+    }
+    if (i == 200) {
+        char cmd[200];
+
+        snprintf(cmd, sizeof(cmd), "cat %s >&2", d->log);
+        if (system(cmd) != 0)
+            cr_log_warn("no log");
+    }
+    cr_assert_lt(i, 200, "Distribution did not start (its log above)");
+    d->http.no_assert = 0;
+}
+
+static void dist_stop(struct dist *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+    }
+}
+
+static void dist_destroy(struct dist *d)
+{
+    char cmd[128];
+
+    dist_stop(d);
+    if (d->dir[0]) {
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+        if (system(cmd) != 0)
+            cr_log_warn("could not remove %s", d->dir);
+        d->dir[0] = '\0';
+    }
+}
+
+/* Lines of the upstream's log that hold needle. */
+static int dist_count(const struct dist *d, const char *needle)
+{
+    char line[8192];
+    FILE *f = fopen(d->log, "r");
+    int n = 0;
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static void teardown(void)
+{
+    server_destroy(&srv);
+    dist_destroy(&up);
+}
+
+TestSuite(proxy, .fini = teardown, .timeout = 180);
+
+/* An image pushed to the upstream: a config and one layer of len random
+ * bytes; out gets the layer's and the manifest's digests and the body. */
+struct image {
+    char layer[100], config[100], manifest[100];
+    char body[1500];
+    void *data; /* the layer's bytes */
+    size_t len;
+};
+
+static void upstream_blob(const char *repo, const void *data, size_t len, char *digest)
+{
+    char loc[1024], path[1200];
+    const char *h[] = {"Content-Type: application/octet-stream", NULL};
+    struct resp r;
+
+    digest_str("sha256", data, len, digest, 100);
+    start_upload(&up.http, repo, loc, sizeof(loc));
+    snprintf(path, sizeof(path), "%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", digest);
+    http(&up.http, "PUT", path, data, len, h, &r);
+    cr_assert_eq(r.status, 201, "upstream blob PUT: %ld %s", r.status, r.body);
+    resp_free(&r);
+}
+
+static void push_upstream(const char *repo, const char *tag, size_t len, struct image *im)
+{
+    char cfgdata[64];
+    struct resp r;
+
+    im->data = rand_bytes(len);
+    im->len = len;
+    snprintf(cfgdata, sizeof(cfgdata), "{\"n\":%d}", rand());
+    upstream_blob(repo, cfgdata, strlen(cfgdata), im->config);
+    upstream_blob(repo, im->data, len, im->layer);
+    snprintf(im->body, sizeof(im->body),
+             "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+             "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+             "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
+             "\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":%zu}]}",
+             im->config, strlen(cfgdata), im->layer, len);
+    cr_assert_eq(http_put_manifest(&up.http, repo, tag,
+                                   "application/vnd.oci.image.manifest.v1+json", im->body,
+                                   strlen(im->body), &r),
+                 201, "upstream manifest PUT: %s", r.body);
+    resp_free(&r);
+    digest_str("sha256", im->body, strlen(im->body), im->manifest, sizeof(im->manifest));
+}
+
+/* Our registry mirroring the upstream under fast/ (tags revalidated after
+ * 1 s) and slow/ (after an hour). */
+static void start_mirror(void)
+{
+    char conf[1024];
+
+    snprintf(conf, sizeof(conf),
+             "[storage]\ndelete = true\n[gc]\ninterval = 0\n"
+             "[proxy.fast]\nurl = %s\nprefix = fast\ntag_ttl = 1s\n"
+             "[proxy.slow]\nurl = %s\nprefix = slow\ntag_ttl = 1h\n",
+             up.http.base, up.http.base);
+    server_start(&srv, conf);
+}
+
+/* GET path from the mirror: 200 and exactly want (len bytes). */
+static void expect_body(const char *path, const void *want, size_t len)
+{
+    struct resp r;
+
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+    cr_assert_eq(r.len, len, "GET %s: %zu bytes, not %zu", path, r.len, len);
+    cr_assert(memcmp(r.body, want, len) == 0, "GET %s: other bytes", path);
+    resp_free(&r);
+}
+
+static void expect_fsck_clean(void)
+{
+    char args[400], out[8192];
+    int rc;
+
+    snprintf(args, sizeof(args), "fsck --root %s/data", srv.root);
+    rc = registry_run(args, out, sizeof(out));
+    cr_assert_eq(rc, 0, "fsck: %d\n%s", rc, out);
+}
+
+Test(proxy, pulls_by_tag_and_digest_give_the_upstreams_bytes_and_fsck_stays_clean)
+{
+    struct image im;
+    char path[600], hv[200];
+    struct resp r;
+
+    dist_start(&up);
+    push_upstream("library/img", "v1", 300000, &im);
+    start_mirror();
+    http(&srv, "GET", "/v2/slow/library/img/manifests/v1", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), im.manifest);
+    cr_assert_str_eq(resp_header(&r, "Content-Type", hv, sizeof(hv)),
+                     "application/vnd.oci.image.manifest.v1+json");
+    cr_assert_eq(r.len, strlen(im.body));
+    cr_assert(memcmp(r.body, im.body, r.len) == 0);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/slow/library/img/manifests/%s", im.manifest);
+    expect_body(path, im.body, strlen(im.body));
+    snprintf(path, sizeof(path), "/v2/slow/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len);
+    expect_body(path, im.data, im.len); /* the second time from the store */
+    snprintf(path, sizeof(path), "GET /v2/library/img/blobs/%s", im.layer);
+    cr_assert_eq(dist_count(&up, path), 1, "the upstream was asked once for the layer");
+    snprintf(path, sizeof(path), "GET /v2/library/img/manifests/v1");
+    cr_assert_eq(dist_count(&up, path), 1, "the tag was fetched once within its TTL");
+    /* By digest, a manifest never fetched by tag. */
+    snprintf(path, sizeof(path), "/v2/fast/library/img/manifests/%s", im.manifest);
+    expect_body(path, im.body, strlen(im.body));
+    /* Unknown upstream: 404 with the spec's codes. */
+    cr_assert_eq(http_status(&srv, "GET", "/v2/slow/library/none/manifests/v1", hv, sizeof(hv)),
+                 404);
+    cr_assert_str_eq(hv, "MANIFEST_UNKNOWN");
+    snprintf(path, sizeof(path), "/v2/slow/library/img/blobs/sha256:%064d", 0);
+    cr_assert_eq(http_status(&srv, "GET", path, hv, sizeof(hv)), 404);
+    cr_assert_str_eq(hv, "BLOB_UNKNOWN");
+    /* The config blob was never pulled: fsck knows the cache fetches on demand. */
+    expect_fsck_clean();
+    free(im.data);
+}
+
+Test(proxy, a_moved_tag_is_seen_after_its_ttl_and_not_before)
+{
+    struct image a, b;
+    char hv[200];
+    struct resp r;
+
+    dist_start(&up);
+    push_upstream("library/img", "latest", 1000, &a);
+    start_mirror();
+    http(&srv, "GET", "/v2/slow/library/img/manifests/latest", NULL, 0, NULL, &r);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), a.manifest);
+    resp_free(&r);
+    http(&srv, "GET", "/v2/fast/library/img/manifests/latest", NULL, 0, NULL, &r);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), a.manifest);
+    resp_free(&r);
+    push_upstream("library/img", "latest", 1000, &b); /* the tag moves */
+    sleep(2);                                         /* past fast's TTL, far from slow's */
+    http(&srv, "GET", "/v2/slow/library/img/manifests/latest", NULL, 0, NULL, &r);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), a.manifest,
+                     "within the TTL the cached tag is served");
+    resp_free(&r);
+    http(&srv, "HEAD", "/v2/fast/library/img/manifests/latest", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), b.manifest,
+                     "past the TTL the moved tag is seen");
+    resp_free(&r);
+    expect_body("/v2/fast/library/img/manifests/latest", b.body, strlen(b.body));
+    free(a.data);
+    free(b.data);
+}
+
+Test(proxy, cached_content_is_served_when_the_upstream_is_down)
+{
+    struct image im;
+    char path[600], hv[200];
+    struct resp r;
+
+    dist_start(&up);
+    push_upstream("library/img", "v1", 50000, &im);
+    start_mirror();
+    expect_body("/v2/fast/library/img/manifests/v1", im.body, strlen(im.body));
+    snprintf(path, sizeof(path), "/v2/fast/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len);
+    dist_stop(&up);
+    sleep(2); /* past the TTL: the tag must be revalidated, and cannot be */
+    http(&srv, "GET", "/v2/fast/library/img/manifests/v1", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(resp_header(&r, "Docker-Content-Digest", hv, sizeof(hv)), im.manifest);
+    cr_assert_not_null(resp_header(&r, "Warning", hv, sizeof(hv)), "a stale tag says so");
+    cr_assert_str_eq(hv, "110 - \"Response is Stale\"");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/fast/library/img/manifests/%s", im.manifest);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(resp_header(&r, "Warning", hv, sizeof(hv)), "by digest nothing is stale");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/fast/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len);
+    /* What was never cached: the upstream's absence is a 502. */
+    cr_assert_eq(http_status(&srv, "GET", "/v2/fast/library/other/manifests/v1", NULL, 0), 502);
+    free(im.data);
+}
+
+struct puller {
+    const char *url;
+    long status;
+    size_t bytes;
+};
+
+static size_t count_bytes(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    *(size_t *)arg += size * n;
+    return size * n;
+}
+
+static void *pull(void *arg)
+{
+    struct puller *p = arg;
+    CURL *c = curl_easy_init();
+
+    curl_easy_setopt(c, CURLOPT_URL, p->url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, count_bytes);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &p->bytes);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &p->status);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+Test(proxy, twenty_clients_pulling_one_cold_blob_cause_one_upstream_get)
+{
+    enum { N = 20 };
+    struct puller p[N];
+    pthread_t th[N];
+    struct image im;
+    char url[600], needle[300];
+    int i;
+
+    dist_start(&up);
+    push_upstream("library/big", "v1", 8 << 20, &im);
+    start_mirror();
+    expect_body("/v2/slow/library/big/manifests/v1", im.body, strlen(im.body));
+    snprintf(url, sizeof(url), "%s/v2/slow/library/big/blobs/%s", srv.base, im.layer);
+    for (i = 0; i < N; i++) {
+        p[i] = (struct puller){url, 0, 0};
+        cr_assert_eq(pthread_create(&th[i], NULL, pull, &p[i]), 0);
+    }
+    for (i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect_eq(p[i].status, 200, "client %d: %ld", i, p[i].status);
+        cr_expect_eq(p[i].bytes, im.len, "client %d: %zu bytes", i, p[i].bytes);
+    }
+    snprintf(needle, sizeof(needle), "GET /v2/library/big/blobs/%s", im.layer);
+    cr_assert_eq(dist_count(&up, needle), 1, "one upstream GET for %d clients", N);
+    expect_fsck_clean();
+    free(im.data);
+}
+
+Test(proxy, pushes_into_a_mirrored_prefix_are_405_and_local_names_stay_pushable)
+{
+    char digest[100], code[64], path[300];
+    struct resp r;
+
+    dist_start(&up);
+    start_mirror();
+    http(&srv, "POST", "/v2/fast/library/img/blobs/uploads/", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 405, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(resp_error_code(&r, code, sizeof(code)), "UNSUPPORTED");
+    cr_assert_not_null(strstr(r.body, "mirrors"), "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(http_put_manifest(&srv, "slow/x", "v1",
+                                   "application/vnd.oci.image.manifest.v1+json", "{}", 2, NULL),
+                 405);
+    cr_assert_eq(http_status(&srv, "DELETE", "/v2/slow/x/manifests/v1", code, sizeof(code)), 405);
+    push_blob(&srv, "local/x", "hello", 5, digest, sizeof(digest));
+    push_blob(&srv, "fastlane/x", "hello", 5, digest, sizeof(digest));
+    snprintf(path, sizeof(path), "/v2/local/x/blobs/%s", digest);
+    expect_body(path, "hello", 5);
+}

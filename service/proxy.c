@@ -1,0 +1,498 @@
+/* The pull-through cache (proxy.h). */
+#include "proxy.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "../common/err.h"
+#include "../common/log.h"
+#include "../storage/index.h"
+#include "manifest.h"
+#include "service.h"
+#include "uploads.h"
+#include "upstream.h"
+
+/* Seconds: to connect; for a whole manifest or token exchange; that a blob
+ * may deliver nothing before it is given up. */
+#define CONNECT_TIMEOUT 10
+#define MANIFEST_TIMEOUT 60
+#define STALL_TIMEOUT 60
+
+struct proxy_up {
+    char name[64];
+    char prefix[256]; /* "" = every repository not found locally */
+    size_t plen;
+    long tag_ttl; /* seconds */
+    struct upstream *u;
+};
+
+/* A blob being fetched: later askers for the same digest wait for it. */
+struct flight {
+    struct flight *next;
+    char digest[DIGEST_STR_MAX];
+    int done, rc;
+    unsigned refs; /* the fetcher and its waiters; the last one frees it */
+};
+
+struct proxy {
+    struct proxy_up *ups;
+    size_t n;
+    struct blobstore *bs;
+    struct index *ix;
+    struct uploads *us;
+    size_t max_manifest;
+    pthread_mutex_t lock; /* guards flights */
+    pthread_cond_t cond;  /* a flight landed */
+    struct flight *flights;
+};
+
+int proxy_new(const struct proxy_conf *v, size_t n, struct blobstore *bs, struct index *ix,
+              struct uploads *us, size_t max_manifest, struct proxy **out)
+{
+    struct proxy *p = calloc(1, sizeof(*p));
+    size_t i;
+    int rc = REG_OK;
+
+    *out = NULL;
+    if (!p || (n && !(p->ups = calloc(n, sizeof(*p->ups))))) {
+        free(p);
+        return REG_E_NOMEM;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    p->bs = bs;
+    p->ix = ix;
+    p->us = us;
+    p->max_manifest = max_manifest;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    for (i = 0; i < n && !rc; i++) {
+        struct upstream_opts o = {v[i].url,        v[i].username,    v[i].password, v[i].ca,
+                                  CONNECT_TIMEOUT, MANIFEST_TIMEOUT, STALL_TIMEOUT};
+        struct proxy_up *up = &p->ups[i];
+
+        snprintf(up->name, sizeof(up->name), "%s", v[i].name);
+        snprintf(up->prefix, sizeof(up->prefix), "%s", v[i].prefix ? v[i].prefix : "");
+        up->plen = strlen(up->prefix);
+        up->tag_ttl = v[i].tag_ttl;
+        rc = upstream_new(&o, &up->u);
+        p->n = i + 1;
+    }
+    if (rc) {
+        proxy_free(p);
+        return rc;
+    }
+    *out = p;
+    return REG_OK;
+}
+
+void proxy_free(struct proxy *p)
+{
+    size_t i;
+
+    if (!p)
+        return;
+    for (i = 0; i < p->n; i++)
+        upstream_free(p->ups[i].u);
+    free(p->ups);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* The upstream covering repo, and repo's name there (a suffix of repo). A
+ * prefix wins over the empty prefix. */
+static struct proxy_up *find(struct proxy *p, const char *repo, const char **name)
+{
+    struct proxy_up *any = NULL;
+    size_t i;
+
+    for (i = 0; p && i < p->n; i++) {
+        struct proxy_up *up = &p->ups[i];
+
+        if (!up->plen) {
+            any = up;
+        } else if (!strncmp(repo, up->prefix, up->plen) && repo[up->plen] == '/' &&
+                   repo[up->plen + 1]) {
+            *name = repo + up->plen + 1;
+            return up;
+        }
+    }
+    *name = repo;
+    return any;
+}
+
+int proxy_writable(struct proxy *p, const char *repo)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+
+    if (!up || !up->plen)
+        return REG_OK;
+    reg_detail_set("%s/ mirrors %s: push there, or outside %s/", up->prefix, upstream_url(up->u),
+                   up->prefix);
+    return REG_E_MIRRORED;
+}
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+/* What the cache holds for a reference, read in one transaction. */
+struct local {
+    int have_tag;                /* the tag is in repo */
+    int cached;                  /* ... and the cache fetched it */
+    int64_t when;                /* then, or when last revalidated */
+    char digest[DIGEST_STR_MAX]; /* what the tag (or ref) names */
+    int have_manifest;           /* repo holds that manifest */
+};
+
+static int look(struct proxy *p, const char *repo, const struct svc_ref *ref, struct local *l)
+{
+    struct index_txn *t = NULL;
+    struct index_manifest m;
+    int rc = index_begin(p->ix, INDEX_READ, &t);
+
+    memset(l, 0, sizeof(*l));
+    if (rc)
+        return rc;
+    if (ref->tag) {
+        rc = index_get_tag(t, repo, ref->tag, l->digest, sizeof(l->digest));
+        l->have_tag = rc == REG_OK;
+        if (rc == REG_E_MANIFEST_UNKNOWN)
+            rc = REG_OK;
+        if (!rc && l->have_tag) {
+            rc = index_get_cached(t, repo, ref->tag, &l->when);
+            l->cached = rc == REG_OK;
+            if (rc == REG_E_NOT_FOUND)
+                rc = REG_OK;
+        }
+    } else {
+        snprintf(l->digest, sizeof(l->digest), "%s", ref->d.str);
+    }
+    if (!rc && l->digest[0]) {
+        rc = index_get_manifest(t, repo, l->digest, &m);
+        l->have_manifest = rc == REG_OK;
+        if (rc == REG_E_MANIFEST_UNKNOWN)
+            rc = REG_OK;
+    }
+    index_abort(t);
+    return rc;
+}
+
+/* The stored manifest digest of repo, as svc_manifest_get reads it. */
+static int read_local(struct proxy *p, const char *repo, const char *digest, int with_data,
+                      struct svc_manifest *out)
+{
+    struct index_txn *t = NULL;
+    struct index_manifest m;
+    const void *data;
+    size_t len;
+    int rc = index_begin(p->ix, INDEX_READ, &t);
+
+    if (rc)
+        return rc;
+    snprintf(out->digest, sizeof(out->digest), "%s", digest);
+    rc = index_get_manifest(t, repo, digest, &m);
+    if (!rc)
+        rc = index_get_manifest_data(t, digest, &data, &len);
+    if (!rc) {
+        snprintf(out->media_type, sizeof(out->media_type), "%s", m.media_type);
+        snprintf(out->subject, sizeof(out->subject), "%s", m.subject);
+        out->len = len;
+        if (with_data) {
+            out->data = malloc(len ? len : 1);
+            if (out->data)
+                memcpy(out->data, data, len);
+            else
+                rc = REG_E_NOMEM;
+        }
+    }
+    index_abort(t);
+    return rc;
+}
+
+/* Store a fetched manifest in repo (tagged tag when not NULL), with every
+ * reference it makes counted whether or not the blob is here yet. */
+static int store(struct proxy *p, const char *repo, const char *tag,
+                 const struct upstream_manifest *um, struct svc_manifest *out)
+{
+    struct manifest_info *m = malloc(sizeof(*m));
+    const char **refs = malloc(2 * MANIFEST_REFS_MAX * sizeof(*refs));
+    struct index_txn *t = NULL;
+    struct index_manifest rec;
+    json_error_t jerr;
+    json_t *root = NULL;
+    char *desc;
+    size_t nrefs = 0, i;
+    int64_t now = (int64_t)time(NULL);
+    int rc = m && refs ? REG_OK : REG_E_NOMEM, created;
+
+    if (rc)
+        goto out;
+    root = json_loadb(um->data, um->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        reg_detail_set("the upstream's manifest is not JSON: %s", jerr.text);
+        rc = REG_E_UPSTREAM;
+        goto out;
+    }
+    rc = manifest_parse(root, um->media_type[0] ? um->media_type : NULL, m);
+    if (rc) {
+        rc = REG_E_UPSTREAM; /* reg_detail says why */
+        goto out;
+    }
+    for (i = 0; i < m->nblobs; i++)
+        if (!m->skip[i])
+            refs[nrefs++] = m->blobs[i];
+    for (i = 0; i < m->nchildren; i++)
+        refs[nrefs++] = m->children[i];
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.media_type, sizeof(rec.media_type), "%s", m->media_type);
+    if (m->artifact_type)
+        snprintf(rec.artifact_type, sizeof(rec.artifact_type), "%s", m->artifact_type);
+    if (m->subject)
+        snprintf(rec.subject, sizeof(rec.subject), "%s", m->subject);
+    rec.size = um->len;
+    rec.created = now;
+    rc = index_begin(p->ix, INDEX_WRITE, &t);
+    if (rc)
+        goto out;
+    rc = index_put_manifest(t, repo, um->digest, &rec, refs, nrefs, um->data, um->len, &created);
+    if (!rc && tag)
+        rc = index_put_tag(t, repo, tag, um->digest);
+    if (!rc && tag)
+        rc = index_set_cached(t, repo, tag, now);
+    if (!rc)
+        rc = index_set_cached(t, repo, NULL, now);
+    if (!rc && m->subject) {
+        desc = manifest_descriptor(m, um->digest, um->len);
+        rc = desc ? index_put_referrer(t, repo, m->subject, um->digest, desc, strlen(desc))
+                  : REG_E_NOMEM;
+        free(desc);
+    }
+    rc = index_end(t, rc);
+    if (!rc) {
+        snprintf(out->digest, sizeof(out->digest), "%s", um->digest);
+        snprintf(out->media_type, sizeof(out->media_type), "%s", m->media_type);
+        if (m->subject)
+            snprintf(out->subject, sizeof(out->subject), "%s", m->subject);
+        out->len = um->len;
+    }
+out:
+    json_decref(root);
+    free(refs);
+    free(m);
+    return rc;
+}
+
+/* Fetch ref (a tag or a digest) from up, store it, and answer with it. */
+static int fetch_manifest(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
+                          const char *ref, const char *tag, int with_data, struct svc_manifest *out)
+{
+    struct upstream_manifest um;
+    int rc = upstream_manifest(up->u, name, ref, 0, p->max_manifest, &um);
+
+    if (!rc)
+        rc = store(p, repo, tag, &um, out);
+    if (!rc && with_data) {
+        out->data = um.data;
+        um.data = NULL;
+    }
+    free(um.data);
+    if (!rc)
+        log_info("proxy %s: miss: %s:%s fetched (%s)", up->name, repo, ref, out->digest);
+    else
+        log_warn("proxy %s: %s:%s: %s%s%s", up->name, repo, ref, reg_strerror(rc),
+                 reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
+    return rc;
+}
+
+static int mark_revalidated(struct proxy *p, const char *repo, const char *tag)
+{
+    struct index_txn *t = NULL;
+    int rc = index_begin(p->ix, INDEX_WRITE, &t);
+
+    if (!rc)
+        rc = index_end(t, index_set_cached(t, repo, tag, (int64_t)time(NULL)));
+    return rc;
+}
+
+int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
+                       struct svc_manifest *out)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+    struct upstream_manifest head;
+    struct local l;
+    int rc;
+
+    if (!up)
+        return REG_E_NOT_FOUND;
+    reg_detail_clear();
+    rc = look(p, repo, ref, &l);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    if (!ref->tag) /* by digest: the bytes never change */
+        return l.have_manifest
+                   ? read_local(p, repo, l.digest, with_data, out)
+                   : fetch_manifest(p, up, repo, name, ref->d.str, NULL, with_data, out);
+    if (l.have_tag && !l.cached) /* pushed here, not fetched: ours */
+        return l.have_manifest ? read_local(p, repo, l.digest, with_data, out)
+                               : REG_E_MANIFEST_UNKNOWN;
+    if (!l.have_tag || !l.have_manifest)
+        return fetch_manifest(p, up, repo, name, ref->tag, ref->tag, with_data, out);
+    if ((int64_t)time(NULL) - l.when < up->tag_ttl) {
+        log_debug("proxy %s: hit: %s:%s", up->name, repo, ref->tag);
+        return read_local(p, repo, l.digest, with_data, out);
+    }
+    /* Stale: has the tag moved? */
+    rc = upstream_manifest(up->u, name, ref->tag, 1, p->max_manifest, &head);
+    if (!rc && !strcmp(head.digest, l.digest)) {
+        log_info("proxy %s: revalidated: %s:%s is still %s", up->name, repo, ref->tag, l.digest);
+        rc = mark_revalidated(p, repo, ref->tag);
+        return rc ? rc : read_local(p, repo, l.digest, with_data, out);
+    }
+    if (!rc) {
+        log_info("proxy %s: revalidated: %s:%s moved to %s", up->name, repo, ref->tag, head.digest);
+        rc = fetch_manifest(p, up, repo, name, head.digest, ref->tag, with_data, out);
+        if (!rc)
+            return rc;
+    }
+    /* The upstream cannot say: what we have is better than nothing. */
+    log_warn("proxy %s: upstream error, serving stale %s:%s: %s%s%s", up->name, repo, ref->tag,
+             reg_strerror(rc), reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
+    rc = read_local(p, repo, l.digest, with_data, out);
+    out->stale = 1;
+    return rc;
+}
+
+/* ---- blobs ------------------------------------------------------------------------ */
+
+/* Link d into repo when it is stored and a manifest of repo uses it: a
+ * layer another repository's pull already brought. REG_E_BLOB_UNKNOWN when
+ * it cannot be. */
+static int link_if_used(struct proxy *p, const char *repo, const struct digest *d)
+{
+    struct index_txn *t = NULL;
+    struct index_blob b;
+    char user[DIGEST_STR_MAX];
+    int rc = index_begin(p->ix, INDEX_WRITE, &t);
+
+    if (rc)
+        return rc;
+    rc = index_repo_has_blob(t, repo, d->str);
+    if (rc == REG_OK) {
+        index_abort(t);
+        return REG_OK;
+    }
+    rc = index_get_blob(t, d->str, &b);
+    if (!rc)
+        rc = index_in_use(t, repo, d->str, user, sizeof(user)) == REG_E_IN_USE
+                 ? index_link_blob(t, repo, d->str)
+                 : REG_E_BLOB_UNKNOWN;
+    return index_end(t, rc);
+}
+
+static int write_upload(void *arg, const void *data, size_t len)
+{
+    return upload_write(arg, data, len);
+}
+
+/* Fetch d from up into an upload session of repo; the session verifies the
+ * digest before the blob becomes visible. */
+static int fetch_blob(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
+                      const struct digest *d)
+{
+    struct upload *u = NULL;
+    uint64_t size = 0;
+    int rc = upload_create(p->us, repo, 0, &u);
+
+    if (rc)
+        return rc;
+    rc = upstream_blob(up->u, name, d->str, NULL, write_upload, u);
+    if (!rc) {
+        rc = upload_finish(u, d, &size);
+        if (rc == REG_E_DIGEST_INVALID) {
+            reg_detail_set("upstream %s sent bytes that are not %s", upstream_url(up->u), d->str);
+            rc = REG_E_UPSTREAM;
+        }
+    } else {
+        upload_cancel(u);
+    }
+    upload_release(u);
+    if (!rc)
+        log_info("proxy %s: miss: %s@%s fetched (%llu bytes)", up->name, repo, d->str,
+                 (unsigned long long)size);
+    else
+        log_warn("proxy %s: %s@%s: %s%s%s", up->name, repo, d->str, reg_strerror(rc),
+                 reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
+    return rc;
+}
+
+static void flight_put(struct proxy *p, struct flight *f)
+{
+    if (--f->refs == 0)
+        free(f);
+    (void)p;
+}
+
+int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+    struct flight *f, **pp;
+    int rc;
+
+    if (!up)
+        return REG_E_NOT_FOUND;
+    reg_detail_clear();
+    rc = link_if_used(p, repo, d);
+    if (rc != REG_E_BLOB_UNKNOWN)
+        return rc;
+    pthread_mutex_lock(&p->lock);
+    for (f = p->flights; f && strcmp(f->digest, d->str) != 0; f = f->next)
+        ;
+    if (f) { /* someone is fetching it: wait, then take it from the store */
+        f->refs++;
+        while (!f->done)
+            pthread_cond_wait(&p->cond, &p->lock);
+        rc = f->rc;
+        flight_put(p, f);
+        pthread_mutex_unlock(&p->lock);
+        if (rc)
+            return rc;
+        rc = link_if_used(p, repo, d);
+        if (rc != REG_E_BLOB_UNKNOWN)
+            return rc;
+        /* Fetched for a repository whose manifests we share none of: ask
+         * the upstream ourselves (the commit finds the bytes there). */
+        return fetch_blob(p, up, repo, name, d);
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        pthread_mutex_unlock(&p->lock);
+        return REG_E_NOMEM;
+    }
+    snprintf(f->digest, sizeof(f->digest), "%s", d->str);
+    f->refs = 1;
+    f->next = p->flights;
+    p->flights = f;
+    pthread_mutex_unlock(&p->lock);
+
+    rc = fetch_blob(p, up, repo, name, d);
+
+    pthread_mutex_lock(&p->lock);
+    for (pp = &p->flights; *pp != f; pp = &(*pp)->next)
+        ;
+    *pp = f->next;
+    f->done = 1;
+    f->rc = rc;
+    pthread_cond_broadcast(&p->cond);
+    flight_put(p, f);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* The pull-through cache: upstream registries mirrored under local
+ * prefixes (or, with an empty prefix, for every repository not found
+ * locally). Owns the upstreams (upstream.h) and answers the service's
+ * misses: a manifest or blob a proxied repository lacks is fetched from
+ * its upstream, verified, stored as ordinary content, and served; a cached
+ * tag is revalidated with a HEAD once its tag_ttl has passed, and served
+ * stale (svc_manifest.stale) when the upstream cannot say.
+ *
+ * Reference counts: a cached manifest is stored before its blobs; the
+ * index counts its references to blobs not yet stored as pending and hands
+ * them to each blob when it is fetched (index.h), so GC and fsck see cached
+ * content exactly as pushed content.
+ *
+ * Fetches run on the calling thread; one digest is fetched once at a time
+ * (single-flight): concurrent requests for it wait for that fetch. */
+#ifndef REG_PROXY_H
+#define REG_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../storage/digest.h"
+
+struct blobstore;
+struct index;
+struct uploads;
+struct proxy;
+struct svc_manifest;
+struct svc_ref;
+
+/* One upstream, as configured ([proxy.NAME]). Strings are copied. */
+struct proxy_conf {
+    const char *name, *url, *prefix, *username, *password, *ca;
+    long tag_ttl; /* seconds */
+};
+
+/* Over the stores (borrowed); max_manifest is the largest manifest taken
+ * from an upstream. REG_E_CONFIG when two prefixes collide. */
+int proxy_new(const struct proxy_conf *v, size_t n, struct blobstore *bs, struct index *ix,
+              struct uploads *us, size_t max_manifest, struct proxy **out);
+void proxy_free(struct proxy *p);
+
+/* REG_E_MIRRORED (with reg_detail) when repo lies under a non-empty
+ * prefix: writes there are refused; REG_OK otherwise. */
+int proxy_writable(struct proxy *p, const char *repo);
+
+/* Resolve ref in repo through the cache. REG_E_NOT_FOUND when no upstream
+ * covers repo and the caller answers alone (then out is untouched);
+ * otherwise what svc_manifest_get returns. */
+int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
+                       struct svc_manifest *out);
+
+/* Blob d is not visible in repo: make it so from the cache or the
+ * upstream. REG_E_NOT_FOUND when no upstream covers repo; REG_OK when it is
+ * now visible; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM, ... */
+int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d);
+
+#endif
