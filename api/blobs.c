@@ -10,6 +10,66 @@
 #include "api.h"
 #include "range.h"
 
+/* Blob bodies the service hands out as a reader (the S3 backend): one
+ * request to the store per GET, pulled as libmicrohttpd sends. */
+#define STREAM_BLOCK ((size_t)1 << 20)
+
+struct blob_stream {
+    struct svc_blob_reader *rd;
+    uint64_t pos; /* offset in the body of the next byte */
+};
+
+static long blob_stream_read(void *arg, uint64_t pos, char *buf, size_t max)
+{
+    struct blob_stream *bs = arg;
+    size_t n = 0;
+
+    /* libmicrohttpd asks in order; anything else would need a new read. */
+    if (pos != bs->pos || svc_blob_reader_read(bs->rd, buf, max, &n) != REG_OK)
+        return REQ_STREAM_ERROR;
+    if (n == 0)
+        return REQ_STREAM_END;
+    bs->pos += n;
+    return (long)n;
+}
+
+static void blob_stream_done(void *arg)
+{
+    struct blob_stream *bs = arg;
+
+    svc_blob_reader_close(bs->rd);
+    free(bs);
+}
+
+static int blob_stream_reply(struct req *r, const struct digest *d, unsigned status, uint64_t off,
+                             uint64_t len)
+{
+    struct blob_stream *bs;
+    int rc;
+
+    if (req_is_head(r)) { /* from the index alone */
+        req_reply_head(r, status, "application/octet-stream", len);
+        return REG_OK;
+    }
+    if (len == 0) { /* the empty blob: nothing to ask the store for */
+        req_reply_buf(r, status, "application/octet-stream", "", 0);
+        return REG_OK;
+    }
+    bs = calloc(1, sizeof(*bs));
+    if (!bs)
+        return REG_E_NOMEM;
+    rc = svc_blob_reader_open(req_registry(r)->svc, d, off, len, &bs->rd);
+    if (!rc)
+        rc = req_reply_stream(r, status, "application/octet-stream", len,
+                              len < STREAM_BLOCK ? (size_t)len : STREAM_BLOCK, blob_stream_read,
+                              bs, blob_stream_done);
+    if (rc) {
+        blob_stream_done(bs);
+        return rc;
+    }
+    return REG_OK;
+}
+
 static int blob_get_begin(struct req *r, const struct route *rt)
 {
     struct svc_blob b;
@@ -37,7 +97,8 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     req_set_header(r, "Accept-Ranges", "bytes");
     rc = range_parse(req_header(r, "Range"), b.size, &off, &len, &partial);
     if (rc == REG_E_RANGE) {
-        close(b.fd);
+        if (b.fd >= 0)
+            close(b.fd);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, b.size);
         req_set_header(r, "Content-Range", buf);
         return REG_E_RANGE;
@@ -47,6 +108,8 @@ static int blob_get_begin(struct req *r, const struct route *rt)
                  b.size);
         req_set_header(r, "Content-Range", buf);
     }
+    if (b.stream)
+        return blob_stream_reply(r, &d, partial ? 206 : 200, off, len);
     req_reply_fd(r, partial ? 206 : 200, "application/octet-stream", b.fd, off, len);
     return REG_OK;
 }

@@ -15,6 +15,7 @@ const char *const config_log_levels[] = {"debug", "info", "warn", "error", NULL}
 const char *const config_log_formats[] = {"text", "json", NULL};
 const char *const config_auth_modes[] = {"none", "basic", "token", NULL};
 const char *const config_untagged_names[] = {"keep", "delete", NULL};
+const char *const config_drivers[] = {"fs", "s3", NULL};
 
 #define FIELD(f) .offset = offsetof(struct config, f), .width = sizeof(((struct config *)0)->f)
 #define KIB 1024ULL
@@ -73,6 +74,32 @@ static int metrics_listen_valid(const char *v)
     return !*v || listen_valid(v);
 }
 
+static int url_valid(const char *v)
+{
+    size_t n = strlen(v);
+
+    return (!strncmp(v, "http://", 7) || !strncmp(v, "https://", 8)) && n > 8 &&
+           !strchr(strstr(v, "://") + 3, '/') && !strchr(v, '?');
+}
+
+static int bucket_valid(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n < 3 || n > 63)
+        return 0;
+    for (; *v; v++)
+        if (!((*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9') || *v == '.' || *v == '-'))
+            return 0;
+    return 1;
+}
+
+/* Room for the '/' that ends it (struct s3_config's prefix). */
+static int prefix_valid(const char *v)
+{
+    return v[0] != '/' && strlen(v) < 250;
+}
+
 /* Rows of one section stay together: config_print walks them in order. */
 static const struct config_key keys[] = {
     STR("server", "listen", listen, "127.0.0.1:5000", listen_valid, "host:port", 0),
@@ -96,6 +123,17 @@ static const struct config_key keys[] = {
     SIZE("storage", "ready_min_free", ready_min_free, 0, 1ULL << 50, "1G", "a size such as 1G or 0",
          CONFIG_RELOAD),
     SIZE("storage", "index_max_size", index_max_size, MIB, 1024 * GIB, "16G", NULL, 0),
+    ENUM("storage", "driver", storage_driver, config_drivers, "fs", 0),
+    STR("s3", "endpoint", s3_endpoint, NULL, url_valid, "http://host[:port] or https://host[:port]",
+        0),
+    STR("s3", "region", s3_region, "us-east-1", NULL, NULL, 0),
+    STR("s3", "bucket", s3_bucket, NULL, bucket_valid, "a bucket name (3-63 of a-z 0-9 . -)", 0),
+    STR("s3", "prefix", s3_prefix, NULL, prefix_valid, "a key prefix without a leading '/'", 0),
+    STR("s3", "access_key", s3_access_key, NULL, NULL, NULL, 0),
+    STR("s3", "secret_key", s3_secret_key, NULL, NULL, NULL, CONFIG_SECRET),
+    BOOL("s3", "path_style", s3_path_style, "true", 0),
+    SIZE("s3", "part_size", s3_part_size, 5 * MIB, GIB, "16M", NULL, 0),
+    BOOL("s3", "redirect", s3_redirect, "false", 0),
     DUR("gc", "interval", gc_interval, "1h", "a duration such as 1h, 30m or 0 (off)",
         CONFIG_RELOAD),
     DUR("gc", "grace", gc_grace, "1h", "a duration such as 1h, 30m or 0", CONFIG_RELOAD),
@@ -591,6 +629,8 @@ int config_check(const struct config *c, char *err, size_t errsize)
         return BAD("manifest_buffers (%zu) is below max_manifest_size (%zu): a manifest of the "
                    "largest size could never be taken",
                    c->manifest_buffers, c->max_manifest_size);
+    if (c->storage_driver == CONFIG_DRIVER_S3 && (!c->s3_endpoint[0] || !c->s3_bucket[0]))
+        return BAD("driver = s3 needs [s3] endpoint and bucket");
     return REG_OK;
 }
 
@@ -837,6 +877,10 @@ void config_print(const struct config *c, FILE *f)
             continue;
         }
         config_format(c, k, buf, sizeof(buf));
+        if ((k->flags & CONFIG_SECRET) && buf[0]) {
+            fprintf(f, "# %s is set (not shown)\n", k->key);
+            continue;
+        }
         fprintf(f, "%s =%s%s\n", k->key, buf[0] ? " " : "", buf);
     }
     fprintf(f, "\n[groups]\n");

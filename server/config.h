@@ -1,6 +1,6 @@
-/* registry.conf: INI sections [server], [storage], [gc], [metrics], [log],
- * [auth], [groups], and [proxy.NAME] (one per upstream, keys from a table of
- * their own). One table (config.c) names every key with its type, range,
+/* registry.conf: INI sections [server], [storage], [s3], [gc], [metrics],
+ * [log], [auth], [groups], and [proxy.NAME] (one per upstream, keys from a
+ * table of their own). One table (config.c) names every key with its type, range,
  * default, field and whether a reload (SIGHUP) may change it; loading,
  * environment overrides, printing and reloading all walk that table. Every
  * key has a default, so no file is needed. */
@@ -31,6 +31,17 @@ struct config {
     int read_only;                     /* refuse every write; GC does not run */
     size_t index_max_size;             /* LMDB map size, bytes */
     unsigned long long ready_min_free; /* bytes free on root below which /readyz says no */
+    int storage_driver;                /* enum config_driver: where blob bytes live */
+    /* [s3] (driver = s3) */
+    char s3_endpoint[512];   /* scheme://host[:port] */
+    char s3_region[64];      /* signing region */
+    char s3_bucket[64];      /* bucket name */
+    char s3_prefix[256];     /* key prefix; a '/' is added when it lacks one */
+    char s3_access_key[128]; /* empty: AWS_ACCESS_KEY_ID */
+    char s3_secret_key[128]; /* empty: AWS_SECRET_ACCESS_KEY */
+    int s3_path_style;       /* endpoint/bucket/key rather than bucket.endpoint/key */
+    size_t s3_part_size;     /* multipart part size, bytes */
+    int s3_redirect;         /* blob GETs answered with 307 to a presigned URL */
     /* [gc] */
     long gc_interval;   /* seconds between runs inside serve; 0 = never */
     long gc_grace;      /* seconds a pushed blob or manifest is safe from GC */
@@ -75,6 +86,7 @@ struct config_proxy {
 };
 
 enum config_untagged { CONFIG_UNTAGGED_KEEP, CONFIG_UNTAGGED_DELETE };
+enum config_driver { CONFIG_DRIVER_FS, CONFIG_DRIVER_S3 };
 
 /* How a value is written in the file. */
 enum config_type {
@@ -91,6 +103,7 @@ enum config_type {
 enum {
     CONFIG_RELOAD = 1,  /* SIGHUP may change it while serving */
     CONFIG_SECONDS = 2, /* a number of seconds: errors say so */
+    CONFIG_SECRET = 4,  /* never printed: check-config shows whether it is set */
 };
 
 /* One row of the table. */
@@ -121,6 +134,7 @@ extern const char *const config_log_levels[];
 extern const char *const config_log_formats[];
 extern const char *const config_auth_modes[];
 extern const char *const config_untagged_names[];
+extern const char *const config_drivers[];
 
 /* Fill c with the defaults (the table's). */
 void config_defaults(struct config *c);

@@ -25,6 +25,7 @@
 #include "../service/service.h"
 #include "../service/uploads.h"
 #include "../storage/blobstore.h"
+#include "../storage/blobstore_s3.h"
 #include "../storage/index.h"
 #include "config.h"
 #include "healthcheck.h"
@@ -193,9 +194,54 @@ struct store {
     struct uploads *us;
 };
 
+/* The S3 backend's settings from [s3], credentials from the environment
+ * when the file has none. REG_E_CONFIG (logged) when some are missing. */
+static int s3_settings(const struct config *cfg, struct blobstore_s3_config *c)
+{
+    const char *ak = cfg->s3_access_key[0] ? cfg->s3_access_key : getenv("AWS_ACCESS_KEY_ID");
+    const char *sk = cfg->s3_secret_key[0] ? cfg->s3_secret_key : getenv("AWS_SECRET_ACCESS_KEY");
+    size_t n = strlen(cfg->s3_prefix);
+
+    memset(c, 0, sizeof(*c));
+    if (!ak || !*ak || !sk || !*sk) {
+        log_error("driver = s3: no credentials: set [s3] access_key and secret_key, or "
+                  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        return REG_E_CONFIG;
+    }
+    if (strlen(ak) >= sizeof(c->s3.access_key) || strlen(sk) >= sizeof(c->s3.secret_key)) {
+        log_error("driver = s3: access or secret key too long");
+        return REG_E_CONFIG;
+    }
+    snprintf(c->s3.endpoint, sizeof(c->s3.endpoint), "%s", cfg->s3_endpoint);
+    snprintf(c->s3.region, sizeof(c->s3.region), "%s", cfg->s3_region);
+    snprintf(c->s3.bucket, sizeof(c->s3.bucket), "%s", cfg->s3_bucket);
+    snprintf(c->s3.prefix, sizeof(c->s3.prefix), "%s%s", cfg->s3_prefix,
+             n > 0 && cfg->s3_prefix[n - 1] != '/' ? "/" : "");
+    snprintf(c->s3.access_key, sizeof(c->s3.access_key), "%s", ak);
+    snprintf(c->s3.secret_key, sizeof(c->s3.secret_key), "%s", sk);
+    c->s3.path_style = cfg->s3_path_style;
+    c->part_size = cfg->s3_part_size;
+    c->redirect = cfg->s3_redirect;
+    return REG_OK;
+}
+
+static int blobs_open(const struct config *cfg, struct blobstore **out)
+{
+    struct blobstore_s3_config c;
+    int rc;
+
+    if (cfg->storage_driver != CONFIG_DRIVER_S3)
+        return blobstore_open(cfg->root, out);
+    rc = s3_settings(cfg, &c);
+    if (!rc)
+        rc = blobstore_open_s3(cfg->root, &c, out);
+    explicit_bzero(&c, sizeof(c));
+    return rc;
+}
+
 static int store_open(const struct config *cfg, int readonly, struct store *st)
 {
-    int rc = blobstore_open(cfg->root, &st->bs);
+    int rc = blobs_open(cfg, &st->bs);
 
     if (!rc)
         rc = readonly ? index_open_readonly(blobstore_index_dir(st->bs), &st->ix)

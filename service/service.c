@@ -304,15 +304,19 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
                   struct svc_blob *out)
 {
     struct index_txn *t = NULL;
+    struct index_blob ib;
     int rc;
 
     out->fd = -1;
     out->url = NULL;
     out->size = 0;
+    out->stream = 0;
     rc = index_begin(s->ix, INDEX_READ, &t);
     if (rc)
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
+    if (!rc)
+        rc = index_get_blob(t, d->str, &ib);
     index_abort(t);
     if (rc == REG_E_BLOB_UNKNOWN && s->proxy) {
         int prc = proxy_blob_fetch(s->proxy, repo, d);
@@ -321,7 +325,31 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     }
     if (rc)
         return rc;
-    return blobstore_open_read(s->bs, d, &out->fd, can_redirect ? &out->url : NULL, &out->size);
+    rc = blobstore_open_read(s->bs, d, &out->fd, can_redirect ? &out->url : NULL, &out->size);
+    if (rc == REG_E_UNSUPPORTED || (!rc && out->fd < 0)) {
+        /* A backend without descriptors (S3): the size is the index's, the
+         * bytes come through svc_blob_reader_open, or from out->url. */
+        out->size = ib.size;
+        out->stream = !out->url;
+        rc = REG_OK;
+    }
+    return rc;
+}
+
+int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
+                         struct svc_blob_reader **out)
+{
+    return blobstore_reader_open(s->bs, d, off, len, (struct blob_reader **)out);
+}
+
+int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n)
+{
+    return blob_reader_read((struct blob_reader *)r, buf, max, n);
+}
+
+void svc_blob_reader_close(struct svc_blob_reader *r)
+{
+    blob_reader_close((struct blob_reader *)r);
 }
 
 int svc_blob_delete(struct service *s, const char *repo, const struct digest *d)

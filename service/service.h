@@ -98,12 +98,27 @@ struct svc_blob {
     uint64_t size; /* bytes */
     int fd;        /* to read from (the caller closes it), or -1 */
     char *url;     /* or where to send the client (malloc'd, the caller frees), or NULL */
+    int stream;    /* or neither: pull the bytes with svc_blob_reader_open */
 };
 
-/* Open blob d of repo for reading: an fd, or a URL when the backend serves
- * the bytes itself and can_redirect. REG_E_BLOB_UNKNOWN. */
+/* Open blob d of repo for reading: an fd, a URL when the backend serves the
+ * bytes itself and can_redirect, or (stream) neither. Without an fd the
+ * size is the index's and the store is not asked: a HEAD costs no request
+ * to S3. REG_E_BLOB_UNKNOWN. */
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
                   struct svc_blob *out);
+
+/* A blob's bytes pulled as they are sent: len bytes from off (len 0: to the
+ * end). Open starts the read (S3: the GET), so REG_E_BLOB_UNKNOWN (the
+ * bytes are missing from the store) and REG_E_RANGE show before any byte
+ * goes out. Read hands out up to max bytes, at least one, waiting when none
+ * has arrived (*n 0: the end). Use after svc_blob_open said so (stream). */
+struct svc_blob_reader;
+int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
+                         struct svc_blob_reader **out);
+int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n);
+/* NULL is fine. */
+void svc_blob_reader_close(struct svc_blob_reader *r);
 /* Unlink blob d from repo (GC removes its bytes once nothing needs them).
  * REG_E_IN_USE while a manifest of repo uses it (reg_detail() names it). */
 int svc_blob_delete(struct service *s, const char *repo, const struct digest *d);

@@ -90,6 +90,76 @@ int blobstore_read(struct blobstore *bs, const struct digest *d, uint64_t off, u
     return bs->ops->read(bs->be, d, off, len, fn, arg);
 }
 
+/* The reader of a backend that gives descriptors. */
+struct fd_reader {
+    struct blob_reader base; /* ops NULL */
+    int fd;
+    uint64_t pos, end; /* next offset; end of the range */
+};
+
+int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off,
+                          uint64_t len, struct blob_reader **out)
+{
+    struct fd_reader *r;
+    uint64_t size = 0;
+    int fd = -1, rc;
+
+    *out = NULL;
+    if (bs->ops->reader_open)
+        return bs->ops->reader_open(bs->be, d, off, len, out);
+    rc = bs->ops->open_read(bs->be, d, &fd, NULL, &size);
+    if (rc)
+        return rc;
+    if (off > size || (len && len > size - off)) {
+        close(fd);
+        return REG_E_RANGE;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        close(fd);
+        return REG_E_NOMEM;
+    }
+    r->fd = fd;
+    r->pos = off;
+    r->end = len ? off + len : size;
+    *out = &r->base;
+    return REG_OK;
+}
+
+int blob_reader_read(struct blob_reader *br, void *buf, size_t max, size_t *n)
+{
+    struct fd_reader *r = (struct fd_reader *)br;
+    ssize_t got;
+
+    if (br->ops)
+        return br->ops->reader_read(br, buf, max, n);
+    *n = 0;
+    if (max > r->end - r->pos)
+        max = (size_t)(r->end - r->pos);
+    if (max == 0)
+        return REG_OK;
+    do
+        got = pread(r->fd, buf, max, (off_t)r->pos);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) /* a blob does not shrink: an end before ours is an error */
+        return REG_E_IO;
+    r->pos += (uint64_t)got;
+    *n = (size_t)got;
+    return REG_OK;
+}
+
+void blob_reader_close(struct blob_reader *br)
+{
+    if (!br)
+        return;
+    if (br->ops) {
+        br->ops->reader_close(br);
+        return;
+    }
+    close(((struct fd_reader *)br)->fd);
+    free(br);
+}
+
 uint64_t blobstore_requests(struct blobstore *bs)
 {
     return strcmp(bs->ops->name, "s3") == 0 ? blobstore_s3_requests(bs->be) : 0;

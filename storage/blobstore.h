@@ -42,8 +42,10 @@ const char *blobstore_index_dir(struct blobstore *bs);
  * caller; *fd is then -1) to redirect the client to. *size is the blob's
  * length. REG_E_BLOB_UNKNOWN when the store lacks it. url may be NULL when
  * the caller cannot redirect; a backend then returns an fd or fails
- * (REG_E_UNSUPPORTED: the S3 backend has no descriptor to give; stream with
- * blobstore_read instead). */
+ * (REG_E_UNSUPPORTED: the S3 backend has no descriptor to give; pull with
+ * blobstore_reader_open instead). The S3 backend answers both without a
+ * request: it neither checks that d is there nor knows its size (*size 0;
+ * the index has it), and a missing object shows when it is read. */
 int blobstore_open_read(struct blobstore *bs, const struct digest *d, int *fd, char **url,
                         uint64_t *size);
 /* Receives a blob's bytes in order; anything but REG_OK stops the read and
@@ -54,6 +56,18 @@ typedef int (*blobstore_sink_fn)(void *arg, const void *data, size_t len);
  * REG_E_BLOB_UNKNOWN when the store lacks d, REG_E_RANGE past its end. */
 int blobstore_read(struct blobstore *bs, const struct digest *d, uint64_t off, uint64_t len,
                    blobstore_sink_fn fn, void *arg);
+/* A reader the caller pulls from: len bytes of blob d from off (len 0: to
+ * the end). Every backend has one (a file: pread on its descriptor; S3: one
+ * GET kept open across reads). Opening starts the read, so REG_E_BLOB_UNKNOWN
+ * and REG_E_RANGE show here, before any byte is handed out. */
+struct blob_reader;
+int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off,
+                          uint64_t len, struct blob_reader **out);
+/* Up to max bytes into buf, waiting for at least one; *n 0 at the end. An
+ * error leaves the reader good only for close. */
+int blob_reader_read(struct blob_reader *r, void *buf, size_t max, size_t *n);
+/* NULL is fine. */
+void blob_reader_close(struct blob_reader *r);
 /* S3 requests sent so far; 0 for a backend that sends none. */
 uint64_t blobstore_requests(struct blobstore *bs);
 /* The size of blob d; REG_E_BLOB_UNKNOWN when there is none. */

@@ -15,6 +15,12 @@ struct blob_writer {
     const struct blobstore_backend *ops;
 };
 
+/* Every backend's reader begins with this; ops NULL: the front end's reader
+ * over a descriptor from open_read (backends without reader_open). */
+struct blob_reader {
+    const struct blobstore_backend *ops;
+};
+
 /* be is the backend's own state, given back to every call. Semantics and
  * errors are those of the blobstore_* function of the same name. */
 struct blobstore_backend {
@@ -24,6 +30,11 @@ struct blobstore_backend {
     int (*open_read)(void *be, const struct digest *d, int *fd, char **url, uint64_t *size);
     int (*read)(void *be, const struct digest *d, uint64_t off, uint64_t len,
                 blobstore_sink_fn fn, void *arg);
+    /* Optional (NULL: the front end reads open_read's descriptor). */
+    int (*reader_open)(void *be, const struct digest *d, uint64_t off, uint64_t len,
+                       struct blob_reader **out);
+    int (*reader_read)(struct blob_reader *r, void *buf, size_t max, size_t *n);
+    void (*reader_close)(struct blob_reader *r);
     int (*size)(void *be, const struct digest *d, uint64_t *size);
     int (*remove)(void *be, const struct digest *d);
     int (*each)(void *be, blobstore_each_fn fn, void *arg);

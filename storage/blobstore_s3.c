@@ -108,14 +108,53 @@ static int s_size(void *be, const struct digest *d, uint64_t *size)
 
 static int s_open_read(void *be, const struct digest *d, int *fd, char **url, uint64_t *size)
 {
-    int rc = s_size(be, d, size);
+    struct s3store *st = be;
+    char key[256];
 
-    (void)url;
     *fd = -1;
-    if (rc)
-        return rc;
-    /* No descriptor to hand out: the caller streams with blobstore_read. */
-    return REG_E_UNSUPPORTED;
+    *size = 0; /* not asked: the caller's index knows it */
+    if (!url || !st->cfg.redirect)
+        return REG_E_UNSUPPORTED; /* no descriptor: the caller pulls from a reader */
+    blob_key(d, key, sizeof(key));
+    return s3_presign_get(st->s3, key, BLOBSTORE_S3_PRESIGN_SECONDS, url);
+}
+
+struct s3reader {
+    struct blob_reader base; /* first: the front end dispatches on it */
+    struct s3_stream *st;
+};
+
+static int s_reader_open(void *be, const struct digest *d, uint64_t off, uint64_t len,
+                         struct blob_reader **out)
+{
+    struct s3store *st = be;
+    struct s3reader *r = calloc(1, sizeof(*r));
+    char key[256];
+    int rc;
+
+    *out = NULL;
+    if (!r)
+        return REG_E_NOMEM;
+    r->base.ops = &s3_backend;
+    blob_key(d, key, sizeof(key));
+    rc = s3_stream_open(st->s3, key, off, len, &r->st);
+    if (rc) {
+        free(r);
+        return rc == REG_E_NOT_FOUND ? REG_E_BLOB_UNKNOWN : rc;
+    }
+    *out = &r->base;
+    return REG_OK;
+}
+
+static int s_reader_read(struct blob_reader *br, void *buf, size_t max, size_t *n)
+{
+    return s3_stream_read(((struct s3reader *)br)->st, buf, max, n);
+}
+
+static void s_reader_close(struct blob_reader *br)
+{
+    s3_stream_close(((struct s3reader *)br)->st);
+    free(br);
 }
 
 struct read_ctx {
@@ -850,6 +889,9 @@ static const struct blobstore_backend s3_backend = {
     .index_dir = s_index_dir,
     .open_read = s_open_read,
     .read = s_read,
+    .reader_open = s_reader_open,
+    .reader_read = s_reader_read,
+    .reader_close = s_reader_close,
     .size = s_size,
     .remove = s_remove,
     .each = s_each,
@@ -913,6 +955,9 @@ int blobstore_s3_open(const char *root, const struct blobstore_s3_config *cfg,
     if (rc == REG_E_NOT_FOUND) {
         log_error("s3: bucket %s does not exist at %s", cfg->s3.bucket, cfg->s3.endpoint);
         rc = REG_E_CONFIG;
+    } else if (rc == REG_E_CONFIG) {
+        log_error("s3: %s refuses access to bucket %s: check access_key, secret_key and region",
+                  cfg->s3.endpoint, cfg->s3.bucket);
     } else if (rc) {
         log_error("s3: cannot reach bucket %s at %s", cfg->s3.bucket, cfg->s3.endpoint);
         rc = REG_E_CONFIG;

@@ -19,6 +19,9 @@
 #include "s3.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -437,26 +440,51 @@ static int status_err(const struct req *r)
     return REG_E_IO;
 }
 
+/* The URL of key (NULL: the bucket) with an encoded query (or NULL); -1 when
+ * it does not fit. */
+static int build_url(const struct s3 *s, const char *key, const char *query, char *url,
+                     size_t size)
+{
+    char path[URL_MAX], full[1400];
+    int n;
+
+    path[0] = '\0';
+    if (key) {
+        n = snprintf(full, sizeof(full), "%s%s", s->cfg.prefix, key);
+        if (n < 0 || (size_t)n >= sizeof(full) || !uri_encode(full, 1, path, sizeof(path)))
+            return -1;
+    }
+    n = snprintf(url, size, "%s%s%s%s%s", s->base, key ? "/" : "", path, query ? "?" : "",
+                 query ? query : "");
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Options every request sets. */
+static void set_common(const struct s3 *s, CURL *c, const char *url, struct curl_slist *h)
+{
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
+    curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    /* Nothing from the environment: no proxy variables. */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_SECONDS);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
+}
+
 /* One request, retried while that is safe: the body can be sent again
  * (it comes from a file) and a download has delivered nothing yet. */
 static int perform(struct s3 *s, struct req *r)
 {
-    char path[URL_MAX], url[URL_MAX + 1024], full[1400], hdr[URL_MAX + 160];
+    char url[URL_MAX + 1024], full[1400], hdr[URL_MAX + 160];
     struct curl_slist *h = NULL, *h2;
     struct call k = {r, NULL};
     CURLcode cc = CURLE_OK;
     int attempt, rc = REG_E_IO, n;
 
-    path[0] = '\0';
-    if (r->key) {
-        n = snprintf(full, sizeof(full), "%s%s", s->cfg.prefix, r->key);
-        if (n < 0 || (size_t)n >= sizeof(full) || !uri_encode(full, 1, path, sizeof(path)))
-            return REG_E_INTERNAL;
-    }
-    n = snprintf(url, sizeof(url), "%s%s%s%s%s", s->base, r->key ? "/" : "", path,
-                 r->query ? "?" : "",
-                 r->query ? r->query : "");
-    if (n < 0 || (size_t)n >= sizeof(url))
+    if (build_url(s, r->key, r->query, url, sizeof(url)))
         return REG_E_INTERNAL;
     h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
     /* No "Expect:" to suppress 100-continue: libcurl would sign the empty
@@ -496,16 +524,7 @@ static int perform(struct s3 *s, struct req *r)
         r->etag[0] = '\0';
         if (r->reply)
             r->reply[0] = '\0';
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
-        curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        /* Nothing from the environment: no proxy variables. */
-        curl_easy_setopt(c, CURLOPT_PROXY, "");
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CONNECT_SECONDS);
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)STALL_SECONDS);
+        set_common(s, c, url, h);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &k);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -1025,4 +1044,381 @@ int s3_mpu_list(struct s3 *s, const char *prefix, s3_upload_fn fn, void *arg)
         free(r.reply);
     }
     return rc;
+}
+
+/* ---- streamed GET ------------------------------------------------------------------ */
+
+/* Curl's largest write callback with this buffer size, and so the most a
+ * read may have to keep for the next one. */
+#define STREAM_BUFSIZE (128u << 10)
+/* Cap on the body of an error reply. */
+#define STREAM_ERR_MAX 4096
+
+struct s3_stream {
+    struct s3 *s;
+    char key[1100];
+    struct curl_slist *h;
+    CURLM *m;
+    CURL *c;             /* the request in flight, or NULL */
+    uint64_t off, len;   /* the range asked for (len 0: to the end) */
+    uint64_t pos;        /* bytes handed to the caller */
+    uint64_t base;       /* pos when the current request began (at off + base) */
+    uint64_t got;        /* bytes the current request delivered */
+    char *dst;           /* the caller's buffer during a read */
+    size_t dst_len, dst_cap;
+    char *spill;         /* what did not fit there, STREAM_BUFSIZE bytes */
+    size_t spill_off, spill_len;
+    long status;         /* of the current request, once its headers are in */
+    int done;            /* the current request ended */
+    int paused;          /* curl holds a piece we had no room for */
+    CURLcode cc;         /* and how */
+    int retries;         /* requests started again after a failure */
+    char err[STREAM_ERR_MAX + 1];
+    size_t err_len;
+};
+
+static size_t stream_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct s3_stream *st = arg;
+    size_t len = size * nmemb, n;
+
+    if (st->status < 200 || st->status >= 300) {
+        n = len < STREAM_ERR_MAX - st->err_len ? len : STREAM_ERR_MAX - st->err_len;
+        memcpy(st->err + st->err_len, data, n);
+        st->err_len += n;
+        st->err[st->err_len] = '\0';
+        return len;
+    }
+    n = st->dst_cap - st->dst_len < len ? st->dst_cap - st->dst_len : len;
+    if (len - n > 0 && (st->spill_len > 0 || len - n > STREAM_BUFSIZE)) {
+        /* No room left: curl keeps this piece until the next read. */
+        st->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (n > 0)
+        memcpy(st->dst + st->dst_len, data, n);
+    st->dst_len += n;
+    memcpy(st->spill, data + n, len - n);
+    st->spill_len = len - n;
+    st->got += len;
+    return len;
+}
+
+static size_t stream_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct s3_stream *st = arg;
+    size_t len = size * nmemb;
+
+    if (len <= 2 && (data[0] == '\r' || data[0] == '\n'))
+        curl_easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &st->status);
+    return len;
+}
+
+static void stream_stop(struct s3_stream *st)
+{
+    if (!st->c)
+        return;
+    curl_multi_remove_handle(st->m, st->c);
+    /* A transfer cut short leaves its connection unusable: no pooling. */
+    if (st->done && st->cc == CURLE_OK)
+        handle_put(st->s, st->c);
+    else
+        curl_easy_cleanup(st->c);
+    st->c = NULL;
+}
+
+static int stream_perform(struct s3_stream *st)
+{
+    CURLMsg *msg;
+    int running, left;
+
+    if (curl_multi_perform(st->m, &running) != CURLM_OK)
+        return REG_E_IO;
+    while ((msg = curl_multi_info_read(st->m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE) {
+            st->done = 1;
+            st->cc = msg->data.result;
+            if (!st->status)
+                curl_easy_getinfo(st->c, CURLINFO_RESPONSE_CODE, &st->status);
+        }
+    return REG_OK;
+}
+
+/* Move the transfer on; with wait, and when that brought nothing, wait for
+ * its socket (at most a second) and move it on again. */
+static int stream_pump(struct s3_stream *st, int wait)
+{
+    size_t before = st->dst_len + st->spill_len;
+    long status = st->status;
+    int rc = stream_perform(st), nfds = 0;
+
+    if (rc || !wait || st->done || st->status != status || st->dst_len + st->spill_len != before)
+        return rc;
+    if (curl_multi_poll(st->m, NULL, 0, 1000, &nfds) != CURLM_OK)
+        return REG_E_IO;
+    return stream_perform(st);
+}
+
+/* Start the request for the bytes from off + pos and wait for its status.
+ * Retries while nothing was handed out from it. */
+static int stream_start(struct s3_stream *st)
+{
+    char url[URL_MAX + 1024], range[64];
+    uint64_t from = st->off + st->pos;
+    int rc = REG_E_IO, attempt;
+
+    if (build_url(st->s, st->key, NULL, url, sizeof(url)))
+        return REG_E_INTERNAL;
+    if (st->len)
+        snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, from, st->off + st->len - 1);
+    else
+        snprintf(range, sizeof(range), "%" PRIu64 "-", from);
+    for (attempt = 0; attempt < TRIES; attempt++) {
+        st->c = handle_get(st->s);
+        if (!st->c)
+            return REG_E_NOMEM;
+        st->status = 0;
+        st->done = 0;
+        st->paused = 0;
+        st->cc = CURLE_OK;
+        st->got = 0;
+        st->base = st->pos;
+        st->err_len = 0;
+        st->err[0] = '\0';
+        set_common(st->s, st->c, url, st->h);
+        curl_easy_setopt(st->c, CURLOPT_BUFFERSIZE, (long)STREAM_BUFSIZE);
+        curl_easy_setopt(st->c, CURLOPT_WRITEFUNCTION, stream_write);
+        curl_easy_setopt(st->c, CURLOPT_WRITEDATA, st);
+        curl_easy_setopt(st->c, CURLOPT_HEADERFUNCTION, stream_header);
+        curl_easy_setopt(st->c, CURLOPT_HEADERDATA, st);
+        if (from > 0 || st->len)
+            curl_easy_setopt(st->c, CURLOPT_RANGE, range);
+        if (curl_multi_add_handle(st->m, st->c) != CURLM_OK) {
+            curl_easy_cleanup(st->c);
+            st->c = NULL;
+            return REG_E_NOMEM;
+        }
+        __atomic_add_fetch(&st->s->requests, 1, __ATOMIC_RELAXED);
+        rc = REG_OK;
+        while (!rc && !st->done && !st->status)
+            rc = stream_pump(st, 1);
+        if (rc)
+            break;
+        if (st->status >= 200 && st->status < 300)
+            return REG_OK;
+        while (!rc && !st->done) /* an error's body: for the log */
+            rc = stream_pump(st, 1);
+        stream_stop(st);
+        if (st->status == 404)
+            return REG_E_NOT_FOUND;
+        if (st->status == 416)
+            return REG_E_RANGE;
+        if (!retryable(st->cc, st->status) || attempt + 1 == TRIES) {
+            char code[64];
+
+            if (!xml_get(st->err, st->err + st->err_len, "Code", code, sizeof(code)))
+                snprintf(code, sizeof(code), "%s",
+                         st->cc ? curl_easy_strerror(st->cc) : "-");
+            log_error("s3: GET %s: HTTP %ld %s", st->key, st->status, code);
+            return st->status == 403 || st->status == 401 ? REG_E_CONFIG : REG_E_IO;
+        }
+        log_warn("s3: GET %s: HTTP %ld, retrying", st->key, st->status);
+        backoff(attempt);
+    }
+    stream_stop(st);
+    return rc;
+}
+
+int s3_stream_open(struct s3 *s, const char *key, uint64_t off, uint64_t len,
+                   struct s3_stream **out)
+{
+    struct s3_stream *st = calloc(1, sizeof(*st));
+    int rc = REG_E_NOMEM;
+
+    *out = NULL;
+    if (!st)
+        return rc;
+    st->s = s;
+    st->off = off;
+    st->len = len;
+    if (snprintf(st->key, sizeof(st->key), "%s", key) >= (int)sizeof(st->key)) {
+        rc = REG_E_INTERNAL;
+        goto out;
+    }
+    st->spill = malloc(STREAM_BUFSIZE);
+    st->h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+    st->m = curl_multi_init();
+    if (!st->spill || !st->h || !st->m)
+        goto out;
+    rc = stream_start(st);
+out:
+    if (rc) {
+        s3_stream_close(st);
+        return rc;
+    }
+    *out = st;
+    return REG_OK;
+}
+
+int s3_stream_read(struct s3_stream *st, void *buf, size_t max, size_t *n)
+{
+    int rc = REG_OK, nfds;
+
+    *n = 0;
+    if (max == 0)
+        return REG_OK;
+    st->dst = buf;
+    st->dst_len = 0;
+    st->dst_cap = max;
+    if (st->spill_len > 0) {
+        size_t k = st->spill_len < max ? st->spill_len : max;
+
+        memcpy(buf, st->spill + st->spill_off, k);
+        st->dst_len = k;
+        st->spill_off += k;
+        st->spill_len -= k;
+        if (st->spill_len == 0)
+            st->spill_off = 0;
+        else
+            goto out; /* buf is full */
+    }
+    /* spill is empty from here on, so a write callback may fill it. */
+    if (st->paused && st->c && !st->done) {
+        st->paused = 0;
+        if (curl_easy_pause(st->c, CURLPAUSE_CONT) != CURLE_OK)
+            rc = REG_E_IO;
+    }
+    while (!rc && !st->paused && st->dst_len < max) {
+        if (st->c && !st->done) {
+            rc = stream_pump(st, st->dst_len == 0);
+            if (!rc && st->dst_len > 0 && !st->done &&
+                (curl_multi_poll(st->m, NULL, 0, 0, &nfds) != CURLM_OK || nfds == 0))
+                break; /* hand out what there is rather than wait for more */
+            continue;
+        }
+        if (st->dst_len > 0)
+            break;
+        if (st->c && st->cc == CURLE_OK) { /* the end of the range */
+            if (st->len && st->base + st->got < st->len) {
+                log_error("s3: GET %s: body ended early", st->key);
+                rc = REG_E_IO;
+            }
+            break;
+        }
+        /* The connection failed mid-way: ask again for the rest; the bytes
+         * of a blob never change. */
+        if (st->c) {
+            log_warn("s3: GET %s: %s after %" PRIu64 " bytes, resuming", st->key,
+                     curl_easy_strerror(st->cc), st->pos);
+            stream_stop(st);
+        }
+        if (++st->retries > TRIES) {
+            rc = REG_E_IO;
+            break;
+        }
+        rc = stream_start(st);
+    }
+out:
+    if (st->spill_len == 0)
+        st->spill_off = 0;
+    /* What the current request delivered and was handed out or kept. */
+    *n = rc ? 0 : st->dst_len;
+    st->pos += *n;
+    st->dst = NULL;
+    return rc;
+}
+
+void s3_stream_close(struct s3_stream *st)
+{
+    if (!st)
+        return;
+    if (st->c) {
+        curl_multi_remove_handle(st->m, st->c);
+        curl_easy_cleanup(st->c);
+    }
+    if (st->m)
+        curl_multi_cleanup(st->m);
+    curl_slist_free_all(st->h);
+    free(st->spill);
+    free(st);
+}
+
+/* ---- presigned URLs ------------------------------------------------------------------- */
+
+static void hmac256(const void *key, size_t klen, const char *msg, unsigned char out[32])
+{
+    unsigned int n = 32;
+
+    HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &n);
+}
+
+static void hex32(const unsigned char *in, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    int i;
+
+    for (i = 0; i < 32; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int s3_presign_get(struct s3 *s, const char *key, unsigned expires, char **url)
+{
+    char full[1400], path[URL_MAX], host[600], cred[400], query[URL_MAX], amzdate[20], day[10];
+    char canon[2 * URL_MAX], sts[512], hash[65], sig[65], secret[140], *u;
+    const char *h = strstr(s->base, "://") + 3, *slash = strchr(h, '/');
+    unsigned char k[32], digest[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    size_t need;
+    int n;
+
+    *url = NULL;
+    gmtime_r(&now, &tm);
+    strftime(amzdate, sizeof(amzdate), "%Y%m%dT%H%M%SZ", &tm);
+    strftime(day, sizeof(day), "%Y%m%d", &tm);
+    n = snprintf(full, sizeof(full), "%s%s", s->cfg.prefix, key);
+    if (n < 0 || (size_t)n >= sizeof(full) || !uri_encode(full, 1, path, sizeof(path)))
+        return REG_E_INTERNAL;
+    /* The host as the client will send it, and the bucket's path (path style). */
+    n = snprintf(host, sizeof(host), "%.*s", slash ? (int)(slash - h) : (int)strlen(h), h);
+    if (n < 0 || (size_t)n >= sizeof(host))
+        return REG_E_INTERNAL;
+    n = snprintf(cred, sizeof(cred), "%s/%s/%s/s3/aws4_request", s->cfg.access_key, day,
+                 s->cfg.region);
+    if (n < 0 || (size_t)n >= sizeof(cred) || !uri_encode(cred, 0, full, sizeof(full)))
+        return REG_E_INTERNAL;
+    /* Parameters in sorted order, as the canonical request wants them. */
+    n = snprintf(query, sizeof(query),
+                 "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s&X-Amz-Date=%s"
+                 "&X-Amz-Expires=%u&X-Amz-SignedHeaders=host",
+                 full, amzdate, expires);
+    if (n < 0 || (size_t)n >= sizeof(query))
+        return REG_E_INTERNAL;
+    n = snprintf(canon, sizeof(canon), "GET\n%s/%s\n%s\nhost:%s\n\nhost\nUNSIGNED-PAYLOAD",
+                 slash ? slash : "", path, query, host);
+    if (n < 0 || (size_t)n >= sizeof(canon))
+        return REG_E_INTERNAL;
+    SHA256((const unsigned char *)canon, (size_t)n, digest);
+    hex32(digest, hash);
+    snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256\n%s\n%s/%s/s3/aws4_request\n%s", amzdate, day,
+             s->cfg.region, hash);
+    snprintf(secret, sizeof(secret), "AWS4%s", s->cfg.secret_key);
+    hmac256(secret, strlen(secret), day, k);
+    hmac256(k, 32, s->cfg.region, k);
+    hmac256(k, 32, "s3", k);
+    hmac256(k, 32, "aws4_request", k);
+    hmac256(k, 32, sts, digest);
+    hex32(digest, sig);
+    explicit_bzero(secret, sizeof(secret));
+    explicit_bzero(k, sizeof(k));
+    need = strlen(s->base) + 1 + strlen(path) + 1 + strlen(query) + 17 + 64 + 1;
+    u = malloc(need);
+    if (!u)
+        return REG_E_NOMEM;
+    snprintf(u, need, "%s/%s?%s&X-Amz-Signature=%s", s->base, path, query, sig);
+    *url = u;
+    return REG_OK;
 }

@@ -49,6 +49,21 @@ int s3_bucket_create(struct s3 *s);
 int s3_put(struct s3 *s, const char *key, int fd, uint64_t off, uint64_t len);
 /* GET len bytes of key from off (len 0: to the end) into sink. */
 int s3_get(struct s3 *s, const char *key, uint64_t off, uint64_t len, s3_sink_fn sink, void *arg);
+/* A GET kept open across reads, for a reader that pulls (a blob sent as
+ * the client takes it): open starts the request for len bytes of key from
+ * off (len 0: to the end) and waits for its status (REG_E_NOT_FOUND,
+ * REG_E_RANGE); each read hands out what has arrived, at least one byte,
+ * waiting for it when nothing has (*n 0: the end). A connection that fails
+ * mid-way is asked again for the rest, as a ranged GET. One thread at a
+ * time per stream. */
+struct s3_stream;
+int s3_stream_open(struct s3 *s, const char *key, uint64_t off, uint64_t len,
+                   struct s3_stream **out);
+int s3_stream_read(struct s3_stream *st, void *buf, size_t max, size_t *n);
+void s3_stream_close(struct s3_stream *st);
+/* A presigned URL that GETs key without credentials for expires seconds
+ * (SigV4 query signing); malloc'd, the caller frees. */
+int s3_presign_get(struct s3 *s, const char *key, unsigned expires, char **url);
 /* The size of key. */
 int s3_head(struct s3 *s, const char *key, uint64_t *size);
 /* DELETE key; absent is not an error. */
