@@ -81,7 +81,8 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;
-    rc = svc_blob_open(req_registry(r)->svc, rt->name, &d, 1, &b);
+    /* A HEAD is answered here, from the index: never a redirect. */
+    rc = svc_blob_open(req_registry(r)->svc, rt->name, &d, !req_is_head(r), &b);
     if (rc)
         return rc;
     req_set_header(r, "Docker-Content-Digest", d.str);

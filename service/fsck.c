@@ -98,25 +98,25 @@ static int sum_sizes(void *arg, const char *digest, const struct index_blob *b)
     return REG_OK;
 }
 
-/* REG_OK when the file hashes to d; REG_E_DIGEST_INVALID when not. */
-static int rehash(struct fsck *f, int fd, const struct digest *d, uint64_t *len)
+/* REG_OK when the blob's bytes hash to d; REG_E_DIGEST_INVALID when not.
+ * Through a reader, so the same code rehashes files and S3 objects (one
+ * GET per blob). */
+static int rehash(struct fsck *f, struct blob_reader *r, const struct digest *d, uint64_t *len)
 {
     struct hasher h;
     struct digest got;
-    ssize_t n;
+    size_t n;
+    int rc;
 
     *len = 0;
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     hasher_init(&h, d->algo);
     for (;;) {
-        n = read(fd, f->buf, HASH_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return REG_E_IO;
+        rc = blob_reader_read(r, f->buf, HASH_BUF, &n);
+        if (rc)
+            return rc;
         if (n == 0)
             break;
-        hasher_update(&h, f->buf, (size_t)n);
+        hasher_update(&h, f->buf, n);
         *len += (uint64_t)n;
         f->res->bytes += (uint64_t)n;
     }
@@ -143,14 +143,15 @@ static int check_blob(void *arg, const char *digest, const struct index_blob *b)
 {
     struct fsck *f = arg;
     struct digest d;
-    uint64_t size, len;
-    int fd = -1, rc;
+    struct blob_reader *r = NULL;
+    uint64_t len;
+    int rc;
 
     if (digest_parse(digest, strlen(digest), &d) != REG_OK) {
         problem(f, "fsck --repair drops the record", "blob record with a bad name: %s", digest);
         return add_fix(f, FIX_BLOB_RECORD, "", digest);
     }
-    rc = blobstore_open_read(f->bs, &d, &fd, NULL, &size);
+    rc = blobstore_reader_open(f->bs, &d, 0, 0, &r);
     if (rc == REG_E_BLOB_UNKNOWN && removed_since(f, digest))
         return REG_OK; /* a live server's GC took it after our snapshot */
     if (rc == REG_E_BLOB_UNKNOWN) {
@@ -160,8 +161,8 @@ static int check_blob(void *arg, const char *digest, const struct index_blob *b)
     }
     if (rc)
         return rc;
-    rc = rehash(f, fd, &d, &len);
-    close(fd);
+    rc = rehash(f, r, &d, &len);
+    blob_reader_close(r);
     f->res->blobs++;
     if (f->progress)
         fprintf(stderr, "\rfsck: rehashed %llu blobs, %llu of %llu MiB",
