@@ -74,10 +74,13 @@ static int metrics_listen_valid(const char *v)
     return !*v || listen_valid(v);
 }
 
+/* Empty is valid for these: driver = fs needs none (config_check). */
 static int url_valid(const char *v)
 {
     size_t n = strlen(v);
 
+    if (n == 0)
+        return 1;
     return (!strncmp(v, "http://", 7) || !strncmp(v, "https://", 8)) && n > 8 &&
            !strchr(strstr(v, "://") + 3, '/') && !strchr(v, '?');
 }
@@ -86,6 +89,8 @@ static int bucket_valid(const char *v)
 {
     size_t n = strlen(v);
 
+    if (n == 0)
+        return 1;
     if (n < 3 || n > 63)
         return 0;
     for (; *v; v++)

@@ -595,7 +595,7 @@ static size_t doc_keys(char seen[][96], size_t max)
     while (fgets(line, sizeof(line), f)) {
         char *p, *cell_end;
 
-        if (sscanf(line, "## [%31[a-z]]", section) == 1)
+        if (sscanf(line, "## [%31[a-z0-9]]", section) == 1)
             continue;
         if (!strncmp(line, "## ", 3))
             section[0] = '\0';

@@ -12,6 +12,8 @@
 #   CLIENTS_REQUIRE   space-separated tools that must be present: a missing one
 #                     fails instead of being skipped
 #   CLIENT_LOG_DIR    if set, each server's log is copied there when it stops
+#   CLIENT_STORAGE    s3: every server keeps its blobs on the RADOS Gateway of
+#                     REGISTRY_S3_ENV (scripts/with-ceph.sh), each under its own prefix
 
 set -u
 
@@ -141,6 +143,15 @@ registry_start() {
     if [ -n "$config_text" ]; then
         printf '%b\n' "$config_text" >"$REG_DIR/registry.conf"
         args+=(--config "$REG_DIR/registry.conf")
+    fi
+    if [ "${CLIENT_STORAGE:-fs}" = s3 ]; then
+        # Blobs on the RADOS Gateway, each server under its own key prefix.
+        if ! "$REPO_ROOT/scripts/s3-conf.sh" "clients-$(basename "$WORK")-$REG_N/" \
+            >>"$REG_DIR/registry.conf"; then
+            fail "no RADOS Gateway for CLIENT_STORAGE=s3 (REGISTRY_S3_ENV)"
+            return 1
+        fi
+        [ -n "$config_text" ] || args+=(--config "$REG_DIR/registry.conf")
     fi
     if [ ! -x "$REGISTRY_BIN" ]; then
         fail "registry binary $REGISTRY_BIN not found (run make)"
