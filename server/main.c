@@ -691,6 +691,7 @@ static int serve(int argc, char **argv)
     struct http_server *srv = NULL, *msrv = NULL;
     char *tls_cert = NULL, *tls_key = NULL;
     sigset_t sigs;
+    uint64_t requests;
     int rc, lockfd = -1;
 
     rc = parse_cli("serve", argc, argv, CLI_LISTEN | CLI_READY, &cli);
@@ -771,10 +772,13 @@ out:
         explicit_bzero(tls_key, strlen(tls_key));
         free(tls_key);
     }
+    requests = st.bs ? blobstore_requests(st.bs) : 0;
     store_close(&st);
     if (lockfd >= 0)
         close(lockfd);
-    if (!rc)
+    if (!rc && requests)
+        log_info("stopped after %llu S3 requests", (unsigned long long)requests);
+    else if (!rc)
         log_info("stopped");
     config_free(&cfg);
     return rc ? 1 : 0;

@@ -190,6 +190,78 @@ ParameterizedTest(int *id, blobstore, written_bytes_commit_and_read_back)
     done(bs);
 }
 
+/* Pull a reader to its end in reads of at most max bytes into out. */
+static size_t pull(struct blob_reader *r, char *out, size_t cap, size_t max)
+{
+    size_t got = 0, n;
+
+    do {
+        cr_assert_eq(blob_reader_read(r, out + got, max < cap - got ? max : cap - got, &n),
+                     REG_OK);
+        cr_assert(n > 0 || got == cap || max == 0, "an empty read before the end");
+        got += n;
+    } while (n > 0 && got < cap);
+    if (got == cap) { /* and then the end */
+        char extra;
+
+        cr_assert_eq(blob_reader_read(r, &extra, 1, &n), REG_OK);
+        cr_assert_eq(n, 0, "bytes past the end");
+    }
+    return got;
+}
+
+ParameterizedTestParameters(blobstore, readers_hand_out_the_bytes_in_small_or_large_reads_and_ranges)
+{
+    return BACKENDS;
+}
+
+ParameterizedTest(int *id, blobstore, readers_hand_out_the_bytes_in_small_or_large_reads_and_ranges)
+{
+    const struct backend *b = &backends[*id];
+    struct blobstore *bs = fresh(b);
+    struct blob_writer *w = NULL;
+    struct blob_reader *r = NULL;
+    size_t len = 3 * MIB + 4321, i;
+    char *data = malloc(len), *out = malloc(len);
+    struct digest d, none;
+
+    cr_assert(data && out);
+    for (i = 0; i < len; i++)
+        data[i] = (char)(i * 7 + i / 4096);
+    digest_of(DIGEST_SHA256, data, len, &d);
+    cr_assert_eq(blobstore_writer_create(bs, ID1, &w), REG_OK);
+    cr_assert_eq(blob_writer_append(w, data, len), REG_OK);
+    cr_assert_eq(blobstore_commit(bs, w, &d), REG_OK);
+    blob_writer_close(w, 0);
+
+    /* Reads far smaller than what the store sends at once (S3: the
+     * transfer is paused and taken up again), and larger ones. */
+    static const size_t sizes[] = {1000, 65536, 1u << 20, 4u << 20};
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        memset(out, 0, len);
+        cr_assert_eq(blobstore_reader_open(bs, &d, 0, 0, &r), REG_OK);
+        cr_assert_eq(pull(r, out, len, sizes[i]), len, "reads of %zu", sizes[i]);
+        cr_assert(memcmp(out, data, len) == 0, "reads of %zu: wrong bytes", sizes[i]);
+        blob_reader_close(r);
+    }
+    /* A range, and a range from the middle to the end. */
+    cr_assert_eq(blobstore_reader_open(bs, &d, 1234567, 100000, &r), REG_OK);
+    cr_assert_eq(pull(r, out, 100000, 7777), 100000);
+    cr_assert(memcmp(out, data + 1234567, 100000) == 0);
+    blob_reader_close(r);
+    cr_assert_eq(blobstore_reader_open(bs, &d, len - 10, 0, &r), REG_OK);
+    cr_assert_eq(pull(r, out, 10, 4096), 10);
+    cr_assert(memcmp(out, data + len - 10, 10) == 0);
+    blob_reader_close(r);
+    /* Errors show at open, before any byte. */
+    digest_of(DIGEST_SHA256, "absent", 6, &none);
+    cr_assert_eq(blobstore_reader_open(bs, &none, 0, 0, &r), REG_E_BLOB_UNKNOWN);
+    cr_assert_eq(blobstore_reader_open(bs, &d, len + 10, 0, &r), REG_E_RANGE);
+    free(data);
+    free(out);
+    done(bs);
+}
+
 ParameterizedTestParameters(blobstore, checkpoint_survives_reopen_and_the_rest_is_dropped)
 {
     return BACKENDS;
