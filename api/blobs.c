@@ -11,8 +11,12 @@
 #include "range.h"
 
 /* Blob bodies the service hands out as a reader (the S3 backend): one
- * request to the store per GET, pulled as libmicrohttpd sends. */
-#define STREAM_BLOCK ((size_t)1 << 20)
+ * request to the store per GET, pulled as libmicrohttpd sends. A read
+ * hands out what has arrived (S3 delivers at most 128 KiB at a time), so a
+ * larger buffer only holds more of the send_buffers budget: 256 KiB and
+ * 1 MiB measured the same on RGW, and 256 KiB lets four times as many
+ * pulls run before the budget says 429. */
+#define STREAM_BLOCK ((size_t)256 << 10)
 
 struct blob_stream {
     struct svc_blob_reader *rd;
