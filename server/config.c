@@ -75,7 +75,7 @@ static int metrics_listen_valid(const char *v)
 }
 
 /* Empty is valid for these: driver = fs needs none (config_check). */
-static int url_valid(const char *v)
+static int s3_endpoint_valid(const char *v)
 {
     size_t n = strlen(v);
 
@@ -85,7 +85,7 @@ static int url_valid(const char *v)
            !strchr(strstr(v, "://") + 3, '/') && !strchr(v, '?');
 }
 
-static int bucket_valid(const char *v)
+static int s3_bucket_valid(const char *v)
 {
     size_t n = strlen(v);
 
@@ -100,7 +100,7 @@ static int bucket_valid(const char *v)
 }
 
 /* Room for the '/' that ends it (struct s3_config's prefix). */
-static int prefix_valid(const char *v)
+static int s3_prefix_valid(const char *v)
 {
     return v[0] != '/' && strlen(v) < 250;
 }
@@ -129,11 +129,11 @@ static const struct config_key keys[] = {
          CONFIG_RELOAD),
     SIZE("storage", "index_max_size", index_max_size, MIB, 1024 * GIB, "16G", NULL, 0),
     ENUM("storage", "driver", storage_driver, config_drivers, "fs", 0),
-    STR("s3", "endpoint", s3_endpoint, NULL, url_valid, "http://host[:port] or https://host[:port]",
-        0),
+    STR("s3", "endpoint", s3_endpoint, NULL, s3_endpoint_valid,
+        "http://host[:port] or https://host[:port]", 0),
     STR("s3", "region", s3_region, "us-east-1", NULL, NULL, 0),
-    STR("s3", "bucket", s3_bucket, NULL, bucket_valid, "a bucket name (3-63 of a-z 0-9 . -)", 0),
-    STR("s3", "prefix", s3_prefix, NULL, prefix_valid, "a key prefix without a leading '/'", 0),
+    STR("s3", "bucket", s3_bucket, NULL, s3_bucket_valid, "a bucket name (3-63 of a-z 0-9 . -)", 0),
+    STR("s3", "prefix", s3_prefix, NULL, s3_prefix_valid, "a key prefix without a leading '/'", 0),
     STR("s3", "access_key", s3_access_key, NULL, NULL, NULL, 0),
     STR("s3", "secret_key", s3_secret_key, NULL, NULL, NULL, CONFIG_SECRET),
     BOOL("s3", "path_style", s3_path_style, "true", 0),

@@ -300,11 +300,25 @@ int svc_manifest_delete(struct service *s, const char *repo, const struct svc_re
 
 /* ---- blobs -------------------------------------------------------------------- */
 
+/* The size the index records for blob d. */
+static int blob_size_of(struct service *s, const struct digest *d, uint64_t *size)
+{
+    struct index_txn *t = NULL;
+    struct index_blob b;
+    int rc = index_begin(s->ix, INDEX_READ, &t);
+
+    if (rc)
+        return rc;
+    rc = index_get_blob(t, d->str, &b);
+    index_abort(t);
+    *size = rc ? 0 : b.size;
+    return rc;
+}
+
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
                   struct svc_blob *out)
 {
     struct index_txn *t = NULL;
-    struct index_blob ib;
     int rc;
 
     out->fd = -1;
@@ -315,8 +329,6 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     if (rc)
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
-    if (!rc)
-        rc = index_get_blob(t, d->str, &ib);
     index_abort(t);
     if (rc == REG_E_BLOB_UNKNOWN && s->proxy) {
         int prc = proxy_blob_fetch(s->proxy, repo, d);
@@ -329,9 +341,12 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     if (rc == REG_E_UNSUPPORTED || (!rc && out->fd < 0)) {
         /* A backend without descriptors (S3): the size is the index's, the
          * bytes come through svc_blob_reader_open, or from out->url. */
-        out->size = ib.size;
+        rc = blob_size_of(s, d, &out->size);
         out->stream = !out->url;
-        rc = REG_OK;
+        if (rc) {
+            free(out->url);
+            out->url = NULL;
+        }
     }
     return rc;
 }
