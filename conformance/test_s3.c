@@ -168,6 +168,7 @@ static void need_gateway(void)
 {
     const char *path = getenv("REGISTRY_S3_ENV");
     char line[512], *v;
+    long status;
     FILE *f;
 
     if (!path || !(f = fopen(path, "r")))
@@ -190,8 +191,8 @@ static void need_gateway(void)
     }
     fclose(f);
     cr_assert(gw.endpoint[0] && gw.access[0], "%s lacks settings", path);
-    long st = s3_call("PUT", "/" BUCKET, NULL, 0, NULL);
-    cr_assert(st == 200 || st == 409, "create bucket: HTTP %ld", st);
+    status = s3_call("PUT", "/" BUCKET, NULL, 0, NULL);
+    cr_assert(status == 200 || status == 409, "create bucket: HTTP %ld", status);
     snprintf(prefix, sizeof(prefix), "bb%ld-%u/", (long)getpid(), (unsigned)rand());
 }
 
@@ -359,7 +360,7 @@ Test(s3, blobs_go_to_content_addressed_objects_and_come_back_whole_by_range_and_
 Test(s3, redirect_mode_answers_307_to_a_presigned_url_that_serves_the_blob)
 {
     size_t len = 6 * MIB + 7;
-    char *a = rand_bytes(len), da[200], path[600], loc[2048], *body;
+    char *a = rand_bytes(len), da[200], path[600], loc[2048];
     struct resp r;
     CURL *c;
     struct buf got = {NULL, 0};
@@ -393,7 +394,6 @@ Test(s3, redirect_mode_answers_307_to_a_presigned_url_that_serves_the_blob)
     /* The signature covers the key: another key with it is refused. */
     *strstr(loc, "/blobs/sha256/") = '\0';
     strcat(loc, "/blobs/sha256/0000");
-    body = NULL;
     got.p = NULL;
     got.n = 0;
     c = curl_easy_init();
@@ -406,7 +406,6 @@ Test(s3, redirect_mode_answers_307_to_a_presigned_url_that_serves_the_blob)
     curl_easy_cleanup(c);
     cr_assert_eq(status, 403, "a tampered URL: %ld", status);
     free(got.p);
-    free(body);
 
     /* HEAD needs no redirect: the index has the size. */
     http(&srv, "HEAD", strstr(path, "/v2/"), NULL, 0, NULL, &r);
@@ -420,7 +419,7 @@ Test(s3, redirect_mode_answers_307_to_a_presigned_url_that_serves_the_blob)
 Test(s3, sigkill_in_the_middle_of_a_multipart_upload_then_resume_completes_with_the_right_digest)
 {
     size_t len = 14 * MIB + 999, half = 7 * MIB;
-    char *a = rand_bytes(len), da[200], loc[1024], v[200];
+    char *a = rand_bytes(len), da[200], loc[1024], v[200], have[64];
     struct resp r;
 
     need_gateway();
@@ -436,7 +435,6 @@ Test(s3, sigkill_in_the_middle_of_a_multipart_upload_then_resume_completes_with_
     http(&srv, "GET", loc, NULL, 0, NULL, &r);
     cr_assert_eq(r.status, 204, "upload status after the restart: %ld %s", r.status, r.body);
     snprintf(v, sizeof(v), "0-%zu", half - 1);
-    char have[64];
     cr_assert_str_eq(resp_header(&r, "Range", have, sizeof(have)), v, "acknowledged bytes kept");
     resp_free(&r);
     patch(loc, sizeof(loc), a, half, len - half);
