@@ -17,6 +17,7 @@
 #include "../service/service.h"
 #include "../service/uploads.h"
 #include "../storage/blobstore.h"
+#include "../storage/blobstore_s3.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
 
@@ -43,6 +44,50 @@ static inline void fixture_open(int delete_enabled)
     snprintf(fx.root, sizeof(fx.root), "/tmp/regtest-unit-XXXXXX");
     cr_assert_not_null(mkdtemp(fx.root));
     cr_assert_eq(blobstore_open(fx.root, &fx.bs), REG_OK);
+    cr_assert_eq(index_open(blobstore_index_dir(fx.bs), (size_t)16 << 20, &fx.ix), REG_OK);
+    cr_assert_eq(uploads_new(fx.bs, fx.ix, &fx.us), REG_OK);
+    cr_assert_eq(svc_new(fx.bs, fx.ix, fx.us, delete_enabled, &fx.svc), REG_OK);
+}
+
+/* The same over the S3 backend, on the RADOS Gateway that
+ * scripts/with-ceph.sh names in REGISTRY_S3_ENV (bucket "registry-unit",
+ * a fresh prefix); skips the test when there is none. */
+static inline void fixture_open_s3(int delete_enabled)
+{
+    struct blobstore_s3_config c;
+    const char *path = getenv("REGISTRY_S3_ENV");
+    char line[512], *v;
+    struct s3 *s = NULL;
+    FILE *f;
+
+    if (!path || !(f = fopen(path, "r")))
+        cr_skip_test("no Ceph RADOS Gateway (REGISTRY_S3_ENV unset)");
+    memset(&c, 0, sizeof(c));
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        v = strchr(line, '=');
+        if (!v)
+            continue;
+        *v++ = '\0';
+        if (!strcmp(line, "S3_ENDPOINT"))
+            snprintf(c.s3.endpoint, sizeof(c.s3.endpoint), "%s", v);
+        else if (!strcmp(line, "S3_REGION"))
+            snprintf(c.s3.region, sizeof(c.s3.region), "%s", v);
+        else if (!strcmp(line, "S3_ACCESS_KEY"))
+            snprintf(c.s3.access_key, sizeof(c.s3.access_key), "%s", v);
+        else if (!strcmp(line, "S3_SECRET_KEY"))
+            snprintf(c.s3.secret_key, sizeof(c.s3.secret_key), "%s", v);
+    }
+    fclose(f);
+    snprintf(c.s3.bucket, sizeof(c.s3.bucket), "registry-unit");
+    snprintf(c.s3.prefix, sizeof(c.s3.prefix), "u%ld-%u/", (long)getpid(), (unsigned)rand());
+    c.s3.path_style = 1;
+    cr_assert_eq(s3_new(&c.s3, &s), REG_OK);
+    cr_assert_eq(s3_bucket_create(s), REG_OK);
+    s3_free(s);
+    snprintf(fx.root, sizeof(fx.root), "/tmp/regtest-unit-XXXXXX");
+    cr_assert_not_null(mkdtemp(fx.root));
+    cr_assert_eq(blobstore_open_s3(fx.root, &c, &fx.bs), REG_OK);
     cr_assert_eq(index_open(blobstore_index_dir(fx.bs), (size_t)16 << 20, &fx.ix), REG_OK);
     cr_assert_eq(uploads_new(fx.bs, fx.ix, &fx.us), REG_OK);
     cr_assert_eq(svc_new(fx.bs, fx.ix, fx.us, delete_enabled, &fx.svc), REG_OK);

@@ -379,6 +379,61 @@ Test(api, a_blob_of_another_repository_is_unknown)
     finish(r);
 }
 
+/* A store without descriptors (S3): the handler pulls a reader through the
+ * service, one GET per body, and answers HEAD from the index. */
+static void setup_s3(void)
+{
+    fixture_open_s3(1);
+    memset(&reg, 0, sizeof(reg));
+    reg.svc = fx.svc;
+    reg.max_manifest_size = 4 << 20;
+    reg.manifest_budget = 64 << 20;
+}
+
+TestSuite(api_s3, .fini = teardown);
+
+Test(api_s3, a_blob_streams_whole_and_by_range_with_one_request_and_head_sends_none)
+{
+    size_t len = 700000, i;
+    char *data = malloc(len);
+    struct digest d;
+    struct req *r;
+    uint64_t before;
+
+    setup_s3();
+    cr_assert_not_null(data);
+    for (i = 0; i < len; i++)
+        data[i] = (char)(i % 251);
+    fixture_blob("app", data, len, &d);
+
+    before = blobstore_requests(fx.bs);
+    r = request("HEAD", ROUTE_BLOB, "app", d.str, NULL);
+    run(r, NULL, 0, 0);
+    cr_assert_eq(r->status, 200);
+    cr_assert_eq(r->len, len, "HEAD says the index's size");
+    finish(r);
+    cr_assert_eq(blobstore_requests(fx.bs), before, "a HEAD sends nothing to S3");
+
+    r = request("GET", ROUTE_BLOB, "app", d.str, NULL);
+    run(r, NULL, 0, 0);
+    cr_assert_eq(r->status, 200);
+    cr_assert_eq(r->len, len);
+    cr_assert(memcmp(r->body, data, len) == 0, "the bytes");
+    cr_assert_str_eq(out_header(r, "Docker-Content-Digest"), d.str);
+    finish(r);
+    cr_assert_eq(blobstore_requests(fx.bs), before + 1, "one GET for the whole body");
+
+    r = request("GET", ROUTE_BLOB, "app", d.str, "Range: bytes=300000-300099", NULL);
+    run(r, NULL, 0, 0);
+    cr_assert_eq(r->status, 206);
+    cr_assert_eq(r->len, 100);
+    cr_assert(memcmp(r->body, data + 300000, 100) == 0, "the range's bytes");
+    cr_assert_str_eq(out_header(r, "Content-Range"), "bytes 300000-300099/700000");
+    finish(r);
+    cr_assert_eq(blobstore_requests(fx.bs), before + 2, "a range is one ranged GET");
+    free(data);
+}
+
 /* --- uploads ------------------------------------------------------------------ */
 
 Test(api, a_chunked_upload_goes_post_patch_put_and_refuses_a_gap)
