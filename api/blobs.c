@@ -87,6 +87,10 @@ static int blob_get_begin(struct req *r, const struct route *rt)
         return rc;
     /* A HEAD is answered here, from the index: never a redirect. */
     rc = svc_blob_open(req_registry(r)->svc, rt->name, &d, !req_is_head(r), &b);
+    if (rc == REG_E_UPSTREAM) { /* the detail names what the operator must fix */
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     if (rc)
         return rc;
     req_set_header(r, "Docker-Content-Digest", d.str);

@@ -159,6 +159,10 @@ static int get_begin(struct req *r, const struct route *rt)
     if (rc)
         return REG_E_MANIFEST_UNKNOWN;
     rc = svc_manifest_get(req_registry(r)->svc, rt->name, &ref, !req_is_head(r), &m);
+    if (rc == REG_E_UPSTREAM) { /* the detail names what the operator must fix */
+        api_error(r, rc, reg_detail());
+        return REG_OK;
+    }
     if (rc)
         return rc;
     req_set_header(r, "Docker-Content-Digest", m.digest);

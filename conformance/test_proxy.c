@@ -31,6 +31,7 @@ struct dist {
 
 static struct dist up;
 static struct server srv;
+static struct server ours; /* our own registry as an upstream, with auth */
 
 static unsigned free_port(void)
 {
@@ -143,6 +144,7 @@ static int dist_count(const struct dist *d, const char *needle)
 static void teardown(void)
 {
     server_destroy(&srv);
+    server_destroy(&ours);
     dist_destroy(&up);
 }
 
@@ -157,21 +159,23 @@ struct image {
     size_t len;
 };
 
-static void upstream_blob(const char *repo, const void *data, size_t len, char *digest)
+static void upstream_blob(struct server *to, const char *repo, const void *data, size_t len,
+                          char *digest)
 {
     char loc[1024], path[1200];
     const char *h[] = {"Content-Type: application/octet-stream", NULL};
     struct resp r;
 
     digest_str("sha256", data, len, digest, 100);
-    start_upload(&up.http, repo, loc, sizeof(loc));
+    start_upload(to, repo, loc, sizeof(loc));
     snprintf(path, sizeof(path), "%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", digest);
-    http(&up.http, "PUT", path, data, len, h, &r);
+    http(to, "PUT", path, data, len, h, &r);
     cr_assert_eq(r.status, 201, "upstream blob PUT: %ld %s", r.status, r.body);
     resp_free(&r);
 }
 
-static void push_upstream(const char *repo, const char *tag, size_t len, struct image *im)
+static void push_to(struct server *to, const char *repo, const char *tag, size_t len,
+                    struct image *im)
 {
     char cfgdata[64];
     struct resp r;
@@ -179,20 +183,24 @@ static void push_upstream(const char *repo, const char *tag, size_t len, struct 
     im->data = rand_bytes(len);
     im->len = len;
     snprintf(cfgdata, sizeof(cfgdata), "{\"n\":%d}", rand());
-    upstream_blob(repo, cfgdata, strlen(cfgdata), im->config);
-    upstream_blob(repo, im->data, len, im->layer);
+    upstream_blob(to, repo, cfgdata, strlen(cfgdata), im->config);
+    upstream_blob(to, repo, im->data, len, im->layer);
     snprintf(im->body, sizeof(im->body),
              "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
              "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
              "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
              "\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":%zu}]}",
              im->config, strlen(cfgdata), im->layer, len);
-    cr_assert_eq(http_put_manifest(&up.http, repo, tag,
-                                   "application/vnd.oci.image.manifest.v1+json", im->body,
-                                   strlen(im->body), &r),
+    cr_assert_eq(http_put_manifest(to, repo, tag, "application/vnd.oci.image.manifest.v1+json",
+                                   im->body, strlen(im->body), &r),
                  201, "upstream manifest PUT: %s", r.body);
     resp_free(&r);
     digest_str("sha256", im->body, strlen(im->body), im->manifest, sizeof(im->manifest));
+}
+
+static void push_upstream(const char *repo, const char *tag, size_t len, struct image *im)
+{
+    push_to(&up.http, repo, tag, len, im);
 }
 
 /* Our registry mirroring the upstream under fast/ (tags revalidated after
@@ -412,4 +420,93 @@ Test(proxy, pushes_into_a_mirrored_prefix_are_405_and_local_names_stay_pushable)
     push_blob(&srv, "fastlane/x", "hello", 5, digest, sizeof(digest));
     snprintf(path, sizeof(path), "/v2/local/x/blobs/%s", digest);
     expect_body(path, "hello", 5);
+}
+
+/* ---- our own registry as the upstream, behind its auth ------------------------------ */
+
+/* Our registry holding im as library/img:v1, restarted in auth mode mode
+ * (token or basic) where user puller (password pullpw) may pull anything
+ * and nobody else anything. */
+static void start_ours(const char *mode, struct image *im)
+{
+    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
+    char cmd[1200], cfg[2048], htpasswd[400], key[400];
+
+    server_start(&ours, "[storage]\ndelete = true\n");
+    push_to(&ours, "library/img", "v1", 200000, im);
+    cr_assert_eq(server_stop(&ours), 0);
+    snprintf(htpasswd, sizeof(htpasswd), "%s", server_file(&ours, "htpasswd", NULL));
+    snprintf(key, sizeof(key), "%s", server_file(&ours, "key.pem", NULL));
+    snprintf(cmd, sizeof(cmd),
+             "echo pullpw | %s passwd puller > %s 2>/dev/null && openssl genpkey -algorithm EC "
+             "-pkeyopt ec_paramgen_curve:P-256 -out %s 2>/dev/null",
+             bin, htpasswd, key);
+    cr_assert_eq(system(cmd), 0, "registry passwd, openssl genpkey");
+    snprintf(cfg, sizeof(cfg),
+             "[storage]\ndelete = true\n[auth]\nmode = %s\nhtpasswd = %s\nkey = %s\n"
+             "rule = user:puller pull *\n",
+             mode, htpasswd, key);
+    server_file(&ours, "registry.conf", cfg);
+    server_restart(&ours);
+    cr_assert_eq(http_status(&ours, "GET", "/v2/library/img/manifests/v1", NULL, 0), 401,
+                 "the upstream wants credentials");
+}
+
+/* The mirror of ours under good/ with the right credentials, bad/ with a
+ * wrong password, anon/ with none. */
+static void start_mirror_of_ours(void)
+{
+    char conf[1024];
+
+    snprintf(conf, sizeof(conf),
+             "[proxy.good]\nurl = %s\nprefix = good\nusername = puller\npassword = pullpw\n"
+             "[proxy.bad]\nurl = %s\nprefix = bad\nusername = puller\npassword = wrongpw\n"
+             "[proxy.anon]\nurl = %s\nprefix = anon\n",
+             ours.base, ours.base, ours.base);
+    server_start(&srv, conf);
+}
+
+static void pulls_through_auth(const char *mode)
+{
+    struct image im;
+    char path[600], hv[200], cmd[600];
+    struct resp r;
+
+    start_ours(mode, &im);
+    start_mirror_of_ours();
+    expect_body("/v2/good/library/img/manifests/v1", im.body, strlen(im.body));
+    snprintf(path, sizeof(path), "/v2/good/library/img/manifests/%s", im.manifest);
+    expect_body(path, im.body, strlen(im.body));
+    snprintf(path, sizeof(path), "/v2/good/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len);
+    /* Wrong credentials: an error that says so, at once. */
+    http(&srv, "GET", "/v2/bad/library/img/manifests/v1", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 502, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(resp_error_code(&r, hv, sizeof(hv)), "UNKNOWN");
+    cr_assert_not_null(strstr(r.body, "credentials"), "%s", r.body);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v2/bad/library/img/blobs/%s", im.layer);
+    http(&srv, "GET", path, NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 502, "%ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, "credentials"), "%s", r.body);
+    resp_free(&r);
+    /* No credentials: the upstream shows nothing, as if it had nothing. */
+    cr_assert_eq(http_status(&srv, "GET", "/v2/anon/library/img/manifests/v1", hv, sizeof(hv)),
+                 404);
+    cr_assert_str_eq(hv, "MANIFEST_UNKNOWN");
+    /* The configured password never reaches the mirror's log. */
+    snprintf(cmd, sizeof(cmd), "grep -qE 'pullpw|wrongpw' %s",
+             server_file(&srv, "server.log", NULL));
+    cr_assert_neq(system(cmd), 0, "a password is in the mirror's log");
+    free(im.data);
+}
+
+Test(proxy, an_upstream_in_token_mode_is_pulled_through_with_the_configured_credentials)
+{
+    pulls_through_auth("token");
+}
+
+Test(proxy, an_upstream_in_basic_mode_is_pulled_through_with_the_configured_credentials)
+{
+    pulls_through_auth("basic");
 }

@@ -345,9 +345,18 @@ static int fetch_token(struct upstream *u, const char *repo, const char *challen
     cc = curl_easy_perform(k.c);
     curl_easy_getinfo(k.c, CURLINFO_RESPONSE_CODE, &k.status);
     if (cc != CURLE_OK || k.status != 200) {
-        reg_detail_set("upstream %s: token service %s: %s", u->url, realm,
-                       cc != CURLE_OK ? curl_easy_strerror(cc) : "refused");
-        rc = cc == CURLE_OK && (k.status == 401 || k.status == 403) ? REG_E_DENIED : REG_E_UPSTREAM;
+        if (cc == CURLE_OK && (k.status == 401 || k.status == 403) && u->userpwd[0]) {
+            /* Our configuration is wrong, not the client's request. */
+            reg_detail_set("upstream %s: its token service refused the configured credentials "
+                           "(status %ld)",
+                           u->url, k.status);
+            rc = REG_E_UPSTREAM;
+        } else if (cc == CURLE_OK && (k.status == 401 || k.status == 403)) {
+            rc = REG_E_DENIED;
+        } else {
+            reg_detail_set("upstream %s: token service %s: %s", u->url, realm,
+                           cc != CURLE_OK ? curl_easy_strerror(cc) : "refused");
+        }
         goto out;
     }
     root = json_loadb(k.body.p ? k.body.p : "", k.body.len, 0, NULL);
@@ -383,7 +392,7 @@ static int perform(struct upstream *u, const char *repo, const char *path, int h
 {
     struct curl_slist *hdrs = NULL, *h;
     char url[2048], *auth = NULL;
-    int attempt, basic, rc = REG_OK;
+    int attempt, basic, sent_basic = 0, rc = REG_OK;
     CURLcode cc = CURLE_OK;
 
     snprintf(url, sizeof(url), "%s%s", u->url, path);
@@ -392,6 +401,7 @@ static int perform(struct upstream *u, const char *repo, const char *path, int h
         if (!k->c)
             return REG_E_NOMEM;
         k->status = 0;
+        sent_basic = 0;
         k->length = UINT64_MAX;
         k->body.len = 0;
         common_options(u, k->c, k, timeout);
@@ -408,6 +418,7 @@ static int perform(struct upstream *u, const char *repo, const char *path, int h
             h = curl_slist_append(hdrs, auth);
             hdrs = h ? h : hdrs;
         } else if (basic && u->userpwd[0]) {
+            sent_basic = 1;
             curl_easy_setopt(k->c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
             curl_easy_setopt(k->c, CURLOPT_USERPWD, u->userpwd);
         }
@@ -452,6 +463,10 @@ static int perform(struct upstream *u, const char *repo, const char *path, int h
     }
     if (cc != CURLE_OK) {
         reg_detail_set("upstream %s: %s", u->url, curl_easy_strerror(cc));
+        return REG_E_UPSTREAM;
+    }
+    if (k->status == 401 && sent_basic) {
+        reg_detail_set("upstream %s: it refused the configured credentials (status 401)", u->url);
         return REG_E_UPSTREAM;
     }
     return REG_OK;

@@ -10,7 +10,9 @@
  * Errors: not_found (the caller's code: REG_E_MANIFEST_UNKNOWN or
  * REG_E_BLOB_UNKNOWN) when the upstream says 404, or 401/403 after the auth
  * flow (a repository the upstream will not show us is one it does not have,
- * as far as our clients are concerned); REG_E_UPSTREAM when it cannot be
+ * as far as our clients are concerned) unless it refuses the configured
+ * credentials themselves (a 401 to our Basic, or from the token service):
+ * that is REG_E_UPSTREAM, a configuration to fix; REG_E_UPSTREAM when it cannot be
  * reached, times out, answers 5xx or 429, or sends what it should not (a
  * manifest whose bytes do not hash to its digest). reg_detail() says
  * which. */
