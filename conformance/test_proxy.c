@@ -48,35 +48,19 @@ static unsigned free_port(void)
     return ntohs(a.sin_port);
 }
 
-static void dist_start(struct dist *d)
+/* Start (again) on d's root, configuration and port. */
+static void dist_launch(struct dist *d)
 {
-    char conf[160], text[1024];
-    unsigned port = free_port();
-    FILE *f;
+    char conf[160];
     int i;
 
-    cr_assert(access(DIST_BIN, X_OK) == 0, "%s missing (Debian package docker-registry)", DIST_BIN);
-    snprintf(d->dir, sizeof(d->dir), "/tmp/regtest-dist-XXXXXX");
-    cr_assert_not_null(mkdtemp(d->dir));
     snprintf(conf, sizeof(conf), "%s/config.yml", d->dir);
-    snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
-    snprintf(text, sizeof(text),
-             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
-             "    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
-             "http:\n  addr: 127.0.0.1:%u\n",
-             d->dir, port);
-    f = fopen(conf, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    memset(&d->http, 0, sizeof(d->http));
-    snprintf(d->http.base, sizeof(d->http.base), "http://127.0.0.1:%u", port);
     d->pid = fork();
     cr_assert_geq(d->pid, 0);
     if (d->pid == 0) {
         int fd;
 
-        fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 1);
         dup2(fd, 2);
         execl(DIST_BIN, DIST_BIN, "serve", conf, (char *)NULL);
@@ -103,6 +87,31 @@ static void dist_start(struct dist *d)
     }
     cr_assert_lt(i, 200, "Distribution did not start (its log above)");
     d->http.no_assert = 0;
+}
+
+static void dist_start(struct dist *d)
+{
+    char conf[160], text[1024];
+    unsigned port = free_port();
+    FILE *f;
+
+    cr_assert(access(DIST_BIN, X_OK) == 0, "%s missing (Debian package docker-registry)", DIST_BIN);
+    snprintf(d->dir, sizeof(d->dir), "/tmp/regtest-dist-XXXXXX");
+    cr_assert_not_null(mkdtemp(d->dir));
+    snprintf(conf, sizeof(conf), "%s/config.yml", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
+    snprintf(text, sizeof(text),
+             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+             "    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
+             "http:\n  addr: 127.0.0.1:%u\n",
+             d->dir, port);
+    f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    memset(&d->http, 0, sizeof(d->http));
+    snprintf(d->http.base, sizeof(d->http.base), "http://127.0.0.1:%u", port);
+    dist_launch(d);
 }
 
 static void dist_stop(struct dist *d)
@@ -143,6 +152,8 @@ static int dist_count(const struct dist *d, const char *needle)
 
 static void teardown(void)
 {
+    if (srv.pid > 0) /* a test that failed while it held the mirror stopped */
+        kill(srv.pid, SIGCONT);
     server_destroy(&srv);
     server_destroy(&ours);
     dist_destroy(&up);
@@ -343,6 +354,20 @@ Test(proxy, cached_content_is_served_when_the_upstream_is_down)
     free(im.data);
 }
 
+/* The third figure of a /proc/sys/net/ipv4/tcp_[rw]mem (the largest buffer). */
+static unsigned long long sock_buf_max(const char *file)
+{
+    unsigned long long lo, def, max = 0;
+    FILE *f = fopen(file, "r");
+
+    cr_assert_not_null(f, "%s", file);
+    cr_assert_eq(fscanf(f, "%llu %llu %llu", &lo, &def, &max), 3, "%s", file);
+    fclose(f);
+    return max;
+}
+
+static void *pull(void *arg);
+
 struct puller {
     const char *url;
     long status;
@@ -509,4 +534,74 @@ Test(proxy, an_upstream_in_token_mode_is_pulled_through_with_the_configured_cred
 Test(proxy, an_upstream_in_basic_mode_is_pulled_through_with_the_configured_credentials)
 {
     pulls_through_auth("basic");
+}
+
+/* The upstream dies in the middle of a blob. To know it is the middle
+ * without timing anything: as soon as the first bytes reach the upload
+ * session the blob goes into, the mirror is stopped (SIGSTOP); the upstream
+ * can then send no more than what the socket buffers hold, so when what the
+ * mirror holds plus those buffers is less than the blob, its SIGKILL cuts
+ * the blob short. (Were the mirror stopped too late, the attempt is made
+ * again with a fresh blob.) */
+Test(proxy, an_upstream_killed_in_the_middle_of_a_blob_leaves_nothing_and_the_next_pull_works)
+{
+    unsigned long long slack = sock_buf_max("/proc/sys/net/ipv4/tcp_rmem") +
+                               sock_buf_max("/proc/sys/net/ipv4/tcp_wmem") + (1 << 20);
+    /* Twice what the buffers can hold: 22 MiB with Debian's defaults. */
+    const size_t len = (size_t)slack * 2;
+    char uploads[400], blobs[400], url[600], path[600], repo[64], hv[200];
+    struct image im;
+    struct puller p;
+    pthread_t th;
+    unsigned long long held = 0;
+    int attempt, cut = 0;
+
+    dist_start(&up);
+    start_mirror();
+    snprintf(uploads, sizeof(uploads), "%s/data/uploads", srv.root);
+    snprintf(blobs, sizeof(blobs), "%s/data/blobs", srv.root);
+    for (attempt = 0; attempt < 4 && !cut; attempt++) {
+        if (up.pid <= 0)
+            dist_launch(&up);
+        snprintf(repo, sizeof(repo), "library/big%d", attempt);
+        push_upstream(repo, "v1", len, &im);
+        snprintf(path, sizeof(path), "/v2/slow/%s/manifests/v1", repo);
+        expect_body(path, im.body, strlen(im.body));
+        snprintf(url, sizeof(url), "%s/v2/slow/%s/blobs/%s", srv.base, repo, im.layer);
+        p = (struct puller){url, 0, 0};
+        cr_assert_eq(pthread_create(&th, NULL, pull, &p), 0);
+        while (dir_bytes(uploads) == 0 && p.status == 0)
+            usleep(1000);
+        kill(srv.pid, SIGSTOP);
+        held = dir_bytes(uploads);
+        cut = held > 0 && held + slack < len;
+        kill(up.pid, SIGKILL);
+        waitpid(up.pid, NULL, 0);
+        up.pid = 0;
+        kill(srv.pid, SIGCONT);
+        pthread_join(th, NULL);
+        cr_log_info("attempt %d: the mirror held %llu of %zu bytes when stopped", attempt, held,
+                    len);
+        if (!cut) {
+            free(im.data);
+            continue;
+        }
+        /* The client gets an error, and nothing of the blob stays. */
+        cr_assert_eq(p.status, 502, "the client got %ld with %zu bytes", p.status, p.bytes);
+        cr_assert_eq(count_files(uploads), 0, "the upload session is gone");
+        cr_assert_eq(count_files(blobs), 0, "no blob was stored");
+        snprintf(path, sizeof(path), "/v2/slow/%s/blobs/%s", repo, im.layer);
+        cr_assert_eq(http_status(&srv, "HEAD", path, NULL, 0), 502,
+                     "with the upstream still down the blob is not there");
+        cr_assert_eq(count_files(uploads), 0);
+        expect_fsck_clean();
+        /* The upstream back: the next pull gets the upstream's bytes. */
+        dist_launch(&up);
+        expect_body(path, im.data, im.len);
+        cr_assert_eq(count_files(uploads), 0);
+        cr_assert_eq(http_status(&srv, "HEAD", path, hv, sizeof(hv)), 200);
+        expect_fsck_clean();
+        free(im.data);
+    }
+    cr_assert(cut, "the mirror held %llu of %zu bytes when stopped, every time", held, len);
 }
