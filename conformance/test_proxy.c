@@ -605,3 +605,84 @@ Test(proxy, an_upstream_killed_in_the_middle_of_a_blob_leaves_nothing_and_the_ne
     }
     cr_assert(cut, "the mirror held %llu of %zu bytes when stopped, every time", held, len);
 }
+
+/* ---- metrics --------------------------------------------------------------------------- */
+
+/* registry_proxy_requests_total{kind,result} on the mirror's page. */
+static long proxy_count(const char *kind, const char *result)
+{
+    char series[200];
+    const char *p;
+    struct resp r;
+    long v = -1;
+    size_t n;
+
+    n = (size_t)snprintf(series, sizeof(series),
+                         "registry_proxy_requests_total{kind=\"%s\",result=\"%s\"} ", kind, result);
+    http(&srv, "GET", "/metrics", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    for (p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n)) {
+            v = strtol(p + n, NULL, 10);
+            break;
+        }
+    resp_free(&r);
+    return v;
+}
+
+Test(proxy, metrics_count_hits_misses_revalidations_stale_tags_and_upstream_errors)
+{
+    static const char *const kinds[] = {"manifest", "blob"};
+    static const char *const results[] = {"hit", "miss", "revalidated", "stale", "error"};
+    /* What the requests below must add up to, in the order of the tables. */
+    static const long want[2][5] = {{2, 3, 1, 1, 1}, {2, 1, 0, 0, 1}};
+    struct image im;
+    char conf[600], path[600], cmd[600];
+    struct resp r;
+    int k, i;
+
+    dist_start(&up);
+    push_upstream("library/img", "v1", 1000, &im);
+    snprintf(conf, sizeof(conf),
+             "[proxy.slow]\nurl = %s\nprefix = slow\ntag_ttl = 1h\n"
+             "[proxy.now]\nurl = %s\nprefix = now\ntag_ttl = 0s\n",
+             up.http.base, up.http.base);
+    server_start(&srv, conf);
+    for (k = 0; k < 2; k++)
+        for (i = 0; i < 5; i++)
+            cr_assert_eq(proxy_count(kinds[k], results[i]), 0, "%s %s", kinds[k], results[i]);
+    expect_body("/v2/slow/library/img/manifests/v1", im.body, strlen(im.body)); /* miss */
+    expect_body("/v2/slow/library/img/manifests/v1", im.body, strlen(im.body)); /* hit */
+    snprintf(path, sizeof(path), "/v2/slow/library/img/manifests/%s", im.manifest);
+    expect_body(path, im.body, strlen(im.body)); /* hit */
+    snprintf(path, sizeof(path), "/v2/slow/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len);                                        /* blob miss */
+    expect_body(path, im.data, im.len);                                        /* blob hit */
+    expect_body("/v2/now/library/img/manifests/v1", im.body, strlen(im.body)); /* miss */
+    expect_body("/v2/now/library/img/manifests/v1", im.body, strlen(im.body)); /* revalidated */
+    snprintf(path, sizeof(path), "/v2/now/library/img/blobs/%s", im.layer);
+    expect_body(path, im.data, im.len); /* blob hit: slow/'s pull brought it */
+    cr_assert_eq(http_status(&srv, "GET", "/v2/slow/library/none/manifests/v1", NULL, 0),
+                 404); /* miss: the upstream said it has none */
+    dist_stop(&up);
+    http(&srv, "GET", "/v2/now/library/img/manifests/v1", NULL, 0, NULL, &r); /* stale */
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    cr_assert_eq(http_status(&srv, "GET", "/v2/now/library/other/manifests/v1", NULL, 0),
+                 502); /* error */
+    snprintf(path, sizeof(path), "/v2/slow/library/img/blobs/%s", im.config);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 502); /* blob error */
+    for (k = 0; k < 2; k++)
+        for (i = 0; i < 5; i++)
+            cr_expect_eq(proxy_count(kinds[k], results[i]), want[k][i], "%s %s: %ld, not %ld",
+                         kinds[k], results[i], proxy_count(kinds[k], results[i]), want[k][i]);
+    /* The page stays valid Prometheus text, with no repository in it. */
+    http(&srv, "GET", "/metrics", NULL, 0, NULL, &r);
+    cr_assert_null(strstr(r.body, "library"), "a repository name is in the page");
+    server_file(&srv, "scrape.txt", r.body);
+    resp_free(&r);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s",
+             server_file(&srv, "scrape.txt", NULL));
+    cr_assert_eq(system(cmd), 0, "promtool check metrics");
+    free(im.data);
+}

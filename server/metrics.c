@@ -13,6 +13,7 @@
 #include "../common/err.h"
 #include "../common/log.h"
 #include "../service/gc.h"
+#include "../service/proxy.h"
 #include "../service/service.h"
 #include "http.h"
 
@@ -448,6 +449,27 @@ static void render_storage(struct out *o, struct registry *reg)
            st.index_map_bytes);
 }
 
+/* Only with a pull-through cache configured; every series then, zeros too. */
+static void render_proxy(struct out *o, struct registry *reg)
+{
+    static const char *const kinds[PROXY__KINDS] = {"manifest", "blob"};
+    static const char *const results[PROXY__RESULTS] = {"hit", "miss", "revalidated", "stale",
+                                                        "error"};
+    struct proxy_stats st;
+    int k, r;
+
+    if (svc_proxy_stats(reg->svc, &st) != REG_OK)
+        return;
+    head(o, "registry_proxy_requests_total", "counter",
+         "Requests the pull-through cache answered, by kind and result: hit (from the store), "
+         "miss (the upstream asked), revalidated (a tag checked after its tag_ttl), stale (a "
+         "tag served when the upstream could not be asked), error (the upstream failed).");
+    for (k = 0; k < PROXY__KINDS; k++)
+        for (r = 0; r < PROXY__RESULTS; r++)
+            emit(o, "registry_proxy_requests_total{kind=\"%s\",result=\"%s\"} %llu\n", kinds[k],
+                 results[r], (unsigned long long)st.n[k][r]);
+}
+
 static unsigned long long open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -519,6 +541,7 @@ static char *render(struct registry *reg, size_t *len)
     }
     render_auth_gc(&o);
     render_storage(&o, reg);
+    render_proxy(&o, reg);
     render_process(&o);
     if (o.failed) {
         free(o.buf);

@@ -2,6 +2,7 @@
 #include "proxy.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,31 @@ struct proxy {
     pthread_mutex_t lock; /* guards flights */
     pthread_cond_t cond;  /* a flight landed */
     struct flight *flights;
+    atomic_ullong counts[PROXY__KINDS][PROXY__RESULTS]; /* proxy_stats */
 };
+
+/* The one place a cache event is counted. */
+static void count(struct proxy *p, enum proxy_kind kind, enum proxy_result result)
+{
+    atomic_fetch_add_explicit(&p->counts[kind][result], 1, memory_order_relaxed);
+}
+
+/* An upstream answer's outcome: an error of its own, or a miss (the
+ * upstream was asked, and had it or not). */
+static enum proxy_result fetched(int rc)
+{
+    return rc == REG_OK || rc == REG_E_MANIFEST_UNKNOWN || rc == REG_E_BLOB_UNKNOWN ? PROXY_MISS
+                                                                                    : PROXY_ERROR;
+}
+
+void proxy_stats(struct proxy *p, struct proxy_stats *out)
+{
+    int k, r;
+
+    for (k = 0; k < PROXY__KINDS; k++)
+        for (r = 0; r < PROXY__RESULTS; r++)
+            out->n[k][r] = atomic_load_explicit(&p->counts[k][r], memory_order_relaxed);
+}
 
 int proxy_new(const struct proxy_conf *v, size_t n, struct blobstore *bs, struct index *ix,
               struct uploads *us, size_t max_manifest, struct proxy **out)
@@ -148,6 +173,7 @@ struct local {
     int64_t when;                /* then, or when last revalidated */
     char digest[DIGEST_STR_MAX]; /* what the tag (or ref) names */
     int have_manifest;           /* repo holds that manifest */
+    int repo_cached;             /* the cache brought repo (not pushes here) */
 };
 
 static int look(struct proxy *p, const char *repo, const struct svc_ref *ref, struct local *l)
@@ -177,6 +203,14 @@ static int look(struct proxy *p, const char *repo, const struct svc_ref *ref, st
         rc = index_get_manifest(t, repo, l->digest, &m);
         l->have_manifest = rc == REG_OK;
         if (rc == REG_E_MANIFEST_UNKNOWN)
+            rc = REG_OK;
+    }
+    if (!rc) {
+        int64_t when;
+
+        rc = index_get_cached(t, repo, NULL, &when);
+        l->repo_cached = rc == REG_OK;
+        if (rc == REG_E_NOT_FOUND)
             rc = REG_OK;
     }
     index_abort(t);
@@ -336,37 +370,51 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
     if (rc)
         return rc;
     memset(out, 0, sizeof(*out));
-    if (!ref->tag) /* by digest: the bytes never change */
-        return l.have_manifest
-                   ? read_local(p, repo, l.digest, with_data, out)
-                   : fetch_manifest(p, up, repo, name, ref->d.str, NULL, with_data, out);
+    if (!ref->tag && l.have_manifest) { /* by digest: the bytes never change */
+        if (l.repo_cached)
+            count(p, PROXY_MANIFEST, PROXY_HIT);
+        return read_local(p, repo, l.digest, with_data, out);
+    }
+    if (!ref->tag) {
+        rc = fetch_manifest(p, up, repo, name, ref->d.str, NULL, with_data, out);
+        count(p, PROXY_MANIFEST, fetched(rc));
+        return rc;
+    }
     if (l.have_tag && !l.cached) /* pushed here, not fetched: ours */
         return l.have_manifest ? read_local(p, repo, l.digest, with_data, out)
                                : REG_E_MANIFEST_UNKNOWN;
-    if (!l.have_tag || !l.have_manifest)
-        return fetch_manifest(p, up, repo, name, ref->tag, ref->tag, with_data, out);
+    if (!l.have_tag || !l.have_manifest) {
+        rc = fetch_manifest(p, up, repo, name, ref->tag, ref->tag, with_data, out);
+        count(p, PROXY_MANIFEST, fetched(rc));
+        return rc;
+    }
     if ((int64_t)time(NULL) - l.when < up->tag_ttl) {
         log_debug("proxy %s: hit: %s:%s", up->name, repo, ref->tag);
+        count(p, PROXY_MANIFEST, PROXY_HIT);
         return read_local(p, repo, l.digest, with_data, out);
     }
     /* Stale: has the tag moved? */
     rc = upstream_manifest(up->u, name, ref->tag, 1, p->max_manifest, &head);
     if (!rc && !strcmp(head.digest, l.digest)) {
         log_info("proxy %s: revalidated: %s:%s is still %s", up->name, repo, ref->tag, l.digest);
+        count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
         rc = mark_revalidated(p, repo, ref->tag);
         return rc ? rc : read_local(p, repo, l.digest, with_data, out);
     }
     if (!rc) {
         log_info("proxy %s: revalidated: %s:%s moved to %s", up->name, repo, ref->tag, head.digest);
         rc = fetch_manifest(p, up, repo, name, head.digest, ref->tag, with_data, out);
-        if (!rc)
+        if (!rc) {
+            count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
             return rc;
+        }
     }
     /* The upstream cannot say: what we have is better than nothing. */
     log_warn("proxy %s: upstream error, serving stale %s:%s: %s%s%s", up->name, repo, ref->tag,
              reg_strerror(rc), reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
     rc = read_local(p, repo, l.digest, with_data, out);
     out->stale = 1;
+    count(p, PROXY_MANIFEST, rc ? PROXY_ERROR : PROXY_STALE);
     return rc;
 }
 
@@ -451,6 +499,8 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
         return REG_E_NOT_FOUND;
     reg_detail_clear();
     rc = link_if_used(p, repo, d);
+    if (rc == REG_OK)
+        count(p, PROXY_BLOB, PROXY_HIT); /* another repository's pull brought it */
     if (rc != REG_E_BLOB_UNKNOWN)
         return rc;
     pthread_mutex_lock(&p->lock);
@@ -463,14 +513,20 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
         rc = f->rc;
         flight_put(p, f);
         pthread_mutex_unlock(&p->lock);
-        if (rc)
+        if (rc) {
+            count(p, PROXY_BLOB, fetched(rc));
             return rc;
+        }
         rc = link_if_used(p, repo, d);
+        if (rc == REG_OK)
+            count(p, PROXY_BLOB, PROXY_HIT); /* one upstream GET served us both */
         if (rc != REG_E_BLOB_UNKNOWN)
             return rc;
         /* Fetched for a repository whose manifests we share none of: ask
          * the upstream ourselves (the commit finds the bytes there). */
-        return fetch_blob(p, up, repo, name, d);
+        rc = fetch_blob(p, up, repo, name, d);
+        count(p, PROXY_BLOB, fetched(rc));
+        return rc;
     }
     f = calloc(1, sizeof(*f));
     if (!f) {
@@ -484,6 +540,7 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
     pthread_mutex_unlock(&p->lock);
 
     rc = fetch_blob(p, up, repo, name, d);
+    count(p, PROXY_BLOB, fetched(rc));
 
     pthread_mutex_lock(&p->lock);
     for (pp = &p->flights; *pp != f; pp = &(*pp)->next)
@@ -495,4 +552,26 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
     flight_put(p, f);
     pthread_mutex_unlock(&p->lock);
     return rc;
+}
+
+void proxy_blob_served(struct proxy *p, const char *repo)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+    struct index_txn *t = NULL;
+    int64_t when;
+    int cached;
+
+    if (!up)
+        return;
+    if (up->plen) { /* nothing is pushed under a prefix: the cache brought it */
+        count(p, PROXY_BLOB, PROXY_HIT);
+        return;
+    }
+    if (index_begin(p->ix, INDEX_READ, &t))
+        return;
+    cached = index_get_cached(t, repo, NULL, &when) == REG_OK;
+    index_abort(t);
+    if (cached)
+        count(p, PROXY_BLOB, PROXY_HIT);
 }

@@ -55,4 +55,30 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
  * now visible; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM, ... */
 int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d);
 
+/* What the cache did, for /metrics: per kind of object, how requests went.
+ * hit: served from the store without asking the upstream; miss: the upstream
+ * was asked for it (and had it or said it has not); revalidated: a cached
+ * tag checked with a HEAD after its tag_ttl; stale: a cached tag served
+ * because the upstream could not be asked; error: the upstream failed and
+ * nothing was served. Content pushed here (under an empty prefix) is no
+ * cache event. */
+enum proxy_kind { PROXY_MANIFEST, PROXY_BLOB, PROXY__KINDS };
+enum proxy_result {
+    PROXY_HIT,
+    PROXY_MISS,
+    PROXY_REVALIDATED,
+    PROXY_STALE,
+    PROXY_ERROR,
+    PROXY__RESULTS
+};
+struct proxy_stats {
+    uint64_t n[PROXY__KINDS][PROXY__RESULTS];
+};
+
+/* Blob d was visible in repo and served: a hit when the cache brought it. */
+void proxy_blob_served(struct proxy *p, const char *repo);
+
+/* The counts so far. */
+void proxy_stats(struct proxy *p, struct proxy_stats *out);
+
 #endif

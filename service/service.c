@@ -65,6 +65,14 @@ void svc_set_proxy(struct service *s, struct proxy *p)
     s->proxy = p;
 }
 
+int svc_proxy_stats(struct service *s, struct proxy_stats *out)
+{
+    if (!s->proxy)
+        return REG_E_NOT_FOUND;
+    proxy_stats(s->proxy, out);
+    return REG_OK;
+}
+
 int svc_writable(struct service *s, const char *repo)
 {
     reg_detail_clear();
@@ -334,6 +342,8 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
         int prc = proxy_blob_fetch(s->proxy, repo, d);
 
         rc = prc == REG_E_NOT_FOUND ? rc : prc;
+    } else if (rc == REG_OK && s->proxy) {
+        proxy_blob_served(s->proxy, repo);
     }
     if (rc)
         return rc;

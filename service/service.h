@@ -41,6 +41,9 @@ struct proxy;
 /* The pull-through cache (proxy.h; borrowed, NULL: none): misses in the
  * repositories it covers are fetched from their upstream. */
 void svc_set_proxy(struct service *s, struct proxy *p);
+/* The pull-through cache's counts (proxy.h); REG_E_NOT_FOUND without one. */
+struct proxy_stats;
+int svc_proxy_stats(struct service *s, struct proxy_stats *out);
 /* REG_E_MIRRORED (reg_detail says why) when repo lies in a mirrored
  * namespace, where pushes and deletes are refused. */
 int svc_writable(struct service *s, const char *repo);

@@ -38,9 +38,9 @@ on_cleanup dist_stop
 dist_stop() { [ -n "$DIST_PID" ] && stop_pid "$DIST_PID" >/dev/null; DIST_PID=; }
 # dist_start: sets DIST_ADDR. A port that turns out to be taken is tried again.
 dist_start() {
-    local try port
+    local port
     mkdir -p "$DIST_DIR"
-    for try in 1 2 3 4 5; do
+    for _ in 1 2 3 4 5; do
         port=$((20000 + RANDOM % 30000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
         cat >"$DIST_DIR/config.yml" <<CONF
