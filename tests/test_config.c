@@ -66,6 +66,7 @@ static void expect_refused(const char *section, const char *key, const char *val
     err[0] = '\0';
     cr_assert_eq(config_load(&c, path, err, sizeof(err)), REG_E_CONFIG, "%s=%s accepted", key,
                  value);
+    config_free(&c);
     snprintf(where, sizeof(where), "%s:3:", path);
     cr_assert_not_null(strstr(err, where), "'%s' lacks '%s'", err, where);
     cr_assert_not_null(strstr(err, key), "'%s' lacks '%s'", err, key);
