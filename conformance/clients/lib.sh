@@ -480,11 +480,16 @@ DOCKER_TLS_NAME=docker-tls.test
 # /run/containerd (shim sockets) are private directories: nothing the daemon writes there reaches the host,
 # and its mounts vanish with it. Sets DK_DIR, DK_PID, DK_CERTS (the daemon's
 # /etc/docker/certs.d), DOCKER_CONFIG (a private client config, for login);
-# dk runs the client against it. Returns non-zero after reporting a failure.
+# dk runs the client against it. DK_DAEMON_JSON, if set, is the daemon's
+# /etc/docker/daemon.json (it may not repeat a setting given as a flag above:
+# dockerd refuses to start). Returns non-zero after reporting a failure.
 dockerd_start() {
     DK_DIR=$WORK/dk
     DK_CERTS=$DK_DIR/etc/certs.d
     mkdir -p "$DK_DIR/data" "$DK_DIR/x" "$DK_CERTS" "$DK_DIR/run" "$DK_DIR/rc" "$DK_DIR/cfg"
+    if [ -n "${DK_DAEMON_JSON:-}" ]; then
+        printf '%s\n' "$DK_DAEMON_JSON" >"$DK_DIR/etc/daemon.json"
+    fi
     chmod 700 "$DK_DIR/cfg"
     export DOCKER_CONFIG=$DK_DIR/cfg
     { cat /etc/hosts; printf '::1 %s\n' "$DOCKER_TLS_NAME"; } >"$DK_DIR/hosts"
@@ -528,3 +533,149 @@ dockerd_stop() {
     stop_pid "$DK_PID" 30
     DK_PID=
 }
+# --- a private containerd (ctr.sh, mirror.sh) ---------------------------------------
+# containerd_start: containerd on a private socket with its root, state and temp
+# dir under $WORK/containerd. Only what pulling and pushing need: no CRI, no
+# snapshotters that need btrfs, zfs, devmapper or aufs; content is not shared
+# between namespaces, so a pull in a new namespace downloads every blob again.
+# The snapshotter is overlayfs if this kernel and filesystem allow it (the plugin
+# test-mounts at start), else native (plain copies); CTR_SNAPSHOTTER forces one.
+# Sets CD, SOCK, CTRD_PID, SNAP and exports CONTAINERD_SNAPSHOTTER; ct runs ctr
+# against it, ctrd_stop stops it. Returns non-zero after reporting a failure.
+containerd_start() {
+    local ready=
+    CD=$WORK/containerd
+    SOCK=$CD/containerd.sock
+    mkdir -p "$CD/root" "$CD/state" "$CD/tmp" "$CD/opt"
+    cat >"$CD/config.toml" <<CONF
+version = 2
+root = "$CD/root"
+state = "$CD/state"
+temp = "$CD/tmp"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "$SOCK"
+
+[ttrpc]
+  address = "$SOCK.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.metadata.v1.bolt"]
+    content_sharing_policy = "isolated"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$CD/opt"
+CONF
+    containerd --config "$CD/config.toml" </dev/null >"$CD/containerd.log" 2>&1 &
+    CTRD_PID=$!
+    on_cleanup ctrd_stop
+    for _ in $(seq 100); do
+        kill -0 "$CTRD_PID" 2>/dev/null || break
+        if [ -S "$SOCK" ] && timeout 5 ctr --address "$SOCK" version >/dev/null 2>&1; then
+            ready=1
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+        fail "containerd did not start"
+        show_tail "$CD/containerd.log" 30
+        return 1
+    fi
+    pass "containerd $(containerd --version | awk '{print $3}') started on a private socket (pid $CTRD_PID)"
+    SNAP=${CTR_SNAPSHOTTER:-native}
+    if [ -z "${CTR_SNAPSHOTTER:-}" ] && ct plugins ls 2>/dev/null |
+        awk '$1 == "io.containerd.snapshotter.v1" && $2 == "overlayfs" { print $NF }' | grep -qx ok; then
+        SNAP=overlayfs
+    fi
+    note "snapshotter: $SNAP"
+    export CONTAINERD_SNAPSHOTTER=$SNAP
+}
+
+# ct ARGS...: ctr against the private containerd, under the per-command timeout.
+ct() { run ctr --address "$SOCK" "$@"; }
+
+# ctrd_stop: stop the private containerd once (the PID is forgotten after the
+# wait); returns its exit status.
+ctrd_stop() {
+    [ -n "${CTRD_PID:-}" ] || return 0
+    stop_pid "$CTRD_PID" 20
+    local rc=$?
+    CTRD_PID=
+    return $rc
+}
+
+# --- Distribution as an upstream (proxy.sh, mirror.sh) -----------------------------
+DIST_BIN=/usr/bin/docker-registry
+DIST_PID=
+
+# require_dist: like require_tool, for Debian's docker-registry (Distribution 2.8).
+require_dist() {
+    [ -x "$DIST_BIN" ] && return 0
+    case " ${CLIENTS_REQUIRE:-} " in
+        *" docker-registry "*) fail "$DIST_BIN is not installed (required by CLIENTS_REQUIRE)" ;;
+        *) skip "$DIST_BIN is not installed (Debian package docker-registry); $CLIENT_NAME interop not run" ;;
+    esac
+    finish
+}
+
+# dist_start: Distribution on a free loopback port, its storage, config and log
+# (the access log: one line per request) under $WORK/dist. Sets DIST_DIR,
+# DIST_ADDR, DIST_PID. A port that turns out to be taken is tried again.
+dist_start() {
+    local port
+    DIST_DIR=$WORK/dist
+    mkdir -p "$DIST_DIR"
+    on_cleanup dist_stop
+    for _ in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 30000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        cat >"$DIST_DIR/config.yml" <<CONF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $DIST_DIR/data
+http:
+  addr: 127.0.0.1:$port
+CONF
+        # A clean environment: Distribution reads REGISTRY_* (REGISTRY_AUTH_FILE...)
+        # as configuration.
+        env -i PATH="$PATH" HOME="$HOME" TMPDIR="$TMPDIR" \
+            "$DIST_BIN" serve "$DIST_DIR/config.yml" </dev/null >>"$DIST_DIR/log" 2>&1 &
+        DIST_PID=$!
+        for _ in $(seq 100); do
+            kill -0 "$DIST_PID" 2>/dev/null || break
+            if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+                DIST_ADDR=127.0.0.1:$port
+                note "docker-registry $DIST_ADDR (pid $DIST_PID)"
+                return 0
+            fi
+            sleep 0.05
+        done
+        stop_pid "$DIST_PID" >/dev/null
+        DIST_PID=
+    done
+    fail "docker-registry did not start"
+    show_tail "$DIST_DIR/log" 20
+    return 1
+}
+
+# dist_stop: stop the Distribution upstream once.
+dist_stop() { [ -n "$DIST_PID" ] && stop_pid "$DIST_PID" >/dev/null; DIST_PID=; }

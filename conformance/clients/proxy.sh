@@ -9,19 +9,11 @@
 # Usage: REGISTRY_BIN=build/registry conformance/clients/proxy.sh
 . "$(dirname "$0")/lib.sh"
 
-DIST_BIN=/usr/bin/docker-registry
-
 require_tool skopeo
 require_tool podman
 require_tool jq
 require_tool curl
-if [ ! -x "$DIST_BIN" ]; then
-    case " ${CLIENTS_REQUIRE:-} " in
-        *" docker-registry "*) fail "$DIST_BIN is not installed (required by CLIENTS_REQUIRE)" ;;
-        *) skip "$DIST_BIN is not installed (Debian package docker-registry); proxy interop not run" ;;
-    esac
-    finish
-fi
+require_dist
 
 containers_env
 sk() {
@@ -30,50 +22,6 @@ sk() {
 pm() { run podman "${CT_STORAGE_OPTS[@]}" "$@"; }
 NOTLS=(--tls-verify=false)
 COPY=(copy --quiet --src-tls-verify=false --dest-tls-verify=false --preserve-digests)
-
-# --- the upstream: Distribution on a free loopback port ------------------------------
-DIST_DIR=$WORK/dist
-DIST_PID=
-on_cleanup dist_stop
-dist_stop() { [ -n "$DIST_PID" ] && stop_pid "$DIST_PID" >/dev/null; DIST_PID=; }
-# dist_start: sets DIST_ADDR. A port that turns out to be taken is tried again.
-dist_start() {
-    local port
-    mkdir -p "$DIST_DIR"
-    for _ in 1 2 3 4 5; do
-        port=$((20000 + RANDOM % 30000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
-        cat >"$DIST_DIR/config.yml" <<CONF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $DIST_DIR/data
-http:
-  addr: 127.0.0.1:$port
-CONF
-        # A clean environment: Distribution reads REGISTRY_* (REGISTRY_AUTH_FILE...)
-        # as configuration.
-        env -i PATH="$PATH" HOME="$HOME" TMPDIR="$TMPDIR" \
-            "$DIST_BIN" serve "$DIST_DIR/config.yml" </dev/null >>"$DIST_DIR/log" 2>&1 &
-        DIST_PID=$!
-        for _ in $(seq 100); do
-            kill -0 "$DIST_PID" 2>/dev/null || break
-            if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
-                DIST_ADDR=127.0.0.1:$port
-                note "docker-registry $DIST_ADDR (pid $DIST_PID)"
-                return 0
-            fi
-            sleep 0.05
-        done
-        stop_pid "$DIST_PID" >/dev/null
-        DIST_PID=
-    done
-    fail "docker-registry did not start"
-    show_tail "$DIST_DIR/log" 20
-    return 1
-}
 
 # --- the image, pushed to the upstream -----------------------------------------------
 SRC=$WORK/src
