@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The pull-through cache as a transparent registry mirror (a proxy with an
+# empty prefix), with the two clients that use one: Debian's docker-registry
+# (Distribution 2.8) on loopback holds library/app:v1, pushed with skopeo from
+# a locally built OCI layout. A private dockerd whose daemon.json lists our
+# registry in "registry-mirrors" runs `docker pull app:v1` (docker.io/library/
+# app:v1: there is no internet, so it can only come through the mirror); a
+# private containerd runs `ctr images pull --hosts-dir` with a hosts.toml that
+# sends docker.io to the mirror. Checked: docker's image ID is the config
+# digest and its repo digest the upstream's manifest digest; ctr's image has
+# the manifest digest and every blob hashes to its name; docker and ctr both
+# asked our registry for the manifest and every blob; the upstream's access
+# log shows only our registry's user agent, one GET per blob for both
+# clients; an image the upstream lacks fails to pull; with the upstream
+# stopped, both pull again from the cache.
+# Usage: REGISTRY_BIN=build/registry conformance/clients/mirror.sh
+. "$(dirname "$0")/lib.sh"
+
+require_tool "$DOCKER_CLI"
+require_tool "$DOCKERD"
+require_tool unshare
+require_tool containerd
+require_tool ctr
+require_tool skopeo
+require_tool jq
+require_tool curl
+require_dist
+
+containers_env
+COPY=(copy --quiet --src-tls-verify=false --dest-tls-verify=false --preserve-digests)
+
+# --- the image, only in the upstream ---------------------------------------------------
+SRC=$WORK/src
+DIGEST=$(build_oci_image "$SRC" v1 3)
+MAN=$(oci_blob_path "$SRC" "$DIGEST")
+CFG=$(jq -r .config.digest "$MAN")
+BLOBS=$(jq -r '.config.digest, .layers[].digest' "$MAN")
+dist_start || finish
+check "skopeo copy oci:SRC:v1 -> the upstream's library/app:v1" \
+    run skopeo --policy "$CT_POLICY" --tmpdir "$TMPDIR" "${COPY[@]}" \
+    "oci:$SRC:v1" "docker://$DIST_ADDR/library/app:v1" || finish
+# Everything the upstream logs from here on is the mirror's doing.
+DIST_MARK=$(wc -l <"$DIST_DIR/log")
+
+registry_start "[proxy.hub]\nurl = http://$DIST_ADDR\nprefix =\ntag_ttl = 5m" || finish
+
+# reg_gets PATH: how many GETs of PATH our registry answered 200.
+reg_gets() { grep -c " GET $1 200 " "$REG_LOG"; }
+# dist_gets PATH: how many GETs of PATH the upstream logged since DIST_MARK.
+dist_gets() { tail -n +"$((DIST_MARK + 1))" "$DIST_DIR/log" | grep -c "\"GET $1 HTTP"; }
+
+# every_blob DESC MIN COUNTER: pass when COUNTER /v2/library/app/blobs/D is at least
+# MIN for every blob, else fail naming the counts.
+every_blob() {
+    local desc=$1 min=$2 counter=$3 d n got=
+    for d in $BLOBS; do
+        n=$("$counter" "/v2/library/app/blobs/$d")
+        got="$got ${d:7:12}=$n"
+        [ "$n" -ge "$min" ] || { fail "$desc:$got"; return 1; }
+    done
+    pass "$desc"
+}
+
+# --- docker, with the registry in daemon.json's registry-mirrors ------------------------
+DK_DAEMON_JSON=$(jq -nc --arg m "http://$REG_ADDR" '{"registry-mirrors": [$m]}') \
+    dockerd_start || finish
+if check "docker pull app:v1 (docker.io/library/app:v1 through the mirror)" dk pull app:v1; then
+    expect_eq "docker's image ID is the upstream's config digest" \
+        "$(dk image inspect --format '{{.Id}}' app:v1 2>/dev/null)" "$CFG"
+    expect_eq "docker's repo digest is the upstream's manifest digest" \
+        "$(dk image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' app:v1 2>/dev/null | xargs)" \
+        "app@$DIGEST"
+fi
+# docker 20.10 resolves the tag with a HEAD, then GETs the manifest by digest.
+if grep -qE " (HEAD|GET) /v2/library/app/manifests/v1 200 " "$REG_LOG" &&
+    grep -qE " GET /v2/library/app/manifests/(v1|$DIGEST) 200 " "$REG_LOG"; then
+    pass "docker resolved library/app:v1 and fetched its manifest from the mirror"
+else
+    fail "docker did not resolve and fetch library/app:v1's manifest from the mirror"
+    grep " /v2/" "$REG_LOG" | tail -n 10 | sed 's/^/      | /'
+fi
+every_blob "docker fetched the config and every layer from the mirror" 1 reg_gets
+if dk pull nosuch:v1 >"$WORK/nosuch.out" 2>&1; then
+    fail "docker pull of an image the upstream lacks succeeded"
+else
+    pass "docker pull of an image the upstream lacks fails (no source but the mirror)"
+fi
+if grep -qE " (HEAD|GET) /v2/library/nosuch/manifests/v1 404 " "$REG_LOG"; then
+    pass "docker asked the mirror for it and got a 404"
+else
+    fail "no 404 for library/nosuch:v1 in the registry's log"
+fi
+REG_DOCKER_MARK=$(wc -l <"$REG_LOG")
+
+# --- containerd, with docker.io mapped to the registry in hosts.toml ---------------------
+containerd_start || finish
+HOSTS=$WORK/hosts
+mkdir -p "$HOSTS/docker.io"
+cat >"$HOSTS/docker.io/hosts.toml" <<CONF
+server = "https://registry-1.docker.io"
+
+[host."http://$REG_ADDR"]
+  capabilities = ["pull", "resolve"]
+CONF
+# image_digest NS REF: the target digest `ctr images ls` shows for REF.
+image_digest() { ct -n "$1" images ls 2>/dev/null | awk -v r="$2" '$1 == r { print $3 }'; }
+# ctr_blobs_ok DESC NS: every blob of the image is in NS's content store and
+# hashes to its name.
+ctr_blobs_ok() {
+    local d bad=0
+    for d in $DIGEST $BLOBS; do
+        if ! ct -n "$2" content get "$d" >"$WORK/blob" 2>/dev/null ||
+            [ "sha256:$(sha256_of "$WORK/blob")" != "$d" ]; then
+            note "$d missing or corrupt in namespace $2"
+            bad=1
+        fi
+    done
+    if [ $bad -eq 0 ]; then pass "$1"; else fail "$1"; fi
+}
+IMG=docker.io/library/app:v1
+if check "ctr images pull --hosts-dir (docker.io -> the mirror) $IMG" \
+    ct -n mirror images pull --hosts-dir "$HOSTS" "$IMG"; then
+    expect_eq "ctr's image has the upstream's manifest digest" "$(image_digest mirror "$IMG")" "$DIGEST"
+    ctr_blobs_ok "manifest, config and 3 layers in containerd's store hash to their digests" mirror
+fi
+# ctr_gets PATH: GETs of PATH our registry answered since docker was done.
+ctr_gets() { tail -n +"$((REG_DOCKER_MARK + 1))" "$REG_LOG" | grep -c " GET $1 200 "; }
+every_blob "containerd fetched the config and every layer from the mirror" 1 ctr_gets
+
+# --- what the upstream saw ---------------------------------------------------------------
+others=$(tail -n +"$((DIST_MARK + 1))" "$DIST_DIR/log" | grep '"[A-Z]* /v2/' | grep -vc '"registry-proxy/1')
+expect_eq "every request the upstream logged came from our registry (user agent registry-proxy/1)" \
+    "$others" 0
+if [ "$(dist_gets /v2/library/app/manifests/v1)" -ge 1 ]; then
+    pass "the upstream served library/app:v1's manifest to the mirror"
+else
+    fail "the upstream never logged GET /v2/library/app/manifests/v1"
+fi
+for d in $BLOBS; do
+    expect_eq "the upstream was asked for blob ${d:7:12} once for docker and ctr" \
+        "$(dist_gets "/v2/library/app/blobs/$d")" 1
+done
+
+# --- the upstream stopped: both pull from the cache ------------------------------------
+dist_stop
+check "docker rmi app:v1" dk rmi app:v1
+if check "with the upstream stopped, docker pull app:v1" dk pull app:v1; then
+    expect_eq "its image ID is the config digest" \
+        "$(dk image inspect --format '{{.Id}}' app:v1 2>/dev/null)" "$CFG"
+fi
+if check "with the upstream stopped, ctr images pull --hosts-dir $IMG (new namespace)" \
+    ct -n cached images pull --hosts-dir "$HOSTS" "$IMG"; then
+    expect_eq "its manifest digest" "$(image_digest cached "$IMG")" "$DIGEST"
+    ctr_blobs_ok "its blobs hash to their digests" cached
+fi
+
+ctrd_stop
+dockerd_stop
+registry_log_check
+registry_stop "$REG_PID"
+finish
