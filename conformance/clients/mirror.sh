@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # The pull-through cache as a transparent registry mirror (a proxy with an
-# empty prefix), with the two clients that use one: Debian's docker-registry
-# (Distribution 2.8) on loopback holds library/app:v1, pushed with skopeo from
-# a locally built OCI layout. A private dockerd whose daemon.json lists our
-# registry in "registry-mirrors" runs `docker pull app:v1` (docker.io/library/
-# app:v1: there is no internet, so it can only come through the mirror); a
-# private containerd runs `ctr images pull --hosts-dir` with a hosts.toml that
-# sends docker.io to the mirror. Checked: docker's image ID is the config
-# digest and its repo digest the upstream's manifest digest; ctr's image has
-# the manifest digest and every blob hashes to its name; docker and ctr both
-# asked our registry for the manifest and every blob; the upstream's access
-# log shows only our registry's user agent, one GET per blob for both
-# clients; an image the upstream lacks fails to pull; with the upstream
-# stopped, both pull again from the cache.
+# empty prefix), with the two clients that use one. Debian's docker-registry
+# (Distribution 2.8) on loopback holds library/app:v1 and an amd64+arm64 index
+# library/multi:v1, pushed with skopeo from locally built OCI layouts (random
+# content: no other registry has them). A private dockerd whose daemon.json
+# lists our registry in "registry-mirrors" pulls app:v1 (docker.io/library/
+# app:v1), app@DIGEST and multi:v1; a private containerd runs `ctr images pull
+# --hosts-dir` with a hosts.toml that sends docker.io to the mirror. Checked:
+# docker's image ID is the config digest and its repo digest the upstream's
+# manifest (or index) digest; ctr's image has that digest and every blob
+# hashes to its name; docker and ctr both fetched every blob from our
+# registry; the upstream's access log shows only our registry's user agent and
+# one GET per blob for both clients; an image the upstream lacks fails to
+# pull; with the upstream stopped, both pull again from the cache.
 # Usage: REGISTRY_BIN=build/registry conformance/clients/mirror.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +39,18 @@ dist_start || finish
 check "skopeo copy oci:SRC:v1 -> the upstream's library/app:v1" \
     run skopeo --policy "$CT_POLICY" --tmpdir "$TMPDIR" "${COPY[@]}" \
     "oci:$SRC:v1" "docker://$DIST_ADDR/library/app:v1" || finish
+# A multi-arch index as library/multi:v1 (what Docker Hub mostly serves):
+# clients resolve the tag to the index, then pull this host's manifest by digest.
+IDX=$WORK/idx
+IDX_DIGEST=$(build_oci_index "$IDX" v1 2)
+ARCH=$(dpkg --print-architecture 2>/dev/null)
+ARCH_MAN=$(jq -r --arg a "$ARCH" '.manifests[] | select(.platform.architecture == $a) | .digest' \
+    "$(oci_blob_path "$IDX" "$IDX_DIGEST")")
+ARCH_BLOBS=
+[ -n "$ARCH_MAN" ] && ARCH_BLOBS=$(jq -r '.config.digest, .layers[].digest' "$(oci_blob_path "$IDX" "$ARCH_MAN")")
+check "skopeo copy --all oci:IDX:v1 -> the upstream's library/multi:v1" \
+    run skopeo --policy "$CT_POLICY" --tmpdir "$TMPDIR" "${COPY[@]}" --all \
+    "oci:$IDX:v1" "docker://$DIST_ADDR/library/multi:v1" || finish
 # Everything the upstream logs from here on is the mirror's doing.
 DIST_MARK=$(wc -l <"$DIST_DIR/log")
 
@@ -80,6 +92,16 @@ else
     grep " /v2/" "$REG_LOG" | tail -n 10 | sed 's/^/      | /'
 fi
 every_blob "docker fetched the config and every layer from the mirror" 1 reg_gets
+check "docker pull app@DIGEST" dk pull "app@$DIGEST"
+if [ -z "$ARCH_MAN" ]; then
+    skip "no $ARCH image in the test index: docker pull multi:v1 not run"
+elif check "docker pull multi:v1 (an amd64+arm64 index)" dk pull multi:v1; then
+    expect_eq "docker's image ID is the $ARCH config digest" \
+        "$(dk image inspect --format '{{.Id}}' multi:v1 2>/dev/null)" "$(head -n1 <<<"$ARCH_BLOBS")"
+    expect_eq "docker's repo digest is the index digest" \
+        "$(dk image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' multi:v1 2>/dev/null | xargs)" \
+        "multi@$IDX_DIGEST"
+fi
 if dk pull nosuch:v1 >"$WORK/nosuch.out" 2>&1; then
     fail "docker pull of an image the upstream lacks succeeded"
 else
@@ -104,24 +126,35 @@ server = "https://registry-1.docker.io"
 CONF
 # image_digest NS REF: the target digest `ctr images ls` shows for REF.
 image_digest() { ct -n "$1" images ls 2>/dev/null | awk -v r="$2" '$1 == r { print $3 }'; }
-# ctr_blobs_ok DESC NS: every blob of the image is in NS's content store and
+# ctr_blobs_ok DESC NS DIGEST...: every DIGEST is in NS's content store and
 # hashes to its name.
 ctr_blobs_ok() {
-    local d bad=0
-    for d in $DIGEST $BLOBS; do
-        if ! ct -n "$2" content get "$d" >"$WORK/blob" 2>/dev/null ||
+    local desc=$1 ns=$2 d bad=0
+    shift 2
+    for d in "$@"; do
+        if ! ct -n "$ns" content get "$d" >"$WORK/blob" 2>/dev/null ||
             [ "sha256:$(sha256_of "$WORK/blob")" != "$d" ]; then
-            note "$d missing or corrupt in namespace $2"
+            note "$d missing or corrupt in namespace $ns"
             bad=1
         fi
     done
-    if [ $bad -eq 0 ]; then pass "$1"; else fail "$1"; fi
+    if [ $bad -eq 0 ]; then pass "$desc"; else fail "$desc"; fi
 }
 IMG=docker.io/library/app:v1
 if check "ctr images pull --hosts-dir (docker.io -> the mirror) $IMG" \
     ct -n mirror images pull --hosts-dir "$HOSTS" "$IMG"; then
     expect_eq "ctr's image has the upstream's manifest digest" "$(image_digest mirror "$IMG")" "$DIGEST"
-    ctr_blobs_ok "manifest, config and 3 layers in containerd's store hash to their digests" mirror
+    # shellcheck disable=SC2086 # digests, one per word
+    ctr_blobs_ok "manifest, config and 3 layers in containerd's store hash to their digests" \
+        mirror $DIGEST $BLOBS
+fi
+if [ -n "$ARCH_MAN" ] && check "ctr images pull --hosts-dir docker.io/library/multi:v1 (the index)" \
+    ct -n mirror images pull --hosts-dir "$HOSTS" docker.io/library/multi:v1; then
+    expect_eq "ctr's image has the index digest" \
+        "$(image_digest mirror docker.io/library/multi:v1)" "$IDX_DIGEST"
+    # shellcheck disable=SC2086
+    ctr_blobs_ok "the index, the $ARCH manifest, its config and layers hash to their digests" \
+        mirror $IDX_DIGEST $ARCH_MAN $ARCH_BLOBS
 fi
 # ctr_gets PATH: GETs of PATH our registry answered since docker was done.
 ctr_gets() { tail -n +"$((REG_DOCKER_MARK + 1))" "$REG_LOG" | grep -c " GET $1 200 "; }
@@ -137,8 +170,12 @@ else
     fail "the upstream never logged GET /v2/library/app/manifests/v1"
 fi
 for d in $BLOBS; do
-    expect_eq "the upstream was asked for blob ${d:7:12} once for docker and ctr" \
+    expect_eq "the upstream was asked for app's blob ${d:7:12} once for docker and ctr" \
         "$(dist_gets "/v2/library/app/blobs/$d")" 1
+done
+for d in $ARCH_BLOBS; do
+    expect_eq "the upstream was asked for multi's blob ${d:7:12} once for docker and ctr" \
+        "$(dist_gets "/v2/library/multi/blobs/$d")" 1
 done
 
 # --- the upstream stopped: both pull from the cache ------------------------------------
@@ -151,7 +188,8 @@ fi
 if check "with the upstream stopped, ctr images pull --hosts-dir $IMG (new namespace)" \
     ct -n cached images pull --hosts-dir "$HOSTS" "$IMG"; then
     expect_eq "its manifest digest" "$(image_digest cached "$IMG")" "$DIGEST"
-    ctr_blobs_ok "its blobs hash to their digests" cached
+    # shellcheck disable=SC2086
+    ctr_blobs_ok "its blobs hash to their digests" cached $DIGEST $BLOBS
 fi
 
 ctrd_stop
