@@ -92,7 +92,15 @@ else
     grep " /v2/" "$REG_LOG" | tail -n 10 | sed 's/^/      | /'
 fi
 every_blob "docker fetched the config and every layer from the mirror" 1 reg_gets
-check "docker pull app@DIGEST" dk pull "app@$DIGEST"
+# By digest, with the image gone: the manifest comes from the mirror again.
+check "docker rmi app:v1" dk rmi app:v1
+mark=$(wc -l <"$REG_LOG")
+if check "docker pull app@DIGEST" dk pull "app@$DIGEST"; then
+    expect_eq "its image ID is the config digest" \
+        "$(dk image inspect --format '{{.Id}}' "app@$DIGEST" 2>/dev/null)" "$CFG"
+    expect_eq "docker fetched the manifest by digest from the mirror" \
+        "$(tail -n +"$((mark + 1))" "$REG_LOG" | grep -c " GET /v2/library/app/manifests/$DIGEST 200 ")" 1
+fi
 if [ -z "$ARCH_MAN" ]; then
     skip "no $ARCH image in the test index: docker pull multi:v1 not run"
 elif check "docker pull multi:v1 (an amd64+arm64 index)" dk pull multi:v1; then
@@ -180,7 +188,7 @@ done
 
 # --- the upstream stopped: both pull from the cache ------------------------------------
 dist_stop
-check "docker rmi app:v1" dk rmi app:v1
+check "docker rmi the app image" dk rmi -f "$CFG"
 if check "with the upstream stopped, docker pull app:v1" dk pull app:v1; then
     expect_eq "its image ID is the config digest" \
         "$(dk image inspect --format '{{.Id}}' app:v1 2>/dev/null)" "$CFG"
