@@ -251,6 +251,28 @@ static int read_local(struct proxy *p, const char *repo, const char *digest, int
 
 /* Store a fetched manifest in repo (tagged tag when not NULL), with every
  * reference it makes counted whether or not the blob is here yet. */
+/* In t: *pushed is set when repo's tag exists and the cache did not bring
+ * it: a client pushed it (perhaps while we asked the upstream), and a push
+ * acknowledged with a 201 is never overwritten by what the upstream says. */
+static int tag_pushed(struct index_txn *t, const char *repo, const char *tag, int *pushed)
+{
+    char digest[DIGEST_STR_MAX];
+    int64_t when;
+    int rc = index_get_tag(t, repo, tag, digest, sizeof(digest));
+
+    *pushed = 0;
+    if (rc == REG_E_MANIFEST_UNKNOWN)
+        return REG_OK;
+    if (rc)
+        return rc;
+    rc = index_get_cached(t, repo, tag, &when);
+    if (rc == REG_E_NOT_FOUND) {
+        *pushed = 1;
+        return REG_OK;
+    }
+    return rc;
+}
+
 static int store(struct proxy *p, const char *repo, const char *tag,
                  const struct upstream_manifest *um, struct svc_manifest *out)
 {
@@ -263,7 +285,7 @@ static int store(struct proxy *p, const char *repo, const char *tag,
     char *desc;
     size_t nrefs = 0, i;
     int64_t now = (int64_t)time(NULL);
-    int rc = m && refs ? REG_OK : REG_E_NOMEM, created;
+    int rc = m && refs ? REG_OK : REG_E_NOMEM, created, pushed = 0;
 
     if (rc)
         goto out;
@@ -296,8 +318,12 @@ static int store(struct proxy *p, const char *repo, const char *tag,
         goto out;
     rc = index_put_manifest(t, repo, um->digest, &rec, refs, nrefs, um->data, um->len, &created);
     if (!rc && tag)
+        rc = tag_pushed(t, repo, tag, &pushed);
+    if (pushed) /* the manifest is stored untagged; the client gets what it asked for */
+        log_info("proxy: %s:%s was pushed meanwhile: keeping the push", repo, tag);
+    if (!rc && tag && !pushed)
         rc = index_put_tag(t, repo, tag, um->digest);
-    if (!rc && tag)
+    if (!rc && tag && !pushed)
         rc = index_set_cached(t, repo, tag, now);
     if (!rc)
         rc = index_set_cached(t, repo, NULL, now);
@@ -344,14 +370,24 @@ static int fetch_manifest(struct proxy *p, struct proxy_up *up, const char *repo
     return rc;
 }
 
-static int mark_revalidated(struct proxy *p, const char *repo, const char *tag)
+/* The tag still names digest, as the cache brought it: its TTL starts
+ * again. A tag pushed or moved meanwhile is left as it is. */
+static int mark_revalidated(struct proxy *p, const char *repo, const char *tag,
+                            const char *digest)
 {
     struct index_txn *t = NULL;
+    char now_names[DIGEST_STR_MAX];
+    int64_t when;
     int rc = index_begin(p->ix, INDEX_WRITE, &t);
 
-    if (!rc)
-        rc = index_end(t, index_set_cached(t, repo, tag, (int64_t)time(NULL)));
-    return rc;
+    if (rc)
+        return rc;
+    rc = index_get_tag(t, repo, tag, now_names, sizeof(now_names));
+    if (!rc && strcmp(now_names, digest) == 0 && index_get_cached(t, repo, tag, &when) == REG_OK)
+        rc = index_set_cached(t, repo, tag, (int64_t)time(NULL));
+    else if (rc == REG_E_MANIFEST_UNKNOWN || !rc)
+        rc = REG_OK; /* deleted, pushed or moved meanwhile: nothing to mark */
+    return index_end(t, rc);
 }
 
 int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
@@ -398,7 +434,7 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
     if (!rc && !strcmp(head.digest, l.digest)) {
         log_info("proxy %s: revalidated: %s:%s is still %s", up->name, repo, ref->tag, l.digest);
         count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
-        rc = mark_revalidated(p, repo, ref->tag);
+        rc = mark_revalidated(p, repo, ref->tag, l.digest);
         return rc ? rc : read_local(p, repo, l.digest, with_data, out);
     }
     if (!rc) {
