@@ -165,9 +165,15 @@ static const struct config_key keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
+/* http(s)://host[:port][/path], without credentials in the authority: they
+ * would show in every error detail and log line that names the upstream
+ * (username and password are keys of their own). */
 static int url_valid(const char *v)
 {
-    return (!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8]);
+    size_t skip = !strncmp(v, "http://", 7) ? 7 : !strncmp(v, "https://", 8) ? 8 : 0;
+    size_t host = skip ? strcspn(v + skip, "/?#") : 0;
+
+    return skip && v[skip] && !memchr(v + skip, '@', host);
 }
 
 /* A repository-name prefix: path components of [a-z0-9._-], no slash at
@@ -195,7 +201,8 @@ static const struct config_key proxy_keys[] = {
      .type = CONFIG_STRING,
      PFIELD(url),
      .valid = url_valid,
-     .expect = "http://host[:port] or https://host[:port]"},
+     .expect = "http://host[:port] or https://host[:port], without credentials (username and "
+               "password are keys)"},
     {.section = "proxy",
      .key = "prefix",
      .type = CONFIG_STRING,

@@ -736,6 +736,7 @@ Test(config_proxy, neighbouring_prefixes_are_fine)
 Test(config_proxy, bad_values_and_names_are_refused_with_their_line)
 {
     expect_refused("proxy.a", "url", "ftp://x");
+    expect_refused("proxy.a", "url", "https://user:secret@upstream.example");
     expect_refused("proxy.a", "prefix", "/m");
     expect_refused("proxy.a", "tag_ttl", "soon");
     expect_refused("proxy.a", "colour", "red");
