@@ -322,6 +322,14 @@ static int fetch_token(struct upstream *u, const char *repo, const char *challen
         reg_detail_set("upstream %s: a Bearer challenge without a usable realm", u->url);
         return REG_E_UPSTREAM;
     }
+    /* Credentials go in the clear to an http:// realm: only when the
+     * upstream itself is plain HTTP, never from an https:// upstream. */
+    if (u->userpwd[0] && !strncmp(realm, "http://", 7) && !strncmp(u->url, "https://", 8)) {
+        reg_detail_set("upstream %s: its token realm %s is plain HTTP: not sending the "
+                       "configured credentials there",
+                       u->url, realm);
+        return REG_E_UPSTREAM;
+    }
     challenge_param(challenge, "service", service, sizeof(service));
     snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
     k.c = curl_easy_init();
