@@ -78,13 +78,16 @@ struct s3writer {
 
 static const struct blobstore_backend s3_backend;
 
+/* S3's largest part. */
+#define PART_MAX (5ull << 30)
+
 static uint64_t part_size(const struct s3store *st, size_t number)
 {
     uint64_t p = st->cfg.part_size;
     size_t step = (number - 1) / st->cfg.growth_every;
 
-    while (step-- > 0 && p < (1ull << 32))
-        p *= 2;
+    while (step-- > 0 && p < PART_MAX)
+        p = p * 2 < PART_MAX ? p * 2 : PART_MAX;
     return p;
 }
 
