@@ -1,4 +1,5 @@
 /* PUT/GET/HEAD/DELETE /v2/NAME/manifests/REFERENCE */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ static int put_begin(struct req *r, const struct route *rt)
     const char *cl = req_header(r, "Content-Length");
     struct mbody *b;
     struct svc_ref ref;
+    unsigned long long declared = 0;
     int rc = parse_reference(rt->ref, &ref);
 
     if (rc)
@@ -67,7 +69,15 @@ static int put_begin(struct req *r, const struct route *rt)
         api_error(r, rc, reg_detail());
         return REG_OK;
     }
-    if (cl && strtoull(cl, NULL, 10) > reg->max_manifest_size)
+    if (cl) {
+        char *end;
+
+        errno = 0;
+        declared = strtoull(cl, &end, 10);
+        if (errno || end == cl || *end || *cl == '-')
+            return REG_E_BAD_REQUEST;
+    }
+    if (declared > reg->max_manifest_size)
         return REG_E_TOO_LARGE;
     b = req_alloc(r, sizeof(*b));
     if (!b)
@@ -76,7 +86,7 @@ static int put_begin(struct req *r, const struct route *rt)
     b->reg = reg;
     req_set_state(r, b, mbody_done);
     /* A declared length is held at once, so a refusal comes before the body. */
-    rc = cl ? reserve(b, (size_t)strtoull(cl, NULL, 10)) : REG_OK;
+    rc = cl ? reserve(b, (size_t)declared) : REG_OK;
     if (rc == REG_E_TOOMANY)
         req_set_header(r, "Retry-After", "1");
     return rc;
