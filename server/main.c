@@ -445,6 +445,7 @@ static int open_auth(const struct config *cfg, struct auth **out)
 static void apply_runtime(struct registry *reg, const struct config *cfg)
 {
     svc_set_delete(reg->svc, cfg->delete_enabled);
+    svc_set_read_only(reg->svc, cfg->read_only);
     atomic_store(&reg->read_only, cfg->read_only);
     atomic_store(&reg->manifest_budget, cfg->manifest_buffers);
     atomic_store(&reg->ready_min_free, (uint64_t)cfg->ready_min_free);

@@ -21,6 +21,7 @@ struct service {
     struct index *ix;
     struct uploads *us;
     struct proxy *proxy; /* NULL: no pull-through cache */
+    atomic_int read_only; /* the cache serves what it holds, and fetches nothing */
     atomic_int delete_enabled;
 };
 
@@ -58,6 +59,17 @@ void svc_set_delete(struct service *s, int enabled)
 int svc_delete_enabled(struct service *s)
 {
     return atomic_load(&s->delete_enabled);
+}
+
+void svc_set_read_only(struct service *s, int on)
+{
+    atomic_store(&s->read_only, on);
+}
+
+/* The pull-through cache, when there is one and it may write. */
+static struct proxy *cache(struct service *s)
+{
+    return s->proxy && !atomic_load(&s->read_only) ? s->proxy : NULL;
 }
 
 void svc_set_proxy(struct service *s, struct proxy *p)
@@ -240,7 +252,7 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (s->proxy) {
+    if (cache(s)) {
         rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
         if (rc != REG_E_NOT_FOUND)
             return rc;
@@ -338,11 +350,11 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
     index_abort(t);
-    if (rc == REG_E_BLOB_UNKNOWN && s->proxy) {
+    if (rc == REG_E_BLOB_UNKNOWN && cache(s)) {
         int prc = proxy_blob_fetch(s->proxy, repo, d);
 
         rc = prc == REG_E_NOT_FOUND ? rc : prc;
-    } else if (rc == REG_OK && s->proxy) {
+    } else if (rc == REG_OK && cache(s)) {
         proxy_blob_served(s->proxy, repo);
     }
     if (rc)

@@ -35,6 +35,9 @@ struct uploads *svc_uploads(struct service *s);
 /* Turn deletes on or off while serving (a reload). */
 void svc_set_delete(struct service *s, int enabled);
 int svc_delete_enabled(struct service *s);
+/* Read-only ([storage] read_only): the pull-through cache serves what it
+ * holds, as local content, and neither fetches nor records anything. */
+void svc_set_read_only(struct service *s, int on);
 /* REG_OK when the metadata can be read. */
 int svc_check(struct service *s);
 struct proxy;
