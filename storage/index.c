@@ -1610,6 +1610,41 @@ static int check_pending_count(void *arg, MDB_cursor *cur, const MDB_val *k, con
     return 0;
 }
 
+/* Every digest the manifests use is either a stored blob (its count was
+ * checked with it) or counted as pending; and nothing is both. A reference
+ * counted nowhere would start a later-cached blob below its true count. */
+static int check_pending_present(struct index_txn *t, struct count_ctx *c)
+{
+    struct ref_list *l = &c->lists[1];
+    char msg[700];
+    MDB_val v;
+    size_t i;
+    int rc, stored, pending;
+
+    for (i = 0; i < l->n; i++) {
+        if (i > 0 && ref_cmp(&l->v[i - 1], &l->v[i]) == 0)
+            continue;
+        rc = kv_get(t, DB_BLOB, l->v[i].digest, NULL, &v, REG_E_NOT_FOUND);
+        stored = rc == REG_OK;
+        if (rc && rc != REG_E_NOT_FOUND)
+            return rc;
+        rc = kv_get(t, DB_PENDING, l->v[i].digest, NULL, &v, REG_E_NOT_FOUND);
+        pending = rc == REG_OK;
+        if (rc && rc != REG_E_NOT_FOUND)
+            return rc;
+        if (stored == pending) {
+            snprintf(msg, sizeof(msg),
+                     stored ? "%s is stored and also counted as pending"
+                            : "%s is used by manifests but neither stored nor counted as pending",
+                     l->v[i].digest);
+            if (c->fn)
+                c->fn(c->arg, msg);
+            c->bad++;
+        }
+    }
+    return REG_OK;
+}
+
 /* Every (repo, digest) the manifests use must have its count, too. */
 static int check_repo_present(struct index_txn *t, struct count_ctx *c)
 {
@@ -1689,6 +1724,8 @@ int index_check_counts(struct index_txn *t, index_problem_fn fn, void *arg, size
         rc = scan(t, DB_PENDING, "", 0, NULL, check_pending_count, &c);
     if (!rc)
         rc = check_repo_present(t, &c);
+    if (!rc)
+        rc = check_pending_present(t, &c);
     if (!rc)
         rc = check_blob_bytes(t, &c);
     for (k = 0; k < 2; k++) {
