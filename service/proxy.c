@@ -37,6 +37,8 @@ struct proxy_up {
 struct flight {
     struct flight *next;
     char digest[DIGEST_STR_MAX];
+    const struct proxy_up *up;     /* whom the fetcher asked */
+    char name[SVC_NAME_MAX + 1];   /* for which of its repositories */
     int done, rc;
     unsigned refs; /* the fetcher and its waiters; the last one frees it */
 };
@@ -529,7 +531,7 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
     const char *name;
     struct proxy_up *up = find(p, repo, &name);
     struct flight *f, **pp;
-    int rc;
+    int rc, same;
 
     if (!up)
         return REG_E_NOT_FOUND;
@@ -547,9 +549,11 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
         while (!f->done)
             pthread_cond_wait(&p->cond, &p->lock);
         rc = f->rc;
+        /* Another upstream's or repository's failure says nothing of ours. */
+        same = f->up == up && strcmp(f->name, name) == 0;
         flight_put(p, f);
         pthread_mutex_unlock(&p->lock);
-        if (rc) {
+        if (rc && same) {
             count(p, PROXY_BLOB, fetched(rc));
             return rc;
         }
@@ -570,6 +574,8 @@ int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
         return REG_E_NOMEM;
     }
     snprintf(f->digest, sizeof(f->digest), "%s", d->str);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->up = up;
     f->refs = 1;
     f->next = p->flights;
     p->flights = f;
