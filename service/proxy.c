@@ -16,6 +16,7 @@
 #include "../storage/index.h"
 #include "manifest.h"
 #include "service.h"
+#include "shared.h"
 #include "uploads.h"
 #include "upstream.h"
 
@@ -223,32 +224,11 @@ static int look(struct proxy *p, const char *repo, const struct svc_ref *ref, st
 static int read_local(struct proxy *p, const char *repo, const char *digest, int with_data,
                       struct svc_manifest *out)
 {
-    struct index_txn *t = NULL;
-    struct index_manifest m;
-    const void *data;
-    size_t len;
-    int rc = index_begin(p->ix, INDEX_READ, &t);
+    struct svc_ref ref;
 
-    if (rc)
-        return rc;
-    snprintf(out->digest, sizeof(out->digest), "%s", digest);
-    rc = index_get_manifest(t, repo, digest, &m);
-    if (!rc)
-        rc = index_get_manifest_data(t, digest, &data, &len);
-    if (!rc) {
-        snprintf(out->media_type, sizeof(out->media_type), "%s", m.media_type);
-        snprintf(out->subject, sizeof(out->subject), "%s", m.subject);
-        out->len = len;
-        if (with_data) {
-            out->data = malloc(len ? len : 1);
-            if (out->data)
-                memcpy(out->data, data, len);
-            else
-                rc = REG_E_NOMEM;
-        }
-    }
-    index_abort(t);
-    return rc;
+    memset(&ref, 0, sizeof(ref));
+    snprintf(ref.d.str, sizeof(ref.d.str), "%s", digest);
+    return svc_manifest_read(p->ix, repo, &ref, with_data, out);
 }
 
 /* Store a fetched manifest in repo (tagged tag when not NULL), with every

@@ -13,6 +13,7 @@
 #include "../storage/index.h"
 #include "manifest.h"
 #include "proxy.h"
+#include "shared.h"
 
 _Static_assert(SVC_NAME_MAX == INDEX_NAME_MAX, "one limit on repository names");
 
@@ -242,8 +243,8 @@ out:
     return rc;
 }
 
-int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
-                     struct svc_manifest *out)
+int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *ref,
+                      int with_data, struct svc_manifest *out)
 {
     struct index_txn *t = NULL;
     struct index_manifest m;
@@ -252,12 +253,7 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (cache(s)) {
-        rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
-        if (rc != REG_E_NOT_FOUND)
-            return rc;
-    }
-    rc = index_begin(s->ix, INDEX_READ, &t);
+    rc = index_begin(ix, INDEX_READ, &t);
     if (rc)
         return rc;
     if (ref->tag)
@@ -283,6 +279,20 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     }
     index_abort(t);
     return rc;
+}
+
+int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
+                     struct svc_manifest *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (cache(s)) {
+        rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
+        if (rc != REG_E_NOT_FOUND)
+            return rc;
+    }
+    return svc_manifest_read(s->ix, repo, ref, with_data, out);
 }
 
 /* A delete's transaction: it only frees, so it is never refused for space. */
