@@ -65,8 +65,8 @@ static int blob_stream_reply(struct req *r, const struct digest *d, unsigned sta
     rc = svc_blob_reader_open(req_registry(r)->svc, d, off, len, &bs->rd);
     if (!rc)
         rc = req_reply_stream(r, status, "application/octet-stream", len,
-                              len < STREAM_BLOCK ? (size_t)len : STREAM_BLOCK, blob_stream_read,
-                              bs, blob_stream_done);
+                              len < STREAM_BLOCK ? (size_t)len : STREAM_BLOCK, blob_stream_read, bs,
+                              blob_stream_done);
     if (rc) {
         blob_stream_done(bs);
         return rc;

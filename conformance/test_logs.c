@@ -115,8 +115,8 @@ Test(logs, a_json_access_line_has_every_field, .fini = teardown)
 {
     char line[4096];
     json_t *o;
-    const char *keys[] = {"time", "level", "client", "user", "method", "request",
-                          "path", "status", "bytes", "ms"};
+    const char *keys[] = {"time",    "level", "client", "user",  "method",
+                          "request", "path",  "status", "bytes", "ms"};
     size_t i;
 
     start("json");

@@ -55,8 +55,7 @@ static size_t buf_write(char *d, size_t size, size_t nmemb, void *arg)
 
 /* One signed request to the gateway: path after the endpoint ("/bucket/key?q").
  * Returns the status; *body (may be NULL) gets the reply (free it). */
-static long s3_call(const char *method, const char *path, const void *data, size_t len,
-                    char **body)
+static long s3_call(const char *method, const char *path, const void *data, size_t len, char **body)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
@@ -466,7 +465,7 @@ Test(s3, gc_deletes_unreferenced_objects_orphans_and_stale_multipart_uploads)
 
     need_gateway();
     server_start(&srv, s3_conf("grace = 0\nupload_ttl = 1s\n"));
-    push_blob(&srv, "s3/gc", a, len, da, sizeof(da));  /* no manifest needs it */
+    push_blob(&srv, "s3/gc", a, len, da, sizeof(da)); /* no manifest needs it */
     push_blob(&srv, "s3/gc", b, 6 * MIB, db, sizeof(db));
     /* An object no index entry names (a crash between commit and record). */
     digest_str("sha256", o, 100, dor, sizeof(dor));

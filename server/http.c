@@ -18,10 +18,10 @@
 #include <microhttpd.h>
 
 #include "../api/api.h"
+#include "../api/router.h"
 #include "../auth/auth.h"
 #include "../common/err.h"
 #include "../common/log.h"
-#include "../api/router.h"
 #include "metrics.h"
 
 /* Threads for slow work (bcrypt, a blob's final fsync), so that the
@@ -331,8 +331,7 @@ void req_reply_buf(struct req *r, unsigned status, const char *content_type, con
     queue(r, status, resp, content_type, len);
 }
 
-void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf,
-                    size_t len)
+void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf, size_t len)
 {
     struct MHD_Response *resp;
 
@@ -1040,11 +1039,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     /* Without a method, libmicrohttpd refused the request itself (status 0:
      * not ours to know). */
     {
-        struct log_request q = {
-            r->client, r->id.user,
-            r->seq,    r->method ? r->method : "-",
-            r->path,   status,
-            r->bytes,  ms};
+        struct log_request q = {r->client, r->id.user, r->seq,   r->method ? r->method : "-",
+                                r->path,   status,     r->bytes, ms};
 
         log_access(&q);
     }

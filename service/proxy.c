@@ -38,8 +38,8 @@ struct proxy_up {
 struct flight {
     struct flight *next;
     char digest[DIGEST_STR_MAX];
-    const struct proxy_up *up;     /* whom the fetcher asked */
-    char name[SVC_NAME_MAX + 1];   /* for which of its repositories */
+    const struct proxy_up *up;   /* whom the fetcher asked */
+    char name[SVC_NAME_MAX + 1]; /* for which of its repositories */
     int done, rc;
     unsigned refs; /* the fetcher and its waiters; the last one frees it */
 };
@@ -354,8 +354,7 @@ static int fetch_manifest(struct proxy *p, struct proxy_up *up, const char *repo
 
 /* The tag still names digest, as the cache brought it: its TTL starts
  * again. A tag pushed or moved meanwhile is left as it is. */
-static int mark_revalidated(struct proxy *p, const char *repo, const char *tag,
-                            const char *digest)
+static int mark_revalidated(struct proxy *p, const char *repo, const char *tag, const char *digest)
 {
     struct index_txn *t = NULL;
     char now_names[DIGEST_STR_MAX];

@@ -21,7 +21,7 @@ struct service {
     struct blobstore *bs;
     struct index *ix;
     struct uploads *us;
-    struct proxy *proxy; /* NULL: no pull-through cache */
+    struct proxy *proxy;  /* NULL: no pull-through cache */
     atomic_int read_only; /* the cache serves what it holds, and fetches nothing */
     atomic_int delete_enabled;
 };
@@ -243,8 +243,8 @@ out:
     return rc;
 }
 
-int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *ref,
-                      int with_data, struct svc_manifest *out)
+int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *ref, int with_data,
+                      struct svc_manifest *out)
 {
     struct index_txn *t = NULL;
     struct index_manifest m;

@@ -11,7 +11,7 @@ struct index;
  * with_data copies the bytes (malloc'd, the caller frees).
  * REG_E_MANIFEST_UNKNOWN when repo lacks it. Only ref->d.str of a digest
  * reference is read. */
-int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *ref,
-                      int with_data, struct svc_manifest *out);
+int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *ref, int with_data,
+                      struct svc_manifest *out);
 
 #endif

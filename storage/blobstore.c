@@ -97,8 +97,8 @@ struct fd_reader {
     uint64_t pos, end; /* next offset; end of the range */
 };
 
-int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off,
-                          uint64_t len, struct blob_reader **out)
+int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off, uint64_t len,
+                          struct blob_reader **out)
 {
     struct fd_reader *r;
     uint64_t size = 0;

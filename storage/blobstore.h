@@ -61,8 +61,8 @@ int blobstore_read(struct blobstore *bs, const struct digest *d, uint64_t off, u
  * GET kept open across reads). Opening starts the read, so REG_E_BLOB_UNKNOWN
  * and REG_E_RANGE show here, before any byte is handed out. */
 struct blob_reader;
-int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off,
-                          uint64_t len, struct blob_reader **out);
+int blobstore_reader_open(struct blobstore *bs, const struct digest *d, uint64_t off, uint64_t len,
+                          struct blob_reader **out);
 /* Up to max bytes into buf, waiting for at least one; *n 0 at the end. An
  * error leaves the reader good only for close. */
 int blob_reader_read(struct blob_reader *r, void *buf, size_t max, size_t *n);

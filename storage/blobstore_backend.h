@@ -28,8 +28,8 @@ struct blobstore_backend {
     void (*close)(void *be);
     const char *(*index_dir)(void *be);
     int (*open_read)(void *be, const struct digest *d, int *fd, char **url, uint64_t *size);
-    int (*read)(void *be, const struct digest *d, uint64_t off, uint64_t len,
-                blobstore_sink_fn fn, void *arg);
+    int (*read)(void *be, const struct digest *d, uint64_t off, uint64_t len, blobstore_sink_fn fn,
+                void *arg);
     /* Optional (NULL: the front end reads open_read's descriptor). */
     int (*reader_open)(void *be, const struct digest *d, uint64_t off, uint64_t len,
                        struct blob_reader **out);

@@ -46,11 +46,11 @@
 #include "blobstore_backend.h"
 #include "s3.h"
 
-#define MIN_PART (5u << 20)            /* S3's minimum for all but the last part */
-#define MAX_PARTS 10000                /* S3's maximum */
-#define COPY_MAX (5ull << 30)          /* largest CopyObject; above: UploadPartCopy */
-#define COPY_PART (1ull << 30)         /* size of each UploadPartCopy */
-#define MAX_LOCAL 8                    /* local part files in a session directory */
+#define MIN_PART (5u << 20)    /* S3's minimum for all but the last part */
+#define MAX_PARTS 10000        /* S3's maximum */
+#define COPY_MAX (5ull << 30)  /* largest CopyObject; above: UploadPartCopy */
+#define COPY_PART (1ull << 30) /* size of each UploadPartCopy */
+#define MAX_LOCAL 8            /* local part files in a session directory */
 
 struct s3store {
     struct s3 *s3;
@@ -64,16 +64,16 @@ struct s3writer {
     struct blob_writer base; /* first: the front end dispatches on it */
     struct s3store *st;
     char id[128];
-    char dir[PATH_MAX];              /* <root>/s3-sessions/<id> */
-    char key[160];                   /* uploads/<id> */
-    char mpu[S3_UPLOAD_ID_MAX];      /* multipart upload id; "" until the first part */
-    struct s3_part *parts;           /* parts 1..nparts, in S3 */
+    char dir[PATH_MAX];         /* <root>/s3-sessions/<id> */
+    char key[160];              /* uploads/<id> */
+    char mpu[S3_UPLOAD_ID_MAX]; /* multipart upload id; "" until the first part */
+    struct s3_part *parts;      /* parts 1..nparts, in S3 */
     size_t nparts, cap;
-    uint64_t parts_end;              /* bytes in parts */
-    int tail_fd;                     /* local file of the part being filled; starts at parts_end */
-    int tail_synced;                 /* the tail file's name is durable */
-    uint64_t size;                   /* bytes appended */
-    uint64_t ckpt, ckpt_prev;        /* the last two checkpoints */
+    uint64_t parts_end;       /* bytes in parts */
+    int tail_fd;              /* local file of the part being filled; starts at parts_end */
+    int tail_synced;          /* the tail file's name is durable */
+    uint64_t size;            /* bytes appended */
+    uint64_t ckpt, ckpt_prev; /* the last two checkpoints */
 };
 
 static const struct blobstore_backend s3_backend;
@@ -539,8 +539,8 @@ static int restore(struct s3writer *w, struct s3_part *parts, size_t nparts, uin
             break;
     }
     if (!found) {
-        log_error("s3 session %s: no parts and local bytes reach its checkpoint at %" PRIu64,
-                  w->id, keep);
+        log_error("s3 session %s: no parts and local bytes reach its checkpoint at %" PRIu64, w->id,
+                  keep);
         free(parts);
         return REG_E_UPLOAD_UNKNOWN;
     }

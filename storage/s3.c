@@ -19,11 +19,11 @@
 #include "s3.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
-#include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +51,10 @@
 
 struct s3 {
     struct s3_config cfg;
-    char base[700];    /* URL of the bucket, no trailing slash */
+    char base[700];       /* URL of the bucket, no trailing slash */
     char bucket_path[80]; /* "/bucket" for x-amz-copy-source */
-    char sigv4[128];   /* CURLOPT_AWS_SIGV4 */
-    char userpwd[260]; /* access:secret */
+    char sigv4[128];      /* CURLOPT_AWS_SIGV4 */
+    char userpwd[260];    /* access:secret */
     pthread_mutex_t lock;
     CURL *pool[POOL_MAX];
     size_t npool;
@@ -62,13 +62,13 @@ struct s3 {
 };
 
 struct req {
-    const char *method; /* GET HEAD PUT POST DELETE */
-    const char *key;    /* object key (without prefix); NULL: the bucket */
-    const char *query;  /* encoded and sorted, or NULL */
-    const char *copy_source;       /* object key for x-amz-copy-source, or NULL */
-    char copy_range[64];           /* x-amz-copy-source-range value, or "" */
-    char range[64];                /* CURLOPT_RANGE value, or "" */
-    int fd;                        /* PUT body: len bytes of fd at off, or fd < 0 */
+    const char *method;      /* GET HEAD PUT POST DELETE */
+    const char *key;         /* object key (without prefix); NULL: the bucket */
+    const char *query;       /* encoded and sorted, or NULL */
+    const char *copy_source; /* object key for x-amz-copy-source, or NULL */
+    char copy_range[64];     /* x-amz-copy-source-range value, or "" */
+    char range[64];          /* CURLOPT_RANGE value, or "" */
+    int fd;                  /* PUT body: len bytes of fd at off, or fd < 0 */
     uint64_t off, len, sent;
     const char *body; /* POST body, or NULL */
     size_t body_len;
@@ -114,12 +114,13 @@ static int uri_encode(const char *in, int keep_slash, char *out, size_t size)
 
 /* The text of the first <tag>...</tag> in [p, end): *val, *len, and *after
  * just past the closing tag. 0 when there is none. */
-static int xml_elem(const char *p, const char *end, const char *tag, const char **val,
-                    size_t *len, const char **after)
+static int xml_elem(const char *p, const char *end, const char *tag, const char **val, size_t *len,
+                    const char **after)
 {
     char open[64], close[64];
     const char *a, *b;
-    int no = snprintf(open, sizeof(open), "<%s>", tag), nc = snprintf(close, sizeof(close), "</%s>", tag);
+    int no = snprintf(open, sizeof(open), "<%s>", tag),
+        nc = snprintf(close, sizeof(close), "</%s>", tag);
 
     if (no <= 0 || nc <= 0 || (size_t)no >= sizeof(open) || p >= end)
         return 0;
@@ -206,8 +207,11 @@ static int xml_escape(const char *in, char *out, size_t size)
     size_t o = 0;
 
     for (; *in; in++) {
-        const char *rep = *in == '"' ? "&quot;" : *in == '&' ? "&amp;" : *in == '<' ? "&lt;"
-                          : *in == '>' ? "&gt;" : NULL;
+        const char *rep = *in == '"'   ? "&quot;"
+                          : *in == '&' ? "&amp;"
+                          : *in == '<' ? "&lt;"
+                          : *in == '>' ? "&gt;"
+                                       : NULL;
         size_t n = rep ? strlen(rep) : 1;
 
         if (o + n + 1 > size)
@@ -442,8 +446,7 @@ static int status_err(const struct req *r)
 
 /* The URL of key (NULL: the bucket) with an encoded query (or NULL); -1 when
  * it does not fit. */
-static int build_url(const struct s3 *s, const char *key, const char *query, char *url,
-                     size_t size)
+static int build_url(const struct s3 *s, const char *key, const char *query, char *url, size_t size)
 {
     char path[URL_MAX], full[1400];
     int n;
@@ -741,8 +744,8 @@ int s3_list(struct s3 *s, const char *prefix, s3_key_fn fn, void *arg)
         while (!rc && xml_elem(p, end, "Contents", &v, &len, &after)) {
             uint64_t size = 0;
 
-            if (!xml_get(v, v + len, "Key", key, sizeof(key)) || strncmp(key, s->cfg.prefix, plen) ||
-                !xml_u64(v, v + len, "Size", &size)) {
+            if (!xml_get(v, v + len, "Key", key, sizeof(key)) ||
+                strncmp(key, s->cfg.prefix, plen) || !xml_u64(v, v + len, "Size", &size)) {
                 log_error("s3: list: an entry without a usable Key or Size");
                 rc = REG_E_IO;
                 break;
@@ -771,8 +774,9 @@ int s3_mpu_create(struct s3 *s, const char *key, char id[S3_UPLOAD_ID_MAX])
     req_init(&r, "POST", key);
     r.query = "uploads=";
     rc = perform(s, &r);
-    if (!rc && (!r.reply || !xml_get(r.reply, r.reply + r.reply_len, "UploadId", id,
-                                     S3_UPLOAD_ID_MAX) || !id[0])) {
+    if (!rc &&
+        (!r.reply || !xml_get(r.reply, r.reply + r.reply_len, "UploadId", id, S3_UPLOAD_ID_MAX) ||
+         !id[0])) {
         log_error("s3: create multipart upload of %s: no UploadId in the reply", key);
         rc = REG_E_IO;
     }
@@ -873,8 +877,9 @@ int s3_mpu_complete(struct s3 *s, const char *key, const char *id, const struct 
             free(body.reply);
             return REG_E_INTERNAL;
         }
-        len = snprintf(line, sizeof(line), "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
-                       parts[i].number, etag);
+        len =
+            snprintf(line, sizeof(line), "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
+                     parts[i].number, etag);
         if (len < 0 || (size_t)len >= sizeof(line) || reply_add(&body, line, (size_t)len)) {
             free(body.reply);
             return REG_E_NOMEM;
@@ -970,8 +975,8 @@ int s3_mpu_parts(struct s3 *s, const char *key, const char *id, struct s3_part *
             p = after;
         }
         more = xml_true(r.reply, end, "IsTruncated");
-        if (!rc && more && (!xml_u64(r.reply, end, "NextPartNumberMarker", &marker) ||
-                            marker == 0)) {
+        if (!rc && more &&
+            (!xml_u64(r.reply, end, "NextPartNumberMarker", &marker) || marker == 0)) {
             log_error("s3: list parts of %s: truncated without a marker", key);
             rc = REG_E_IO;
         }
@@ -1007,8 +1012,9 @@ int s3_mpu_list(struct s3 *s, const char *prefix, s3_upload_fn fn, void *arg)
             !uri_encode(umark, 0, eumark, sizeof(eumark)))
             return REG_E_IO;
         if (kmark[0])
-            n = snprintf(q, sizeof(q), "key-marker=%s&prefix=%s&upload-id-marker=%s&uploads=",
-                         ekmark, eprefix, eumark);
+            n = snprintf(q, sizeof(q),
+                         "key-marker=%s&prefix=%s&upload-id-marker=%s&uploads=", ekmark, eprefix,
+                         eumark);
         else
             n = snprintf(q, sizeof(q), "prefix=%s&uploads=", eprefix);
         if (n < 0 || (size_t)n >= sizeof(q))
@@ -1025,7 +1031,8 @@ int s3_mpu_list(struct s3 *s, const char *prefix, s3_upload_fn fn, void *arg)
         p = r.reply;
         end = r.reply + r.reply_len;
         while (!rc && xml_elem(p, end, "Upload", &v, &len, &after)) {
-            if (!xml_get(v, v + len, "Key", key, sizeof(key)) || strncmp(key, s->cfg.prefix, plen) ||
+            if (!xml_get(v, v + len, "Key", key, sizeof(key)) ||
+                strncmp(key, s->cfg.prefix, plen) ||
                 !xml_get(v, v + len, "UploadId", id, sizeof(id))) {
                 log_error("s3: list uploads: an unusable Upload");
                 rc = REG_E_IO;
@@ -1059,20 +1066,20 @@ struct s3_stream {
     char key[1100];
     struct curl_slist *h;
     CURLM *m;
-    CURL *c;             /* the request in flight, or NULL */
-    uint64_t off, len;   /* the range asked for (len 0: to the end) */
-    uint64_t pos;        /* bytes handed to the caller */
-    uint64_t base;       /* pos when the current request began (at off + base) */
-    uint64_t got;        /* bytes the current request delivered */
-    char *dst;           /* the caller's buffer during a read */
+    CURL *c;           /* the request in flight, or NULL */
+    uint64_t off, len; /* the range asked for (len 0: to the end) */
+    uint64_t pos;      /* bytes handed to the caller */
+    uint64_t base;     /* pos when the current request began (at off + base) */
+    uint64_t got;      /* bytes the current request delivered */
+    char *dst;         /* the caller's buffer during a read */
     size_t dst_len, dst_cap;
-    char *spill;         /* what did not fit there, STREAM_BUFSIZE bytes */
+    char *spill; /* what did not fit there, STREAM_BUFSIZE bytes */
     size_t spill_off, spill_len;
-    long status;         /* of the current request, once its headers are in */
-    int done;            /* the current request ended */
-    int paused;          /* curl holds a piece we had no room for */
-    CURLcode cc;         /* and how */
-    int retries;         /* requests started again after a failure */
+    long status; /* of the current request, once its headers are in */
+    int done;    /* the current request ended */
+    int paused;  /* curl holds a piece we had no room for */
+    CURLcode cc; /* and how */
+    int retries; /* requests started again after a failure */
     char err[STREAM_ERR_MAX + 1];
     size_t err_len;
 };
@@ -1217,8 +1224,7 @@ static int stream_start(struct s3_stream *st)
             char code[64];
 
             if (!xml_get(st->err, st->err + st->err_len, "Code", code, sizeof(code)))
-                snprintf(code, sizeof(code), "%s",
-                         st->cc ? curl_easy_strerror(st->cc) : "-");
+                snprintf(code, sizeof(code), "%s", st->cc ? curl_easy_strerror(st->cc) : "-");
             log_error("s3: GET %s: HTTP %ld %s", st->key, st->status, code);
             return st->status == 403 || st->status == 401 ? REG_E_CONFIG : REG_E_IO;
         }

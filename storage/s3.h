@@ -77,9 +77,9 @@ int s3_list(struct s3 *s, const char *prefix, s3_key_fn fn, void *arg);
 /* ---- multipart uploads ------------------------------------------------------ */
 
 struct s3_part {
-    int number;              /* 1..10000 */
-    uint64_t size;           /* bytes */
-    char etag[S3_ETAG_MAX];  /* as S3 returned it, quotes included */
+    int number;             /* 1..10000 */
+    uint64_t size;          /* bytes */
+    char etag[S3_ETAG_MAX]; /* as S3 returned it, quotes included */
 };
 
 /* Start a multipart upload of key; id gets its upload id. */
@@ -96,8 +96,7 @@ int s3_mpu_complete(struct s3 *s, const char *key, const char *id, const struct 
 /* Abort the upload; an unknown one is not an error. */
 int s3_mpu_abort(struct s3 *s, const char *key, const char *id);
 /* The parts stored so far, ascending (*parts malloc'd, caller frees). */
-int s3_mpu_parts(struct s3 *s, const char *key, const char *id, struct s3_part **parts,
-                 size_t *n);
+int s3_mpu_parts(struct s3 *s, const char *key, const char *id, struct s3_part **parts, size_t *n);
 /* Every multipart upload in progress under prefix. */
 typedef int (*s3_upload_fn)(void *arg, const char *key, const char *id);
 int s3_mpu_list(struct s3 *s, const char *prefix, s3_upload_fn fn, void *arg);

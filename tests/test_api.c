@@ -181,8 +181,7 @@ void req_reply(struct req *r, unsigned status)
     req_reply_buf(r, status, NULL, "", 0);
 }
 
-void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf,
-                    size_t len)
+void req_reply_take(struct req *r, unsigned status, const char *content_type, void *buf, size_t len)
 {
     req_reply_buf(r, status, content_type, buf, len);
     free(buf);
@@ -329,8 +328,8 @@ static const char *error_code(struct req *r)
 
     cr_assert_not_null(j, "an error reply is JSON: %s", r->body);
     snprintf(code, sizeof(code), "%s",
-             json_string_value(json_object_get(json_array_get(json_object_get(j, "errors"), 0),
-                                               "code")));
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(j, "errors"), 0), "code")));
     json_decref(j);
     return code;
 }
@@ -594,8 +593,8 @@ Test(range, satisfiable_ranges_are_cut_to_the_blob)
         const char *h;
         uint64_t off, len;
     } ok[] = {
-        {"bytes=0-0", 0, 1},  {"bytes=2-", 2, 8},    {"bytes=-3", 7, 3},
-        {"bytes=-30", 0, 10}, {"bytes=5-99", 5, 5},  {"bytes=9-9", 9, 1},
+        {"bytes=0-0", 0, 1},  {"bytes=2-", 2, 8},   {"bytes=-3", 7, 3},
+        {"bytes=-30", 0, 10}, {"bytes=5-99", 5, 5}, {"bytes=9-9", 9, 1},
     };
     uint64_t off, len;
     size_t i;
@@ -628,8 +627,14 @@ Test(range, unsatisfiable_and_ignored_ranges)
 
 Test(range, content_range_forms)
 {
-    static const char *const bad[] = {"", "-1", "1-", "5-2", "a-b", "bytes 1-2x",
-                                      "0-18446744073709551615", "99999999999999999999-1"};
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "1-",
+                                      "5-2",
+                                      "a-b",
+                                      "bytes 1-2x",
+                                      "0-18446744073709551615",
+                                      "99999999999999999999-1"};
     uint64_t start, len;
     size_t i;
 
@@ -642,6 +647,5 @@ Test(range, content_range_forms)
     cr_assert_eq(content_range_parse("bytes=7-7", &start, &len), REG_OK);
     cr_assert_eq(len, 1);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(content_range_parse(bad[i], &start, &len), REG_E_UPLOAD_INVALID, "%s",
-                     bad[i]);
+        cr_assert_eq(content_range_parse(bad[i], &start, &len), REG_E_UPLOAD_INVALID, "%s", bad[i]);
 }

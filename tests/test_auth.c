@@ -51,8 +51,7 @@ Test(acl, rules_add_up_and_match_repository_globs)
 
     cr_assert_eq(acl_allowed(a, "alice", "team/app"), ACL_PULL | ACL_PUSH);
     cr_assert_eq(acl_allowed(a, "alice", "team/scratch"), ACL_PULL | ACL_PUSH | ACL_DELETE);
-    cr_assert_eq(acl_allowed(a, "alice", "team/deep/app"), ACL_PULL | ACL_PUSH,
-                 "'*' crosses '/'");
+    cr_assert_eq(acl_allowed(a, "alice", "team/deep/app"), ACL_PULL | ACL_PUSH, "'*' crosses '/'");
     cr_assert_eq(acl_allowed(a, "bob", "team/app"), 0);
     cr_assert_eq(acl_allowed(a, "bob", "bob/x"), ACL_PULL, "${user} is the caller");
     cr_assert_eq(acl_allowed(a, "bob", "alice/x"), 0);
@@ -78,8 +77,8 @@ Test(acl, groups_and_the_registry_wide_catalog)
 
 Test(acl, malformed_rules_are_refused_with_a_reason)
 {
-    static const char *const bad[] = {"", "user:alice", "user:alice pull", "who pull x",
-                                      "user:alice fly x", "user: pull x"};
+    static const char *const bad[] = {"",           "user:alice",       "user:alice pull",
+                                      "who pull x", "user:alice fly x", "user: pull x"};
     struct acl *a = NULL;
     char err[256];
     size_t i;

@@ -196,8 +196,7 @@ static size_t pull(struct blob_reader *r, char *out, size_t cap, size_t max)
     size_t got = 0, n;
 
     do {
-        cr_assert_eq(blob_reader_read(r, out + got, max < cap - got ? max : cap - got, &n),
-                     REG_OK);
+        cr_assert_eq(blob_reader_read(r, out + got, max < cap - got ? max : cap - got, &n), REG_OK);
         cr_assert(n > 0 || got == cap || max == 0, "an empty read before the end");
         got += n;
     } while (n > 0 && got < cap);
@@ -210,7 +209,8 @@ static size_t pull(struct blob_reader *r, char *out, size_t cap, size_t max)
     return got;
 }
 
-ParameterizedTestParameters(blobstore, readers_hand_out_the_bytes_in_small_or_large_reads_and_ranges)
+ParameterizedTestParameters(blobstore,
+                            readers_hand_out_the_bytes_in_small_or_large_reads_and_ranges)
 {
     return BACKENDS;
 }

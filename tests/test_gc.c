@@ -13,11 +13,11 @@
 #include <criterion/criterion.h>
 
 #include "../common/err.h"
+#include "../service/gc.h"
+#include "../service/uploads.h"
 #include "../storage/blobstore.h"
 #include "../storage/digest.h"
-#include "../service/gc.h"
 #include "../storage/index.h"
-#include "../service/uploads.h"
 
 static char root[64];
 static struct blobstore *bs;

@@ -6,9 +6,9 @@
 #include <criterion/criterion.h>
 
 #include "../api/api.h"
-#include "../common/err.h"
 #include "../api/router.h"
 #include "../auth/acl.h"
+#include "../common/err.h"
 
 #define DGST "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define UUID "0f6a3e1c-2b4d-4c8e-9a1f-3d5e7b9c1a2f"

@@ -144,8 +144,7 @@ Test(manifest, an_index_lists_its_manifests)
 
 Test(manifest, schema_1_is_refused_with_a_reason)
 {
-    cr_assert_eq(parse("{\"schemaVersion\":1,\"name\":\"x\"}", NULL, &mi),
-                 REG_E_MANIFEST_INVALID);
+    cr_assert_eq(parse("{\"schemaVersion\":1,\"name\":\"x\"}", NULL, &mi), REG_E_MANIFEST_INVALID);
     cr_assert_not_null(strstr(reg_detail(), "schema 1"));
 }
 

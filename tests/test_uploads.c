@@ -11,10 +11,10 @@
 #include <criterion/criterion.h>
 
 #include "../common/err.h"
+#include "../service/uploads.h"
 #include "../storage/blobstore.h"
 #include "../storage/digest.h"
 #include "../storage/index.h"
-#include "../service/uploads.h"
 
 /* Each test gets its own root (tests run in parallel processes). */
 static char root[64];

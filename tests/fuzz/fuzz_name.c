@@ -94,7 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rebuild(&rt, buf, sizeof(buf), alt, sizeof(alt));
         FUZZ_CHECK(!strcmp(buf, str) || !strcmp(alt, str));
         if (rt.kind == ROUTE_MANIFEST && parse_reference(rt.ref, &ref) == REG_OK)
-            FUZZ_CHECK(!ref.tag ? !strcmp(ref.d.str, rt.ref) : api_tag_valid(rt.ref, strlen(rt.ref)));
+            FUZZ_CHECK(!ref.tag ? !strcmp(ref.d.str, rt.ref)
+                                : api_tag_valid(rt.ref, strlen(rt.ref)));
     }
     if (parse_reference(str, &ref) == REG_OK)
         FUZZ_CHECK(!ref.tag ? !strcmp(ref.d.str, str) : api_tag_valid(str, strlen(str)));
