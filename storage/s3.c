@@ -592,6 +592,24 @@ static void req_init(struct req *r, const char *method, const char *key)
     r->fd = -1;
 }
 
+/* GET one page of a bucket listing (query: its parameters, sorted). On
+ * success r->reply holds the XML (never NULL); on failure nothing is held. */
+static int list_page(struct s3 *s, const char *query, struct req *r)
+{
+    int rc;
+
+    req_init(r, "GET", NULL);
+    r->query = query;
+    rc = perform(s, r);
+    if (!rc && !r->reply)
+        rc = reply_add(r, "", 0) ? REG_E_NOMEM : REG_OK;
+    if (rc) {
+        free(r->reply);
+        r->reply = NULL;
+    }
+    return rc;
+}
+
 /* A 200 reply that is an error all the same (CopyObject and
  * CompleteMultipartUpload may fail after the status line went out). */
 static int body_error(struct req *r)
@@ -730,15 +748,9 @@ int s3_list(struct s3 *s, const char *prefix, s3_key_fn fn, void *arg)
         }
         if (n < 0 || (size_t)n >= sizeof(query))
             return REG_E_INTERNAL;
-        req_init(&r, "GET", NULL);
-        r.query = query;
-        rc = perform(s, &r);
-        if (!rc && !r.reply)
-            rc = reply_add(&r, "", 0) ? REG_E_NOMEM : REG_OK;
-        if (rc) {
-            free(r.reply);
+        rc = list_page(s, query, &r);
+        if (rc)
             break;
-        }
         p = r.reply;
         end = r.reply + r.reply_len;
         while (!rc && xml_elem(p, end, "Contents", &v, &len, &after)) {
@@ -1019,15 +1031,9 @@ int s3_mpu_list(struct s3 *s, const char *prefix, s3_upload_fn fn, void *arg)
             n = snprintf(q, sizeof(q), "prefix=%s&uploads=", eprefix);
         if (n < 0 || (size_t)n >= sizeof(q))
             return REG_E_INTERNAL;
-        req_init(&r, "GET", NULL);
-        r.query = q;
-        rc = perform(s, &r);
-        if (!rc && !r.reply)
-            rc = reply_add(&r, "", 0) ? REG_E_NOMEM : REG_OK;
-        if (rc) {
-            free(r.reply);
+        rc = list_page(s, q, &r);
+        if (rc)
             break;
-        }
         p = r.reply;
         end = r.reply + r.reply_len;
         while (!rc && xml_elem(p, end, "Upload", &v, &len, &after)) {
