@@ -7,6 +7,7 @@
 #   make check-asan   the same suites under AddressSanitizer + UBSan
 #   make fuzz         each libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (never part of make test)
 #   make bench        benchmarks (never part of make test)
+#   make bench-cache  the pull-through cache's benchmark alone (also part of make bench)
 #   make install      binary, man page, sample config, systemd unit (PREFIX, DESTDIR)
 #   make lint         cppcheck + clang-tidy;  make format  clang-format -i
 
@@ -223,6 +224,12 @@ conformance-compare: deps-test $(BUILD)/registry $(BUILD)/conformance
 
 bench: deps-test $(BUILD)/registry
 	./bench/run.sh
+	./bench/cache.sh
+
+# The pull-through cache against Distribution 2.8 as its upstream (bench/README.md).
+.PHONY: bench-cache
+bench-cache: deps-test $(BUILD)/registry
+	./bench/cache.sh
 
 # An existing registry.conf is never overwritten; the one installed keeps its
 # data in /var/lib/registry, the systemd unit's state directory.
