@@ -62,10 +62,20 @@ void req_reply_head(struct req *r, unsigned status, const char *content_type, ui
  * or abandoned. */
 #define REQ_STREAM_END (-1)
 #define REQ_STREAM_ERROR (-2)
+/* read has nothing yet and called req_suspend: asked again after the resume. */
+#define REQ_STREAM_WAIT 0
 #define REQ_STREAM_UNKNOWN UINT64_MAX
 typedef long (*req_stream_fn)(void *arg, uint64_t pos, char *buf, size_t max);
 int req_reply_stream(struct req *r, unsigned status, const char *content_type, uint64_t len,
                      size_t block, req_stream_fn read, void *arg, void (*done)(void *arg));
+/* Stop serving r until req_resume(r), without holding a thread: from a
+ * handler's begin (which runs again after the resume, with the same
+ * req_state) or from a stream read (which returns REQ_STREAM_WAIT). The
+ * caller makes sure req_resume follows exactly once: suspend under the
+ * lock that whoever resumes takes first. req_resume may be called from any
+ * thread. */
+void req_suspend(struct req *r);
+void req_resume(struct req *r);
 /* Takes fd: the kernel sends len bytes from off (sendfile). */
 void req_reply_fd(struct req *r, unsigned status, const char *content_type, int fd, uint64_t off,
                   uint64_t len);

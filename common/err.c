@@ -41,6 +41,7 @@ static const char *const messages[REG_E__COUNT] = {
     [REG_E_READ_ONLY] = "registry is in read-only mode",
     [REG_E_UPSTREAM] = "the upstream registry is unavailable",
     [REG_E_MIRRORED] = "repository is a read-only mirror of an upstream registry",
+    [REG_E_PENDING] = "waiting for data on its way",
 };
 
 const char *reg_strerror(int err)

@@ -41,6 +41,7 @@ enum reg_err {
     REG_E_READ_ONLY,             /* a write while [storage] read_only is on */
     REG_E_UPSTREAM,              /* a proxied registry is unreachable or answered badly */
     REG_E_MIRRORED,              /* a write into a namespace mirrored from an upstream */
+    REG_E_PENDING,               /* not yet: the caller is suspended until woken (svc_wait) */
     REG_E__COUNT
 };
 

@@ -129,6 +129,7 @@ struct req {
     int auth_done;           /* identified on a worker; auth_rc is the outcome */
     int auth_rc;
     int parked;                 /* suspended while a worker runs slow work for it */
+    int waiting;                /* suspended by its handler's begin (req_suspend) */
     int at_end;                 /* the whole request is in: parking is safe */
     int on_worker;              /* a reply made now is kept for the resume */
     struct MHD_Response *ready; /* that reply */
@@ -451,10 +452,9 @@ _Static_assert(REQ_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM &&
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream_body *sb = cls;
-    long n = sb->read(sb->arg, pos, buf, max);
-
-    /* 0 would make libmicrohttpd ask again at once: a reader never says it. */
-    return n == 0 ? MHD_CONTENT_READER_END_WITH_ERROR : (ssize_t)n;
+    /* REQ_STREAM_WAIT (0): the reader suspended the connection, so
+     * libmicrohttpd asks again only after the resume. */
+    return sb->read(sb->arg, pos, buf, max);
 }
 
 static void stream_free(void *cls)
@@ -643,6 +643,28 @@ static int refused_read_only(const struct req *r)
            !strcmp(r->method, "DELETE");
 }
 
+static void run_begin(struct req *r)
+{
+    int rc;
+
+    if (r->h->begin) {
+        rc = r->h->begin(r, &r->rt);
+        if (rc && !r->replied)
+            api_error(r, rc, NULL);
+    }
+}
+
+void req_suspend(struct req *r)
+{
+    r->waiting = !r->replied; /* from begin: it runs again after the resume */
+    MHD_suspend_connection(r->conn);
+}
+
+void req_resume(struct req *r)
+{
+    MHD_resume_connection(r->conn);
+}
+
 static void begin(struct req *r, const char *url)
 {
     int rc;
@@ -674,11 +696,7 @@ authorized:
         api_error(r, REG_E_READ_ONLY, NULL);
         return;
     }
-    if (r->h->begin) {
-        rc = r->h->begin(r, &r->rt);
-        if (rc && !r->replied)
-            api_error(r, rc, NULL);
-    }
+    run_begin(r);
 }
 
 static int hex_value(unsigned char c)
@@ -984,9 +1002,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
      * again after a resume, and a call without data mid-request would look
      * like the end. A body's first call checks its credentials here. */
     r->at_end = *data_size == 0;
-    if (!r->begun)
+    if (!r->begun) {
         begin(r, url);
-    if (r->parked)
+    } else if (r->waiting) { /* resumed: its begin goes on */
+        r->waiting = 0;
+        run_begin(r);
+    }
+    if (r->parked || r->waiting)
         return MHD_YES;
     if (*data_size) {
         r->bytes_in += *data_size;

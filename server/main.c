@@ -762,6 +762,7 @@ static int serve(int argc, char **argv)
         free(rl.cur);
     }
 out:
+    proxy_stop(proxy); /* its waiting requests resumed first: see http_stop */
     http_stop(msrv);
     http_stop(srv);
     gc_timer_stop(&gct);

@@ -1,18 +1,21 @@
 /* The pull-through cache (proxy.h). */
 #include "proxy.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
 #include "../common/err.h"
 #include "../common/log.h"
+#include "../storage/blobstore.h"
 #include "../storage/index.h"
 #include "manifest.h"
 #include "service.h"
@@ -34,14 +37,27 @@ struct proxy_up {
     struct upstream *u;
 };
 
-/* A blob being fetched: later askers for the same digest wait for it. */
+/* A blob being fetched (single-flight). A thread of its own writes it
+ * into an upload session, which verifies it before it becomes visible, and
+ * into a spool file that readers (struct proxy_tap) read as it arrives. */
+struct waiter;
 struct flight {
     struct flight *next;
+    struct proxy *p;
+    struct digest d;
     char digest[DIGEST_STR_MAX];
-    const struct proxy_up *up;   /* whom the fetcher asked */
+    const struct proxy_up *up;   /* whom the fetcher asks */
     char name[SVC_NAME_MAX + 1]; /* for which of its repositories */
+    char repo[SVC_NAME_MAX + 1]; /* ours, which the blob lands in */
+    int spool;                   /* unlinked file: the bytes so far */
+    uint64_t size;               /* the upstream's Content-Length; UINT64_MAX: not said */
+    int sized;                   /* the upstream has answered (size set, or never will be) */
+    uint64_t have;               /* bytes in the spool */
     int done, rc;
-    unsigned refs; /* the fetcher and its waiters; the last one frees it */
+    char detail[256];       /* reg_detail of a failure, for the waiters' threads */
+    unsigned served;        /* requests answered from it: all but the first are hits */
+    unsigned refs;          /* the fetcher, waiters, taps: the last one frees it */
+    struct waiter *waiters; /* suspended until it has news */
 };
 
 struct proxy {
@@ -51,9 +67,11 @@ struct proxy {
     struct index *ix;
     struct uploads *us;
     size_t max_manifest;
-    pthread_mutex_t lock; /* guards flights */
-    pthread_cond_t cond;  /* a flight landed */
+    pthread_mutex_t lock; /* guards flights and everything in them the fetcher changes */
+    pthread_cond_t cond;  /* a flight has news */
     struct flight *flights;
+    unsigned nflights;   /* fetchers running */
+    atomic_int stopping; /* proxy_stop: every fetch ends, no new one starts */
     atomic_ullong counts[PROXY__KINDS][PROXY__RESULTS]; /* proxy_stats */
 };
 
@@ -101,7 +119,7 @@ int proxy_new(const struct proxy_conf *v, size_t n, struct blobstore *bs, struct
     pthread_cond_init(&p->cond, NULL);
     for (i = 0; i < n && !rc; i++) {
         struct upstream_opts o = {v[i].url,        v[i].username,    v[i].password, v[i].ca,
-                                  CONNECT_TIMEOUT, MANIFEST_TIMEOUT, STALL_TIMEOUT};
+                                  CONNECT_TIMEOUT, MANIFEST_TIMEOUT, STALL_TIMEOUT, &p->stopping};
         struct proxy_up *up = &p->ups[i];
 
         snprintf(up->name, sizeof(up->name), "%s", v[i].name);
@@ -125,6 +143,7 @@ void proxy_free(struct proxy *p)
 
     if (!p)
         return;
+    proxy_stop(p);
     for (i = 0; i < p->n; i++)
         upstream_free(p->ups[i].u);
     free(p->ups);
@@ -462,117 +481,480 @@ static int link_if_used(struct proxy *p, const char *repo, const struct digest *
     return index_end(t, rc);
 }
 
-static int write_upload(void *arg, const void *data, size_t len)
+/* Readers are woken after this many new bytes (or at the end), not on
+ * every chunk the upstream sends. */
+#define WAKE_BATCH ((uint64_t)64 << 10)
+/* Fetches running at once, at most: past it a cold blob gets a 429. */
+#define FLIGHTS_MAX 64
+
+/* Someone suspended until a flight has news. */
+struct waiter {
+    struct waiter *next;
+    struct svc_wait *w;
+    uint64_t until; /* wake once this many bytes are readable (or at the end) */
+};
+
+static void flight_put(struct proxy *p, struct flight *f)
 {
-    return upload_write(arg, data, len);
+    (void)p;
+    if (--f->refs)
+        return;
+    if (f->spool >= 0)
+        close(f->spool);
+    free(f);
 }
 
-/* Fetch d from up into an upload session of repo; the session verifies the
- * digest before the blob becomes visible. */
-static int fetch_blob(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
-                      const struct digest *d)
+/* Bytes of f a reader may have: the last byte waits until the whole blob
+ * matched its digest, so no client ever receives a complete wrong blob.
+ * Nothing streams before the upstream has said the size. */
+static uint64_t readable(const struct flight *f)
 {
-    struct upload *u = NULL;
+    if (f->done)
+        return f->rc ? 0 : f->have;
+    if (!f->sized || f->size == UINT64_MAX || f->have == 0)
+        return 0;
+    return f->have < f->size ? f->have : f->size - 1;
+}
+
+/* Under p->lock: wake f's waiters that have what they wait for (all of
+ * them once f is done or has said its size). */
+static void wake(struct proxy *p, struct flight *f, int all)
+{
+    struct waiter **pp = &f->waiters, *x;
+    uint64_t r = readable(f);
+
+    while ((x = *pp) != NULL) {
+        if (all || r >= x->until) {
+            *pp = x->next;
+            x->w->wake(x->w->arg);
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* Under p->lock: wait for f to have until bytes readable, or to be done.
+ * With w: suspend w's caller and return REG_E_PENDING; without: block
+ * (REG_OK once there is news: the caller looks again). */
+static int wait_on(struct proxy *p, struct flight *f, struct svc_wait *w, uint64_t until)
+{
+    struct waiter *x;
+
+    if (!w) {
+        pthread_cond_wait(&p->cond, &p->lock);
+        return REG_OK;
+    }
+    x = malloc(sizeof(*x));
+    if (!x)
+        return REG_E_NOMEM;
+    x->w = w;
+    x->until = until;
+    x->next = f->waiters;
+    f->waiters = x;
+    w->suspend(w->arg);
+    return REG_E_PENDING;
+}
+
+/* Under p->lock: forget w's waiter on f, if it has one. */
+static void unwait(struct flight *f, struct svc_wait *w)
+{
+    struct waiter **pp = &f->waiters, *x;
+
+    while ((x = *pp) != NULL) {
+        if (x->w == w) {
+            *pp = x->next;
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+}
+
+/* The fetcher's state while bytes arrive. */
+struct fetch {
+    struct flight *f;
+    struct upload *u;
+};
+
+static void fetch_size(void *arg, uint64_t size)
+{
+    struct flight *f = ((struct fetch *)arg)->f;
+
+    pthread_mutex_lock(&f->p->lock);
+    f->size = size;
+    f->sized = 1;
+    wake(f->p, f, 1);
+    pthread_mutex_unlock(&f->p->lock);
+}
+
+static int pwrite_all(int fd, const char *data, size_t len, uint64_t off)
+{
+    ssize_t n;
+
+    while (len) {
+        n = pwrite(fd, data, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return reg_errno(errno);
+        data += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return REG_OK;
+}
+
+/* Into the upload session (hashed, and verified at the end) and the spool
+ * the readers read. Only the fetcher writes have: no lock to read it. */
+static int fetch_data(void *arg, const void *data, size_t len)
+{
+    struct fetch *x = arg;
+    struct flight *f = x->f;
+    int rc = atomic_load(&f->p->stopping) ? REG_E_UPSTREAM : upload_write(x->u, data, len);
+
+    if (!rc)
+        rc = pwrite_all(f->spool, data, len, f->have);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&f->p->lock);
+    f->have += len;
+    wake(f->p, f, 0);
+    pthread_mutex_unlock(&f->p->lock);
+    return REG_OK;
+}
+
+/* Fetch f's blob from its upstream into an upload session of f->repo; the
+ * session verifies the digest before the blob becomes visible. */
+static int fetch_blob(struct flight *f)
+{
+    struct proxy *p = f->p;
+    const struct proxy_up *up = f->up;
+    struct fetch x = {f, NULL};
     uint64_t size = 0;
-    int rc = upload_create(p->us, repo, 0, &u);
+    int rc = upload_create(p->us, f->repo, 0, &x.u);
 
     if (rc)
         return rc;
-    rc = upstream_blob(up->u, name, d->str, NULL, write_upload, u);
+    rc = upstream_blob(up->u, f->name, f->digest, fetch_size, fetch_data, &x);
+    if (!rc && atomic_load(&p->stopping))
+        rc = REG_E_UPSTREAM;
     if (!rc) {
-        rc = upload_finish(u, d, &size);
+        rc = upload_finish(x.u, &f->d, &size);
         if (rc == REG_E_DIGEST_INVALID) {
-            reg_detail_set("upstream %s sent bytes that are not %s", upstream_url(up->u), d->str);
+            reg_detail_set("upstream %s sent bytes that are not %s", upstream_url(up->u),
+                           f->digest);
             rc = REG_E_UPSTREAM;
         }
     } else {
-        upload_cancel(u);
+        upload_cancel(x.u);
     }
-    upload_release(u);
+    upload_release(x.u);
     if (!rc)
-        log_info("proxy %s: miss: %s@%s fetched (%llu bytes)", up->name, repo, d->str,
+        log_info("proxy %s: miss: %s@%s fetched (%llu bytes)", up->name, f->repo, f->digest,
                  (unsigned long long)size);
     else
-        log_warn("proxy %s: %s@%s: %s%s%s", up->name, repo, d->str, reg_strerror(rc),
+        log_warn("proxy %s: %s@%s: %s%s%s", up->name, f->repo, f->digest, reg_strerror(rc),
                  reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
     return rc;
 }
 
-static void flight_put(struct proxy *p, struct flight *f)
+/* The fetcher's thread: fetch, then land the flight and wake everyone. */
+static void *fetcher(void *arg)
 {
-    if (--f->refs == 0)
-        free(f);
-    (void)p;
-}
+    struct flight *f = arg;
+    struct proxy *p = f->p;
+    struct flight **pp;
+    int rc;
 
-int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d)
-{
-    const char *name;
-    struct proxy_up *up = find(p, repo, &name);
-    struct flight *f, **pp;
-    int rc, same;
-
-    if (!up)
-        return REG_E_NOT_FOUND;
     reg_detail_clear();
-    rc = link_if_used(p, repo, d);
-    if (rc == REG_OK)
-        count(p, PROXY_BLOB, PROXY_HIT); /* another repository's pull brought it */
-    if (rc != REG_E_BLOB_UNKNOWN)
-        return rc;
-    pthread_mutex_lock(&p->lock);
-    for (f = p->flights; f && strcmp(f->digest, d->str) != 0; f = f->next)
-        ;
-    if (f) { /* someone is fetching it: wait, then take it from the store */
-        f->refs++;
-        while (!f->done)
-            pthread_cond_wait(&p->cond, &p->lock);
-        rc = f->rc;
-        /* Another upstream's or repository's failure says nothing of ours. */
-        same = f->up == up && strcmp(f->name, name) == 0;
-        flight_put(p, f);
-        pthread_mutex_unlock(&p->lock);
-        if (rc && same) {
-            count(p, PROXY_BLOB, fetched(rc));
-            return rc;
-        }
-        rc = link_if_used(p, repo, d);
-        if (rc == REG_OK)
-            count(p, PROXY_BLOB, PROXY_HIT); /* one upstream GET served us both */
-        if (rc != REG_E_BLOB_UNKNOWN)
-            return rc;
-        /* Fetched for a repository whose manifests we share none of: ask
-         * the upstream ourselves (the commit finds the bytes there). */
-        rc = fetch_blob(p, up, repo, name, d);
-        count(p, PROXY_BLOB, fetched(rc));
-        return rc;
-    }
-    f = calloc(1, sizeof(*f));
-    if (!f) {
-        pthread_mutex_unlock(&p->lock);
-        return REG_E_NOMEM;
-    }
-    snprintf(f->digest, sizeof(f->digest), "%s", d->str);
-    snprintf(f->name, sizeof(f->name), "%s", name);
-    f->up = up;
-    f->refs = 1;
-    f->next = p->flights;
-    p->flights = f;
-    pthread_mutex_unlock(&p->lock);
-
-    rc = fetch_blob(p, up, repo, name, d);
+    rc = fetch_blob(f);
     count(p, PROXY_BLOB, fetched(rc));
-
     pthread_mutex_lock(&p->lock);
+    if (rc && reg_detail())
+        snprintf(f->detail, sizeof(f->detail), "%s", reg_detail());
     for (pp = &p->flights; *pp != f; pp = &(*pp)->next)
         ;
     *pp = f->next;
     f->done = 1;
     f->rc = rc;
-    pthread_cond_broadcast(&p->cond);
+    p->nflights--;
+    wake(p, f, 1);
     flight_put(p, f);
     pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Under p->lock: start fetching d from up's name into repo. */
+static int launch(struct proxy *p, const struct proxy_up *up, const char *repo, const char *name,
+                  const struct digest *d, struct flight **out)
+{
+    char path[4096];
+    struct flight *f;
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    if (atomic_load(&p->stopping)) {
+        reg_detail_set("the registry is stopping");
+        return REG_E_UPSTREAM;
+    }
+    if (p->nflights >= FLIGHTS_MAX) {
+        reg_detail_set("%d blobs are being fetched from upstreams already", FLIGHTS_MAX);
+        return REG_E_TOOMANY;
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return REG_E_NOMEM;
+    /* Unlinked at once: a crash leaves nothing of it behind. */
+    snprintf(path, sizeof(path), "%s/proxy-spool.XXXXXX", blobstore_index_dir(p->bs));
+    f->spool = mkstemp(path);
+    if (f->spool < 0) {
+        rc = reg_errno(errno);
+        free(f);
+        return rc;
+    }
+    unlink(path);
+    f->p = p;
+    f->d = *d;
+    snprintf(f->digest, sizeof(f->digest), "%s", d->str);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->repo, sizeof(f->repo), "%s", repo);
+    f->up = up;
+    f->size = UINT64_MAX;
+    f->refs = 2; /* the fetcher, and the caller's until it lets go */
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, fetcher, f);
+    pthread_attr_destroy(&attr);
+    if (rc) {
+        close(f->spool);
+        free(f);
+        return REG_E_NOMEM;
+    }
+    f->next = p->flights;
+    p->flights = f;
+    p->nflights++;
+    *out = f;
+    return REG_OK;
+}
+
+static struct flight *flight_find(struct proxy *p, const char *digest)
+{
+    struct flight *f;
+
+    for (f = p->flights; f && strcmp(f->digest, digest) != 0; f = f->next)
+        ;
+    return f;
+}
+
+/* Whether f fetches what repo's upstream would give it: the same upstream
+ * repository. Another's fetch of the same digest is waited for, never
+ * joined: its bytes reach repo only through a manifest of repo that uses
+ * them (link_if_used). */
+static int ours(const struct flight *f, const struct proxy_up *up, const char *name)
+{
+    return f->up == up && strcmp(f->name, name) == 0;
+}
+
+/* on_flight's answer when f has landed (or someone else's fetch ended):
+ * look for the blob again. Not a reg_err. */
+#define LOOK_AGAIN (-1)
+
+/* Under p->lock, holding a reference on f (handed to w or dropped here):
+ * answer from f, or wait on it. */
+static int on_flight(struct proxy *p, struct flight *f, const struct proxy_up *up, const char *name,
+                     struct svc_wait *w, uint64_t *size, int *fetching)
+{
+    int rc;
+
+    for (;;) {
+        if (f->done) {
+            rc = f->rc && ours(f, up, name) ? f->rc : REG_OK;
+            if (rc && f->detail[0])
+                reg_detail_set("%s", f->detail);
+            if (!f->rc && ours(f, up, name) && f->served++)
+                count(p, PROXY_BLOB, PROXY_HIT); /* one upstream GET served us both */
+            flight_put(p, f);
+            return rc ? rc : LOOK_AGAIN;
+        }
+        if (ours(f, up, name) && f->sized && f->size != UINT64_MAX) {
+            *size = f->size;
+            *fetching = 1;
+            if (f->served++)
+                count(p, PROXY_BLOB, PROXY_HIT);
+            flight_put(p, f);
+            return REG_OK;
+        }
+        /* Not sized yet; or sized only at its end; or not ours: at the end. */
+        rc = wait_on(p, f, w, ours(f, up, name) && !f->sized ? 0 : UINT64_MAX);
+        if (rc == REG_E_PENDING) {
+            w->held = f;
+            return rc;
+        }
+        if (rc) {
+            flight_put(p, f);
+            return rc;
+        }
+    }
+}
+
+int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
+                    uint64_t *size, int *fetching)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+    struct flight *f = w ? w->held : NULL;
+    int rc;
+
+    *fetching = 0;
+    if (!up)
+        return REG_E_NOT_FOUND;
+    reg_detail_clear();
+    if (f) { /* woken: what became of the flight waited on */
+        w->held = NULL;
+        pthread_mutex_lock(&p->lock);
+        rc = on_flight(p, f, up, name, w, size, fetching);
+        pthread_mutex_unlock(&p->lock);
+        if (rc != LOOK_AGAIN)
+            return rc;
+    }
+    for (;;) {
+        rc = link_if_used(p, repo, d);
+        if (rc == REG_OK && !f)
+            count(p, PROXY_BLOB, PROXY_HIT); /* another repository's pull brought it */
+        if (rc != REG_E_BLOB_UNKNOWN)
+            return rc;
+        pthread_mutex_lock(&p->lock);
+        f = flight_find(p, d->str);
+        if (f) {
+            f->refs++;
+            rc = REG_OK;
+        } else {
+            rc = launch(p, up, repo, name, d, &f);
+        }
+        if (!rc)
+            rc = on_flight(p, f, up, name, w, size, fetching);
+        pthread_mutex_unlock(&p->lock);
+        if (rc != LOOK_AGAIN)
+            return rc;
+    }
+}
+
+void proxy_wait_drop(struct proxy *p, struct svc_wait *w)
+{
+    struct flight *f = w ? w->held : NULL;
+
+    if (!f)
+        return;
+    pthread_mutex_lock(&p->lock);
+    unwait(f, w);
+    w->held = NULL;
+    flight_put(p, f);
+    pthread_mutex_unlock(&p->lock);
+}
+
+struct proxy_tap {
+    struct proxy *p;
+    struct flight *f;
+    uint64_t pos, end;  /* the next byte to hand out, and the end of the range */
+    struct svc_wait *w; /* the last one waited with */
+};
+
+int proxy_tap_open(struct proxy *p, const struct digest *d, uint64_t off, uint64_t len,
+                   struct proxy_tap **out)
+{
+    struct proxy_tap *t;
+    struct flight *f;
+    int rc = REG_OK;
+
+    *out = NULL;
+    pthread_mutex_lock(&p->lock);
+    f = flight_find(p, d->str);
+    if (!f || !f->sized || f->size == UINT64_MAX)
+        rc = REG_E_NOT_FOUND; /* in the store by now, or never to be streamed */
+    else if (off >= f->size || (len && len > f->size - off))
+        rc = REG_E_RANGE;
+    else if (!(t = calloc(1, sizeof(*t))))
+        rc = REG_E_NOMEM;
+    if (!rc) {
+        f->refs++;
+        t->p = p;
+        t->f = f;
+        t->pos = off;
+        t->end = len ? off + len : f->size;
+        *out = t;
+    }
+    pthread_mutex_unlock(&p->lock);
     return rc;
+}
+
+int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct svc_wait *w)
+{
+    struct proxy *p = t->p;
+    struct flight *f = t->f;
+    uint64_t r;
+    ssize_t got;
+    int rc = REG_OK;
+
+    *n = 0;
+    if (t->pos >= t->end)
+        return REG_OK;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        r = readable(f);
+        if (r > t->pos)
+            break;
+        if (f->done) {
+            rc = f->rc ? f->rc : REG_E_INTERNAL; /* a landed blob is readable to its end */
+            break;
+        }
+        t->w = w;
+        rc = wait_on(p, f, w, t->pos + WAKE_BATCH < t->end ? t->pos + WAKE_BATCH : t->end);
+        if (rc)
+            break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (rc)
+        return rc;
+    if (r > t->end)
+        r = t->end;
+    if (max > r - t->pos)
+        max = (size_t)(r - t->pos);
+    /* The bytes below r are in the spool, and the spool lives as long as
+     * this tap's reference. */
+    do
+        got = pread(f->spool, buf, max, (off_t)t->pos);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0)
+        return got < 0 ? reg_errno(errno) : REG_E_IO;
+    t->pos += (uint64_t)got;
+    *n = (size_t)got;
+    return REG_OK;
+}
+
+void proxy_tap_close(struct proxy_tap *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->p->lock);
+    if (t->w)
+        unwait(t->f, t->w);
+    flight_put(t->p, t->f);
+    pthread_mutex_unlock(&t->p->lock);
+    free(t);
+}
+
+void proxy_stop(struct proxy *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stopping, 1);
+    pthread_mutex_lock(&p->lock);
+    while (p->nflights)
+        pthread_cond_wait(&p->cond, &p->lock);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void proxy_blob_served(struct proxy *p, const char *repo)

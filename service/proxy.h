@@ -11,8 +11,9 @@
  * them to each blob when it is fetched (index.h), so GC and fsck see cached
  * content exactly as pushed content.
  *
- * Fetches run on the calling thread; one digest is fetched once at a time
- * (single-flight): concurrent requests for it wait for that fetch. */
+ * A blob is fetched on a thread of its own, once however many ask for it
+ * at the same time (single-flight), and streams to all of them while it is
+ * written. Requests wait for it without holding a thread (svc_wait). */
 #ifndef REG_PROXY_H
 #define REG_PROXY_H
 
@@ -27,6 +28,7 @@ struct uploads;
 struct proxy;
 struct svc_manifest;
 struct svc_ref;
+struct svc_wait;
 
 /* One upstream, as configured ([proxy.NAME]). Strings are copied. */
 struct proxy_conf {
@@ -51,9 +53,31 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
                        struct svc_manifest *out);
 
 /* Blob d is not visible in repo: make it so from the cache or the
- * upstream. REG_E_NOT_FOUND when no upstream covers repo; REG_OK when it is
- * now visible; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM, ... */
-int proxy_blob_fetch(struct proxy *p, const char *repo, const struct digest *d);
+ * upstream. REG_E_NOT_FOUND when no upstream covers repo; REG_OK with
+ * *fetching 0 when it is visible now; REG_OK with *fetching 1 and *size when
+ * it is on its way (read it with a tap); REG_E_PENDING (svc_wait) until the
+ * upstream has said its size; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM,
+ * REG_E_TOOMANY (too many fetches at once), ... */
+int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
+                    uint64_t *size, int *fetching);
+/* Let go of what w waits on (svc_wait_drop). */
+void proxy_wait_drop(struct proxy *p, struct svc_wait *w);
+
+/* A blob's bytes while the cache fetches it: len bytes from off (len 0: to
+ * the end). REG_E_NOT_FOUND when no fetch of d is under way (read the store
+ * instead). Read: up to max bytes, *n 0 at the end, REG_E_PENDING while
+ * none has arrived (svc_wait); the error of a fetch that failed. */
+struct proxy_tap;
+int proxy_tap_open(struct proxy *p, const struct digest *d, uint64_t off, uint64_t len,
+                   struct proxy_tap **out);
+int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct svc_wait *w);
+/* NULL is fine. */
+void proxy_tap_close(struct proxy_tap *t);
+
+/* End every fetch now (their waiters get an error) and wait for them; new
+ * ones fail. Before the HTTP server stops: it must not stop with a request
+ * suspended. proxy_free does it too. */
+void proxy_stop(struct proxy *p);
 
 /* What the cache did, for /metrics: per kind of object, how requests went.
  * hit: served from the store without asking the upstream; miss: the upstream

@@ -345,11 +345,17 @@ static int blob_size_of(struct service *s, const struct digest *d, uint64_t *siz
     return rc;
 }
 
+void svc_wait_drop(struct service *s, struct svc_wait *w)
+{
+    if (w && w->held && s->proxy)
+        proxy_wait_drop(s->proxy, w);
+}
+
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
-                  struct svc_blob *out)
+                  struct svc_wait *w, struct svc_blob *out)
 {
     struct index_txn *t = NULL;
-    int rc;
+    int rc, fetching = 0;
 
     out->fd = -1;
     out->url = NULL;
@@ -361,14 +367,16 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     rc = index_repo_has_blob(t, repo, d->str);
     index_abort(t);
     if (rc == REG_E_BLOB_UNKNOWN && cache(s)) {
-        int prc = proxy_blob_fetch(s->proxy, repo, d);
+        int prc = proxy_blob_open(s->proxy, repo, d, w, &out->size, &fetching);
 
         rc = prc == REG_E_NOT_FOUND ? rc : prc;
     } else if (rc == REG_OK && cache(s)) {
         proxy_blob_served(s->proxy, repo);
     }
-    if (rc)
+    if (rc || fetching) { /* on its way: the bytes stream from the cache's fetch */
+        out->stream = fetching;
         return rc;
+    }
     rc = blobstore_open_read(s->bs, d, &out->fd, can_redirect ? &out->url : NULL, &out->size);
     if (rc == REG_E_UNSUPPORTED || (!rc && out->fd < 0)) {
         /* A backend without descriptors (S3): the size is the index's, the
@@ -383,20 +391,44 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     return rc;
 }
 
+/* Bytes from the store, or from the cache while it fetches them. */
+struct svc_blob_reader {
+    struct blob_reader *br;
+    struct proxy_tap *tap;
+};
+
 int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
                          struct svc_blob_reader **out)
 {
-    return blobstore_reader_open(s->bs, d, off, len, (struct blob_reader **)out);
+    struct svc_blob_reader *r = calloc(1, sizeof(*r));
+    int rc = r ? REG_E_NOT_FOUND : REG_E_NOMEM;
+
+    *out = NULL;
+    if (r && s->proxy)
+        rc = proxy_tap_open(s->proxy, d, off, len, &r->tap);
+    if (rc == REG_E_NOT_FOUND)
+        rc = blobstore_reader_open(s->bs, d, off, len, &r->br);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return REG_OK;
 }
 
-int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n)
+int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n,
+                         struct svc_wait *w)
 {
-    return blob_reader_read((struct blob_reader *)r, buf, max, n);
+    return r->tap ? proxy_tap_read(r->tap, buf, max, n, w) : blob_reader_read(r->br, buf, max, n);
 }
 
 void svc_blob_reader_close(struct svc_blob_reader *r)
 {
-    blob_reader_close((struct blob_reader *)r);
+    if (!r)
+        return;
+    proxy_tap_close(r->tap);
+    blob_reader_close(r->br);
+    free(r);
 }
 
 int svc_blob_delete(struct service *s, const char *repo, const struct digest *d)

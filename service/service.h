@@ -107,22 +107,45 @@ struct svc_blob {
     int stream;    /* or neither: pull the bytes with svc_blob_reader_open */
 };
 
+/* How a caller that must not block (a libmicrohttpd thread) waits for bytes
+ * on their way (a blob the pull-through cache is fetching). An operation
+ * that would wait calls suspend(arg) under its own lock and returns
+ * REG_E_PENDING; later, from another thread, it calls wake(arg) exactly
+ * once, and the caller repeats the operation with the same svc_wait.
+ * held is the service's (what w waits on): zero it before the first call,
+ * and hand w to svc_wait_drop when the caller gives up on it. A NULL
+ * svc_wait makes the operation block instead. */
+struct svc_wait {
+    void (*suspend)(void *arg);
+    void (*wake)(void *arg);
+    void *arg;
+    void *held;
+};
+/* Let go of what w waits on, if anything. NULL is fine. */
+void svc_wait_drop(struct service *s, struct svc_wait *w);
+
 /* Open blob d of repo for reading: an fd, a URL when the backend serves the
  * bytes itself and can_redirect, or (stream) neither. Without an fd the
  * size is the index's and the store is not asked: a HEAD costs no request
- * to S3. REG_E_BLOB_UNKNOWN. */
+ * to S3. A blob the pull-through cache is fetching is a stream as soon as
+ * the upstream has said its size (REG_E_PENDING until then, see svc_wait).
+ * REG_E_BLOB_UNKNOWN. */
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
-                  struct svc_blob *out);
+                  struct svc_wait *w, struct svc_blob *out);
 
 /* A blob's bytes pulled as they are sent: len bytes from off (len 0: to the
  * end). Open starts the read (S3: the GET), so REG_E_BLOB_UNKNOWN (the
  * bytes are missing from the store) and REG_E_RANGE show before any byte
- * goes out. Read hands out up to max bytes, at least one, waiting when none
- * has arrived (*n 0: the end). Use after svc_blob_open said so (stream). */
+ * goes out. Read hands out up to max bytes, at least one (*n 0: the end).
+ * With no byte at hand it waits: S3 on the calling thread; a blob the cache
+ * is still fetching through w (REG_E_PENDING). Such a blob's last byte is
+ * handed out only once the whole blob matched its digest. Use after
+ * svc_blob_open said so (stream). */
 struct svc_blob_reader;
 int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
                          struct svc_blob_reader **out);
-int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n);
+int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n,
+                         struct svc_wait *w);
 /* NULL is fine. */
 void svc_blob_reader_close(struct svc_blob_reader *r);
 /* Unlink blob d from repo (GC removes its bytes once nothing needs them).

@@ -38,7 +38,8 @@ struct upstream {
     char userpwd[520]; /* "user:password", "" when anonymous */
     char ca[4096];
     long connect_timeout, manifest_timeout, stall_timeout;
-    pthread_mutex_t lock; /* guards tokens and basic */
+    const atomic_int *stop; /* upstream_opts.stop */
+    pthread_mutex_t lock;   /* guards tokens and basic */
     struct token tokens[TOKENS_MAX];
     int basic; /* the upstream asked for Basic: send it at once from now on */
 };
@@ -59,6 +60,7 @@ int upstream_new(const struct upstream_opts *o, struct upstream **out)
     u->connect_timeout = o->connect_timeout;
     u->manifest_timeout = o->manifest_timeout;
     u->stall_timeout = o->stall_timeout;
+    u->stop = o->stop;
     pthread_mutex_init(&u->lock, NULL);
     *out = u;
     return REG_OK;
@@ -281,6 +283,16 @@ static int challenge_param(const char *ch, const char *param, char *out, size_t 
     return 0;
 }
 
+/* A transfer ends at once when the server stops (upstream_opts.stop). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    const struct upstream *u = arg;
+
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return u->stop && atomic_load(u->stop);
+}
+
 static void common_options(struct upstream *u, CURL *c, struct call *k, long timeout)
 {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -301,6 +313,11 @@ static void common_options(struct upstream *u, CURL *c, struct call *k, long tim
     curl_easy_setopt(c, CURLOPT_HEADERDATA, k);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, k);
+    if (u->stop) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, u);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
 }
 
 /* Ask the realm of a Bearer challenge for a pull token on repo. */

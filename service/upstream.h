@@ -19,6 +19,7 @@
 #ifndef REG_UPSTREAM_H
 #define REG_UPSTREAM_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,10 +31,11 @@ struct upstream_opts {
     const char *url;      /* scheme://host[:port], no trailing slash */
     const char *username; /* NULL or "": anonymous */
     const char *password;
-    const char *ca;        /* PEM CA bundle, NULL or "": the system's */
-    long connect_timeout;  /* seconds */
-    long manifest_timeout; /* seconds for a whole manifest or token request */
-    long stall_timeout;    /* seconds a blob may deliver nothing before it is dropped */
+    const char *ca;         /* PEM CA bundle, NULL or "": the system's */
+    long connect_timeout;   /* seconds */
+    long manifest_timeout;  /* seconds for a whole manifest or token request */
+    long stall_timeout;     /* seconds a blob may deliver nothing before it is dropped */
+    const atomic_int *stop; /* NULL, or set when every transfer must end now */
 };
 
 int upstream_new(const struct upstream_opts *o, struct upstream **out);

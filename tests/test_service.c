@@ -357,14 +357,14 @@ Test(service, a_mount_links_a_blob_only_from_where_the_caller_may_read)
     int mounted;
 
     fixture_blob("src", "layer", 5, &d);
-    cr_assert_eq(svc_blob_open(fx.svc, "dst", &d, 0, &b), REG_E_BLOB_UNKNOWN);
+    cr_assert_eq(svc_blob_open(fx.svc, "dst", &d, 0, NULL, &b), REG_E_BLOB_UNKNOWN);
     cr_assert_eq(svc_blob_mount(fx.svc, "dst", &d, "elsewhere", NULL, NULL, &mounted), REG_OK);
     cr_assert_not(mounted);
     cr_assert_eq(svc_blob_mount(fx.svc, "dst", &d, NULL, allow_only, "nothing", &mounted), REG_OK);
     cr_assert_not(mounted);
     cr_assert_eq(svc_blob_mount(fx.svc, "dst", &d, NULL, allow_only, "src", &mounted), REG_OK);
     cr_assert(mounted);
-    cr_assert_eq(svc_blob_open(fx.svc, "dst", &d, 0, &b), REG_OK);
+    cr_assert_eq(svc_blob_open(fx.svc, "dst", &d, 0, NULL, &b), REG_OK);
     cr_assert_geq(b.fd, 0);
     cr_assert_eq(b.size, 5);
     close(b.fd);
