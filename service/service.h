@@ -110,7 +110,10 @@ struct svc_blob {
 /* Open blob d of repo for reading: an fd, a URL when the backend serves the
  * bytes itself and can_redirect, or (stream) neither. Without an fd the
  * size is the index's and the store is not asked: a HEAD costs no request
- * to S3. REG_E_BLOB_UNKNOWN. */
+ * to S3. REG_E_BLOB_UNKNOWN when repo does not link d, checked before
+ * any URL is signed. The pull right on repo must be checked before the
+ * call (the server does it before any handler): a URL lets whoever holds it
+ * read the object. */
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
                   struct svc_blob *out);
 
