@@ -673,9 +673,10 @@ static long follow(const char *url, const char *hdr, struct buf *got)
 }
 
 /* user's GET of repo's blob (with hdr, may be NULL) is a 307 to a presigned
- * URL of the store; followed, it gives want_status and data. */
+ * URL of the store; followed, it gives want_status and data. The URL into
+ * loc (2048 bytes; may be NULL). */
 static void redirected(const char *user, const char *repo, const char *digest, const char *hdr,
-                       long want_status, const void *data, size_t len)
+                       long want_status, const void *data, size_t len, char *url)
 {
     char loc[2048];
     struct resp r;
@@ -695,6 +696,8 @@ static void redirected(const char *user, const char *repo, const char *digest, c
         cr_assert(memcmp(got.p, data, len) == 0, "the presigned URL's bytes");
     }
     free(got.p);
+    if (url)
+        memcpy(url, loc, sizeof(loc));
 }
 
 /* Push data to repo as user (one POST); its digest into digest. */
@@ -727,6 +730,9 @@ static void redirect_only_after_access_control(void)
     size_t len = 300000;
     char *x = rand_bytes(len), *y = rand_bytes(1000), *z = rand_bytes(5000);
     char dx[200], dy[200], dz[200], dc[200], dm[200], dnone[200], body[1500], path[600];
+    char url[2048];
+    struct buf got;
+    long status;
     const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
     const char *denied = token_mode ? NULL : "DENIED";
     long deny = token_mode ? 401 : 403;
@@ -760,12 +766,12 @@ static void redirect_only_after_access_control(void)
 
     /* Allowed: the URL serves the blob, whole or by the range the client
      * sends on to the store. HEAD is answered here. */
-    redirected("bob", "s3a/app", dx, NULL, 200, x, len);
-    redirected("alice", "s3b/app", dx, NULL, 200, x, len);
-    redirected("bob", "s3a/app", dx, "Range: bytes=100000-100099", 206, x + 100000, 100);
+    redirected("bob", "s3a/app", dx, NULL, 200, x, len, NULL);
+    redirected("alice", "s3b/app", dx, NULL, 200, x, len, NULL);
+    redirected("bob", "s3a/app", dx, "Range: bytes=100000-100099", 206, x + 100000, 100, NULL);
     /* The range is the store's to check: one past the end goes out too. */
     snprintf(body, sizeof(body), "Range: bytes=%zu-", len);
-    redirected("bob", "s3a/app", dx, body, 416, NULL, 0);
+    redirected("bob", "s3a/app", dx, body, 416, NULL, 0, NULL);
     {
         struct resp r;
         char v[64];
@@ -783,7 +789,7 @@ static void redirect_only_after_access_control(void)
     send_as("DELETE", "alice", "s3b/app", path, NULL, NULL, 202);
     refused("GET", "alice", "s3b/app", dx, 404, "BLOB_UNKNOWN", "x after its link is removed");
     refused("HEAD", "alice", "s3b/app", dx, 404, NULL, "HEAD of x after its link is removed");
-    redirected("bob", "s3a/app", dx, NULL, 200, x, len);
+    redirected("bob", "s3a/app", dx, NULL, 200, x, len, NULL);
 
     /* A layer of a deleted manifest, once GC has freed it. */
     push_as("alice", "s3a/img", cfg, strlen(cfg), dc);
@@ -797,11 +803,14 @@ static void redirect_only_after_access_control(void)
     digest_str("sha256", body, strlen(body), dm, sizeof(dm));
     send_as("PUT", "alice", "s3a/img", "/v2/s3a/img/manifests/v1", body,
             "Content-Type: application/vnd.oci.image.manifest.v1+json", 201);
-    redirected("bob", "s3a/img", dz, NULL, 200, z, 5000);
+    redirected("bob", "s3a/img", dz, NULL, 200, z, 5000, url);
     snprintf(path, sizeof(path), "/v2/s3a/img/manifests/%s", dm);
     send_as("DELETE", "alice", "s3a/img", path, NULL, NULL, 202);
     gc_now();
     refused("GET", "bob", "s3a/img", dz, 404, "BLOB_UNKNOWN", "a layer of a deleted manifest");
+    status = follow(url, NULL, &got); /* signed before: the object is gone */
+    cr_assert_eq(status, 404, "a URL of a freed object: %ld %s", status, got.p);
+    free(got.p);
     refused("GET", "bob", "s3a/img", dc, 404, "BLOB_UNKNOWN", "the config of a deleted manifest");
     refused("GET", "bob", "s3a/app", dx, 404, "BLOB_UNKNOWN", "x once GC freed it");
     free(x);
