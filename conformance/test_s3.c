@@ -11,6 +11,8 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 
 #include "harness.h"
 
@@ -199,7 +201,7 @@ static void need_gateway(void)
  * extra lines in [gc]. */
 static const char *s3_conf_of(const char *bucket, const char *secret, const char *extra)
 {
-    static char conf[2048];
+    static char conf[4096];
 
     snprintf(conf, sizeof(conf),
              "[storage]\ndriver = s3\ndelete = true\n[gc]\ninterval = 0\n%s\n"
@@ -522,4 +524,308 @@ Test(s3, fsck_rehashes_objects_and_lists_the_bucket_against_the_index)
     free(a);
     free(b);
     free(o);
+}
+
+/* ---- redirect mode behind access control ------------------------------------------- */
+
+/* A presigned URL is a bearer credential for one object: whoever holds it
+ * reads the blob, with no further check. So the registry must decide who
+ * may read, and whether the repository asked holds the blob, before it
+ * signs. These tests run redirect mode with authentication on and look for
+ * a URL in every refused answer. alice may do anything; bob may pull the
+ * repositories under s3a/ only. */
+
+static int token_mode; /* the server under test runs [auth] mode = token */
+
+static void write_users(void)
+{
+    char cmd[1200];
+    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
+
+    snprintf(cmd, sizeof(cmd),
+             "(echo secret | %s passwd alice && echo pw2 | %s passwd bob) > %s 2>/dev/null", bin,
+             bin, server_file(&srv, "htpasswd", NULL));
+    cr_assert_eq(system(cmd), 0, "registry passwd");
+}
+
+static void start_guarded(const char *mode)
+{
+    char extra[1400], cmd[800];
+
+    need_gateway();
+    token_mode = !strcmp(mode, "token");
+    server_prepare(&srv);
+    write_users();
+    snprintf(cmd, sizeof(cmd),
+             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+             "-out %s 2>/dev/null",
+             server_file(&srv, "key.pem", NULL));
+    cr_assert_eq(system(cmd), 0, "openssl genpkey");
+    snprintf(extra, sizeof(extra),
+             "grace = 0\n[auth]\nmode = %s\nhtpasswd = %s\nkey = %s\n"
+             "rule = user:alice * *\nrule = user:bob pull s3a/*\n[s3]\nredirect = true\n",
+             mode, server_file(&srv, "htpasswd", NULL), server_file(&srv, "key.pem", NULL));
+    server_launch(&srv, s3_conf(extra));
+}
+
+/* The Authorization header user (NULL: anonymous, which gives NULL) sends
+ * for repo: Basic credentials, or in token mode a token the registry's
+ * token service granted for pull, push and delete on repo (the rules cut
+ * it down). Valid until the fourth next call. */
+static const char *as(const char *user, const char *repo)
+{
+    static char h[4][8192];
+    static int next;
+    char *out = h[next++ % 4], creds[64], path[512];
+    const char *pass = user && !strcmp(user, "alice") ? "secret" : "pw2";
+    const char *basic[] = {out, NULL};
+    unsigned char enc[128];
+    struct resp r;
+    json_t *j;
+
+    if (!user)
+        return NULL;
+    snprintf(creds, sizeof(creds), "%s:%s", user, pass);
+    EVP_EncodeBlock(enc, (unsigned char *)creds, (int)strlen(creds));
+    snprintf(out, sizeof(h[0]), "Authorization: Basic %s", enc);
+    if (!token_mode)
+        return out;
+    snprintf(path, sizeof(path), "/token?service=registry&scope=repository:%s:pull,push,delete",
+             repo);
+    http(&srv, "GET", path, NULL, 0, basic, &r);
+    cr_assert_eq(r.status, 200, "token for %s on %s: %ld %s", user, repo, r.status, r.body);
+    j = json_loadb(r.body, r.len, 0, NULL);
+    cr_assert(j && json_is_string(json_object_get(j, "token")), "%s", r.body);
+    snprintf(out, sizeof(h[0]), "Authorization: Bearer %s",
+             json_string_value(json_object_get(j, "token")));
+    json_decref(j);
+    resp_free(&r);
+    return out;
+}
+
+/* method on repo's blob digest as user, with extra header hdr (may be NULL). */
+static void blob_req(const char *method, const char *user, const char *repo, const char *digest,
+                     const char *hdr, struct resp *r)
+{
+    const char *hdrs[3] = {NULL, NULL, NULL};
+    char path[512];
+    int n = 0;
+
+    if (user)
+        hdrs[n++] = as(user, repo);
+    if (hdr)
+        hdrs[n++] = hdr;
+    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, digest);
+    http(&srv, method, path, NULL, 0, hdrs, r);
+}
+
+/* Nothing in the answer points at the store: no 307, no Location, and no
+ * signature anywhere in the headers or the body. */
+static void no_url(const struct resp *r, const char *what)
+{
+    char v[2048];
+
+    cr_assert_neq(r->status, 307, "%s: redirected", what);
+    cr_assert_null(resp_header(r, "Location", v, sizeof(v)), "%s: Location %s", what, v);
+    cr_assert_null(strstr(r->headers, "X-Amz-"), "%s: %s", what, r->headers);
+    cr_assert_null(strstr(r->body, "X-Amz-"), "%s: %s", what, r->body);
+    cr_assert_null(strstr(r->body, gw.endpoint), "%s: the store in the body: %s", what, r->body);
+}
+
+/* A refused read: status want, code (NULL: not checked), nothing signed. */
+static void refused(const char *method, const char *user, const char *repo, const char *digest,
+                    long want, const char *code, const char *what)
+{
+    char v[512];
+    struct resp r;
+
+    blob_req(method, user, repo, digest, NULL, &r);
+    cr_assert_eq(r.status, want, "%s: %ld %s", what, r.status, r.body);
+    no_url(&r, what);
+    if (want == 401)
+        cr_assert(resp_header(&r, "WWW-Authenticate", v, sizeof(v)), "%s: no challenge", what);
+    if (code && strcmp(method, "HEAD"))
+        cr_assert_str_eq(resp_error_code(&r, v, sizeof(v)), code, "%s", what);
+    resp_free(&r);
+}
+
+/* GET url with no credentials (and hdr, may be NULL), as a client following
+ * the redirect; the status, the bytes into *got (free them). */
+static long follow(const char *url, const char *hdr, struct buf *got)
+{
+    struct curl_slist *h = hdr ? curl_slist_append(NULL, hdr) : NULL;
+    CURL *c = curl_easy_init();
+    long status = 0;
+
+    got->p = NULL;
+    got->n = 0;
+    cr_assert(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, got);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    return status;
+}
+
+/* user's GET of repo's blob (with hdr, may be NULL) is a 307 to a presigned
+ * URL of the store; followed, it gives want_status and data. The URL into
+ * loc (2048 bytes; may be NULL). */
+static void redirected(const char *user, const char *repo, const char *digest, const char *hdr,
+                       long want_status, const void *data, size_t len, char *url)
+{
+    char loc[2048];
+    struct resp r;
+    struct buf got;
+    long status;
+
+    blob_req("GET", user, repo, digest, hdr, &r);
+    cr_assert_eq(r.status, 307, "%s GET %s: %ld %s", user, repo, r.status, r.body);
+    cr_assert(resp_header(&r, "Location", loc, sizeof(loc)));
+    resp_free(&r);
+    cr_assert(strncmp(loc, gw.endpoint, strlen(gw.endpoint)) == 0, "%s", loc);
+    cr_assert(strstr(loc, "X-Amz-Signature="), "%s", loc);
+    status = follow(loc, hdr, &got);
+    cr_assert_eq(status, want_status, "presigned GET: %ld %s", status, got.p);
+    if (data) {
+        cr_assert_eq(got.n, len, "presigned GET: %zu bytes, want %zu", got.n, len);
+        cr_assert(memcmp(got.p, data, len) == 0, "the presigned URL's bytes");
+    }
+    free(got.p);
+    if (url)
+        memcpy(url, loc, sizeof(loc));
+}
+
+/* Push data to repo as user (one POST); its digest into digest. */
+static void push_as(const char *user, const char *repo, const void *data, size_t len, char *digest)
+{
+    const char *hdrs[] = {as(user, repo), NULL};
+    char path[512];
+    struct resp r;
+
+    digest_str("sha256", data, len, digest, 200);
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", repo, digest);
+    http(&srv, "POST", path, data, len, hdrs, &r);
+    cr_assert_eq(r.status, 201, "push to %s: %ld %s", repo, r.status, r.body);
+    resp_free(&r);
+}
+
+static void send_as(const char *method, const char *user, const char *repo, const char *path,
+                    const char *body, const char *ct, long want)
+{
+    const char *hdrs[] = {as(user, repo), ct, NULL};
+    struct resp r;
+
+    http(&srv, method, path, body, body ? strlen(body) : 0, hdrs, &r);
+    cr_assert_eq(r.status, want, "%s %s: %ld %s", method, path, r.status, r.body);
+    resp_free(&r);
+}
+
+static void redirect_only_after_access_control(void)
+{
+    size_t len = 300000;
+    char *x = rand_bytes(len), *y = rand_bytes(1000), *z = rand_bytes(5000);
+    char dx[200], dy[200], dz[200], dc[200], dm[200], dnone[200], body[1500], path[600];
+    char url[2048];
+    struct buf got;
+    long status;
+    const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+    const char *denied = token_mode ? NULL : "DENIED";
+    long deny = token_mode ? 401 : 403;
+
+    push_as("alice", "s3a/app", x, len, dx); /* x is linked in both repositories */
+    push_as("alice", "s3b/app", x, len, dx);
+    push_as("alice", "s3a/app", y, 1000, dy); /* y only in s3a/app */
+    digest_str("sha256", "not pushed", 10, dnone, sizeof(dnone));
+
+    /* Who may not read: no URL, whatever the blob. */
+    refused("GET", NULL, "s3a/app", dx, 401, "UNAUTHORIZED", "anonymous GET");
+    refused("HEAD", NULL, "s3a/app", dx, 401, NULL, "anonymous HEAD");
+    refused("GET", NULL, "s3a/app", dnone, 401, "UNAUTHORIZED", "anonymous GET, no such blob");
+    refused("GET", "bob", "s3b/app", dx, deny, denied, "bob through s3b/app");
+    refused("HEAD", "bob", "s3b/app", dx, deny, NULL, "bob's HEAD through s3b/app");
+    if (token_mode) { /* bob's token for s3a/app, shown on s3b/app */
+        const char *hdrs[] = {as("bob", "s3a/app"), NULL};
+        struct resp r;
+
+        snprintf(path, sizeof(path), "/v2/s3b/app/blobs/%s", dx);
+        http(&srv, "GET", path, NULL, 0, hdrs, &r);
+        cr_assert_eq(r.status, 401, "an s3a/app token on s3b/app: %ld", r.status);
+        no_url(&r, "an s3a/app token on s3b/app");
+        resp_free(&r);
+    }
+
+    /* May read, but the repository asked does not hold the blob. */
+    refused("GET", "bob", "s3a/other", dy, 404, "BLOB_UNKNOWN", "y through s3a/other");
+    refused("GET", "alice", "s3b/app", dy, 404, "BLOB_UNKNOWN", "y through s3b/app");
+    refused("GET", "bob", "s3a/app", dnone, 404, "BLOB_UNKNOWN", "a blob in no repository");
+
+    /* Allowed: the URL serves the blob, whole or by the range the client
+     * sends on to the store. HEAD is answered here. */
+    redirected("bob", "s3a/app", dx, NULL, 200, x, len, NULL);
+    redirected("alice", "s3b/app", dx, NULL, 200, x, len, NULL);
+    redirected("bob", "s3a/app", dx, "Range: bytes=100000-100099", 206, x + 100000, 100, NULL);
+    /* The range is the store's to check: one past the end goes out too. */
+    snprintf(body, sizeof(body), "Range: bytes=%zu-", len);
+    redirected("bob", "s3a/app", dx, body, 416, NULL, 0, NULL);
+    {
+        struct resp r;
+        char v[64];
+
+        blob_req("HEAD", "bob", "s3a/app", dx, NULL, &r);
+        cr_assert_eq(r.status, 200, "HEAD: %ld", r.status);
+        no_url(&r, "HEAD");
+        snprintf(path, sizeof(path), "%zu", len);
+        cr_assert_str_eq(resp_header(&r, "Content-Length", v, sizeof(v)), path);
+        resp_free(&r);
+    }
+
+    /* A removed link: s3b/app no longer holds x, s3a/app still does. */
+    snprintf(path, sizeof(path), "/v2/s3b/app/blobs/%s", dx);
+    send_as("DELETE", "alice", "s3b/app", path, NULL, NULL, 202);
+    refused("GET", "alice", "s3b/app", dx, 404, "BLOB_UNKNOWN", "x after its link is removed");
+    refused("HEAD", "alice", "s3b/app", dx, 404, NULL, "HEAD of x after its link is removed");
+    redirected("bob", "s3a/app", dx, NULL, 200, x, len, NULL);
+
+    /* A layer of a deleted manifest, once GC has freed it. */
+    push_as("alice", "s3a/img", cfg, strlen(cfg), dc);
+    push_as("alice", "s3a/img", z, 5000, dz);
+    snprintf(body, sizeof(body),
+             "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+             "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+             "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
+             "\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":5000}]}",
+             dc, strlen(cfg), dz);
+    digest_str("sha256", body, strlen(body), dm, sizeof(dm));
+    send_as("PUT", "alice", "s3a/img", "/v2/s3a/img/manifests/v1", body,
+            "Content-Type: application/vnd.oci.image.manifest.v1+json", 201);
+    redirected("bob", "s3a/img", dz, NULL, 200, z, 5000, url);
+    snprintf(path, sizeof(path), "/v2/s3a/img/manifests/%s", dm);
+    send_as("DELETE", "alice", "s3a/img", path, NULL, NULL, 202);
+    gc_now();
+    refused("GET", "bob", "s3a/img", dz, 404, "BLOB_UNKNOWN", "a layer of a deleted manifest");
+    status = follow(url, NULL, &got); /* signed before: the object is gone */
+    cr_assert_eq(status, 404, "a URL of a freed object: %ld %s", status, got.p);
+    free(got.p);
+    refused("GET", "bob", "s3a/img", dc, 404, "BLOB_UNKNOWN", "the config of a deleted manifest");
+    refused("GET", "bob", "s3a/app", dx, 404, "BLOB_UNKNOWN", "x once GC freed it");
+    free(x);
+    free(y);
+    free(z);
+}
+
+Test(s3, redirect_mode_with_basic_auth_signs_a_url_only_for_a_reader_of_a_linked_blob)
+{
+    start_guarded("basic");
+    redirect_only_after_access_control();
+}
+
+Test(s3, redirect_mode_with_tokens_signs_a_url_only_for_a_reader_of_a_linked_blob)
+{
+    start_guarded("token");
+    redirect_only_after_access_control();
 }

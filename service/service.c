@@ -364,6 +364,8 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     rc = index_begin(s->ix, INDEX_READ, &t);
     if (rc)
         return rc;
+    /* The link first: in redirect mode open_read signs a URL, and a URL
+     * reads the object with no further check (test_s3.c pins the order). */
     rc = index_repo_has_blob(t, repo, d->str);
     index_abort(t);
     if (rc == REG_E_BLOB_UNKNOWN && cache(s)) {

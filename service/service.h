@@ -127,9 +127,12 @@ void svc_wait_drop(struct service *s, struct svc_wait *w);
 /* Open blob d of repo for reading: an fd, a URL when the backend serves the
  * bytes itself and can_redirect, or (stream) neither. Without an fd the
  * size is the index's and the store is not asked: a HEAD costs no request
- * to S3. A blob the pull-through cache is fetching is a stream as soon as
- * the upstream has said its size (REG_E_PENDING until then, see svc_wait).
- * REG_E_BLOB_UNKNOWN. */
+ * to S3. REG_E_BLOB_UNKNOWN when repo does not link d, checked before
+ * any URL is signed. The pull right on repo must be checked before the
+ * call (the server does it before any handler): a URL lets whoever holds it
+ * read the object. A blob the pull-through cache is fetching is a stream as
+ * soon as the upstream has said its size (REG_E_PENDING until then, see
+ * svc_wait). */
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
                   struct svc_wait *w, struct svc_blob *out);
 
