@@ -64,7 +64,7 @@ LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDLIBS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 CORE_SRC := common/err.c common/log.c common/file.c common/array.c \
-            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/blobstore_s3.c storage/s3.c service/service.c service/proxy.c service/upstream.c service/manifest.c service/uploads.c service/gc.c service/fsck.c service/backup.c \
+            storage/digest.c storage/index.c storage/blobstore.c storage/blobstore_file.c storage/blobstore_s3.c storage/s3.c service/service.c service/proxy.c service/upstream.c service/manifest.c service/uploads.c service/gc.c service/evict.c service/fsck.c service/backup.c \
             api/errors.c api/base.c api/blobs.c api/uploads.c api/manifests.c api/tags.c \
             api/referrers.c api/router.c api/range.c api/listing.c api/token.c api/health.c \
             auth/htpasswd.c auth/acl.c auth/token.c auth/authn.c \

@@ -185,6 +185,7 @@ static void upstream_blob(struct server *to, const char *repo, const void *data,
     resp_free(&r);
 }
 
+/* Push im to repo of to, tagged tag (NULL: by digest alone). */
 static void push_to(struct server *to, const char *repo, const char *tag, size_t len,
                     struct image *im)
 {
@@ -202,11 +203,12 @@ static void push_to(struct server *to, const char *repo, const char *tag, size_t
              "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
              "\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":%zu}]}",
              im->config, strlen(cfgdata), im->layer, len);
-    cr_assert_eq(http_put_manifest(to, repo, tag, "application/vnd.oci.image.manifest.v1+json",
-                                   im->body, strlen(im->body), &r),
+    digest_str("sha256", im->body, strlen(im->body), im->manifest, sizeof(im->manifest));
+    cr_assert_eq(http_put_manifest(to, repo, tag ? tag : im->manifest,
+                                   "application/vnd.oci.image.manifest.v1+json", im->body,
+                                   strlen(im->body), &r),
                  201, "upstream manifest PUT: %s", r.body);
     resp_free(&r);
-    digest_str("sha256", im->body, strlen(im->body), im->manifest, sizeof(im->manifest));
 }
 
 static void push_upstream(const char *repo, const char *tag, size_t len, struct image *im)
@@ -771,4 +773,177 @@ Test(proxy, metrics_count_hits_misses_revalidations_stale_tags_and_upstream_erro
              server_file(&srv, "scrape.txt", NULL));
     cr_assert_eq(system(cmd), 0, "promtool check metrics");
     free(im.data);
+}
+
+/* ---- eviction ---------------------------------------------------------------------------- */
+
+/* A repository's presence in the mirror's catalog. */
+static int in_catalog(const char *repo)
+{
+    struct resp r;
+    char want[300];
+    int found;
+
+    http(&srv, "GET", "/v2/_catalog?n=1000", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    snprintf(want, sizeof(want), "\"%s\"", repo);
+    found = strstr(r.body, want) != NULL;
+    resp_free(&r);
+    return found;
+}
+
+/* Whether the mirror stores blob digest ("sha256:...") as a file. */
+static int blob_file(const char *digest)
+{
+    char path[sizeof(srv.root) + 100];
+
+    snprintf(path, sizeof(path), "%s/data/blobs/sha256/%.2s/%.64s", srv.root, digest + 7,
+             digest + 7);
+    return access(path, F_OK) == 0;
+}
+
+/* A metric without labels on the mirror's page; -1 when absent. */
+static long metric(const char *name)
+{
+    char series[200];
+    const char *p;
+    struct resp r;
+    long v = -1;
+    size_t n = (size_t)snprintf(series, sizeof(series), "%s ", name);
+
+    http(&srv, "GET", "/metrics", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    for (p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n)) {
+            v = strtol(p + n, NULL, 10);
+            break;
+        }
+    resp_free(&r);
+    return v;
+}
+
+/* A GC run in the mirror now (SIGUSR1): how many cached repositories its
+ * log line says it evicted. */
+static unsigned long long gc_now(void)
+{
+    char line[1024] = "";
+    const char *p;
+    int before = server_log_find(&srv, "gc: freed ", NULL, 0), i;
+    unsigned long long evicted = 0;
+
+    kill(srv.pid, SIGUSR1);
+    for (i = 0; i < 3000 && server_log_find(&srv, "gc: freed ", line, sizeof(line)) == before; i++)
+        usleep(10000);
+    cr_assert_gt(server_log_find(&srv, "gc: freed ", line, sizeof(line)), before,
+                 "no GC run was logged within 30 s of SIGUSR1");
+    p = strstr(line, "orphan blob files");
+    p = p ? strstr(p, "), ") : NULL;
+    cr_assert(p && sscanf(p, "), %llu cached repositories evicted", &evicted) == 1,
+              "GC line without its evictions: %s", line);
+    return evicted;
+}
+
+/* Pull im of repo through the mirror: the manifest by tag, then both blobs. */
+static void pull_image(const char *repo, const struct image *im)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "/v2/%s/manifests/v1", repo);
+    expect_body(path, im->body, strlen(im->body));
+    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, im->layer);
+    expect_body(path, im->data, im->len);
+    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, im->config);
+    cr_assert_eq(http_status(&srv, "GET", path, NULL, 0), 200);
+}
+
+/* With the mirror for every name not found locally (empty prefix) and
+ * evict_after as given: library/old is pulled and left alone; library/new
+ * is pulled, then again just before GC (a hit, remembered in memory only);
+ * library/mixed is pulled, then a manifest is pushed into it by digest;
+ * local/app is pushed. Returns how many repositories GC evicted. */
+static unsigned long long idle_pull_then_gc(const char *evict_after, struct image *old,
+                                            struct image *fresh)
+{
+    struct image mixed, local, pushed;
+    char conf[1024];
+
+    dist_start(&up);
+    push_upstream("library/old", "v1", 100000, old);
+    push_upstream("library/new", "v1", 100000, fresh);
+    push_upstream("library/mixed", "v1", 1000, &mixed);
+    snprintf(conf, sizeof(conf),
+             "[gc]\ninterval = 0\ngrace = 0\n"
+             "[proxy.hub]\nurl = %s\nprefix =\ntag_ttl = 1h\nevict_after = %s\n",
+             up.http.base, evict_after);
+    server_start(&srv, conf);
+    push_to(&srv, "local/app", "v1", 1000, &local);
+    pull_image("library/old", old);
+    pull_image("library/new", fresh);
+    pull_image("library/mixed", &mixed);
+    /* A manifest pushed by digest alone (no tag) into the cached library/mixed. */
+    push_to(&srv, "library/mixed", NULL, 1000, &pushed);
+    sleep(3); /* past evict_after */
+    expect_body("/v2/library/new/manifests/v1", fresh->body, strlen(fresh->body));
+    cr_assert_eq(dist_count(&up, "GET /v2/library/new/manifests/v1"), 1, "a hit, not a fetch");
+    free(mixed.data);
+    free(local.data);
+    free(pushed.data);
+    return gc_now();
+}
+
+Test(proxy, a_cached_repository_unpulled_for_evict_after_is_evicted_by_gc_and_pulled_again)
+{
+    struct image old, fresh;
+    char args[800], out[8192];
+    int rc;
+
+    cr_assert_eq(idle_pull_then_gc("2s", &old, &fresh), 1, "library/old alone is evicted");
+    cr_assert_not(in_catalog("library/old"), "the evicted repository is still in the catalog");
+    cr_assert(in_catalog("library/new"), "a repository pulled within evict_after was evicted");
+    cr_assert(in_catalog("library/mixed"), "a repository with a pushed manifest was evicted");
+    cr_assert(in_catalog("local/app"), "a pushed repository was evicted");
+    cr_assert_not(blob_file(old.layer), "the evicted layer's file is still stored");
+    cr_assert_not(blob_file(old.config), "the evicted config's file is still stored");
+    cr_assert(blob_file(fresh.layer), "a kept repository lost its layer");
+    cr_assert_eq(server_log_find(&srv, "proxy hub: evicted library/old: not pulled for", NULL, 0),
+                 1);
+    cr_assert_eq(metric("registry_proxy_evicted_repositories_total"), 1);
+    expect_fsck_clean();
+    /* The next pull fetches it again from the upstream. */
+    pull_image("library/old", &old);
+    cr_assert_eq(dist_count(&up, "GET /v2/library/old/manifests/v1"), 2);
+    cr_assert(blob_file(old.layer));
+    cr_assert(in_catalog("library/old"));
+    /* Pull times survive a restart: library/new, pulled just before the stop
+     * (remembered in memory), stays through an offline `registry gc`; the
+     * refetched library/old, left alone for evict_after, goes. */
+    sleep(3);
+    expect_body("/v2/library/new/manifests/v1", fresh.body, strlen(fresh.body));
+    cr_assert_eq(server_stop(&srv), 0);
+    snprintf(args, sizeof(args), "gc --root %s/data --config %s", srv.root, srv.config);
+    rc = registry_run(args, out, sizeof(out));
+    cr_assert_eq(rc, 0, "registry gc: %d: %s", rc, out);
+    cr_assert(strstr(out, ", 1 cached repositories evicted (1 manifests)"), "%s", out);
+    expect_fsck_clean();
+    server_restart(&srv);
+    cr_assert_not(in_catalog("library/old"));
+    cr_assert(in_catalog("library/new"), "a pull just before a restart was forgotten");
+    cr_assert(in_catalog("library/mixed"));
+    cr_assert(in_catalog("local/app"));
+    cr_assert_not(blob_file(old.layer));
+    expect_body("/v2/library/old/manifests/v1", old.body, strlen(old.body));
+    free(old.data);
+    free(fresh.data);
+}
+
+Test(proxy, without_evict_after_gc_keeps_every_cached_repository)
+{
+    struct image old, fresh;
+
+    cr_assert_eq(idle_pull_then_gc("0", &old, &fresh), 0);
+    cr_assert(in_catalog("library/old"));
+    cr_assert(blob_file(old.layer));
+    cr_assert_eq(metric("registry_proxy_evicted_repositories_total"), 0);
+    free(old.data);
+    free(fresh.data);
 }

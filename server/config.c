@@ -218,6 +218,13 @@ static const struct config_key proxy_keys[] = {
      .max = YEAR,
      .def = "5m",
      .expect = "a duration such as 30s, 5m or 1h"},
+    {.section = "proxy",
+     .key = "evict_after",
+     .type = CONFIG_DURATION,
+     PFIELD(evict_after),
+     .max = 10 * YEAR,
+     .def = "0",
+     .expect = "a duration such as 7d, 12h or 0 (never)"},
     {.section = "proxy", .key = "ca", .type = CONFIG_STRING, PFIELD(ca)},
 };
 
@@ -713,7 +720,7 @@ static int env_proxies(struct config *c, char *err, size_t errsize)
         }
         if (j == NPROXY_KEYS)
             return BAD("environment %s: expected REGISTRY_PROXY_<NAME>_<KEY>, KEY one of url, "
-                       "prefix, username, password, tag_ttl, ca",
+                       "prefix, username, password, tag_ttl, evict_after, ca",
                        var);
         klen = strlen(proxy_keys[j].key);
         len = len - (sizeof(pre) - 1) - klen - 1;

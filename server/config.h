@@ -80,9 +80,10 @@ struct config_proxy {
     char prefix[256];   /* local namespace; "" = every repository not found locally */
     char username[256]; /* upstream credentials, "" = anonymous */
     char password[256];
-    long tag_ttl;    /* seconds a cached tag is served before it is revalidated */
-    char ca[4096];   /* PEM CA bundle for the upstream, "" = the system's */
-    char where[320]; /* "FILE:LINE" (or "environment VAR") that named it, for errors */
+    long tag_ttl;     /* seconds a cached tag is served before it is revalidated */
+    long evict_after; /* seconds a cached repository may go unpulled; 0 = kept forever */
+    char ca[4096];    /* PEM CA bundle for the upstream, "" = the system's */
+    char where[320];  /* "FILE:LINE" (or "environment VAR") that named it, for errors */
 };
 
 enum config_untagged { CONFIG_UNTAGGED_KEEP, CONFIG_UNTAGGED_DELETE };

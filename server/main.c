@@ -19,6 +19,7 @@
 #include "../common/file.h"
 #include "../common/log.h"
 #include "../service/backup.h"
+#include "../service/evict.h"
 #include "../service/fsck.h"
 #include "../service/gc.h"
 #include "../service/proxy.h"
@@ -288,6 +289,7 @@ struct gc_timer {
     struct gc_opts opts;
     const char *root;
     struct store *st;
+    struct evict *evict;   /* each run starts with an eviction; NULL: none */
     atomic_int *read_only; /* while set, no run starts */
 };
 
@@ -296,7 +298,7 @@ static void *gc_thread(void *arg)
     struct gc_timer *g = arg;
     struct gc_stats stats;
     struct gc_opts opts;
-    char line[512];
+    char line[640];
     int rc, poked;
 
     pthread_mutex_lock(&g->mu);
@@ -317,6 +319,7 @@ static void *gc_thread(void *arg)
         poked = g->poke;
         g->poke = 0;
         opts = g->opts;
+        opts.evict = g->evict;
         pthread_mutex_unlock(&g->mu);
         if (atomic_load(g->read_only)) {
             if (poked)
@@ -488,11 +491,36 @@ static int open_proxy(const struct config *cfg, struct store *st, struct proxy *
 
         v[i] = (struct proxy_conf){c->name,     c->url, c->prefix, c->username,
                                    c->password, c->ca,  c->tag_ttl};
-        log_info("proxy %s: %s/ mirrors %s (tags revalidated after %lds)", c->name,
-                 c->prefix[0] ? c->prefix : "(every repository not found locally)", c->url,
-                 c->tag_ttl);
+        log_info("proxy %s: %s/ mirrors %s (tags revalidated after %lds; repositories %s%ld%s)",
+                 c->name, c->prefix[0] ? c->prefix : "(every repository not found locally)", c->url,
+                 c->tag_ttl, c->evict_after ? "evicted after " : "never evicted", c->evict_after,
+                 c->evict_after ? "s unpulled" : "");
     }
     rc = proxy_new(v, cfg->nproxies, st->bs, st->ix, st->us, cfg->max_manifest_size, out);
+    free(v);
+    return rc;
+}
+
+/* Eviction of the cached repositories of the [proxy.NAME] sections; NULL
+ * when none has evict_after. */
+static int open_evict(const struct config *cfg, struct index *ix, struct evict **out)
+{
+    struct evict_rule *v;
+    size_t i, due = 0;
+    int rc;
+
+    *out = NULL;
+    for (i = 0; i < cfg->nproxies; i++)
+        due += cfg->proxies[i].evict_after > 0;
+    if (!due)
+        return REG_OK;
+    v = calloc(cfg->nproxies, sizeof(*v));
+    if (!v)
+        return REG_E_NOMEM;
+    for (i = 0; i < cfg->nproxies; i++)
+        v[i] = (struct evict_rule){cfg->proxies[i].name, cfg->proxies[i].prefix,
+                                   cfg->proxies[i].evict_after};
+    rc = evict_new(v, cfg->nproxies, ix, out);
     free(v);
     return rc;
 }
@@ -686,6 +714,7 @@ static int serve(int argc, char **argv)
     struct config cfg;
     struct registry reg;
     struct proxy *proxy = NULL;
+    struct evict *evict = NULL;
     struct store st;
     struct gc_timer gct;
     struct reload rl;
@@ -724,9 +753,12 @@ static int serve(int argc, char **argv)
     rc = svc_new(st.bs, st.ix, st.us, cfg.delete_enabled, &reg.svc);
     if (!rc)
         rc = open_proxy(&cfg, &st, &proxy);
+    if (!rc)
+        rc = open_evict(&cfg, st.ix, &evict);
     if (rc)
         goto out;
     svc_set_proxy(reg.svc, proxy);
+    svc_set_evict(reg.svc, evict);
     rc = start_http(&cfg, &reg, &tls_cert, &tls_key, &srv);
     if (!rc)
         rc = start_metrics_http(&cfg, &reg, &msrv);
@@ -736,6 +768,7 @@ static int serve(int argc, char **argv)
     gct.interval = cfg.gc_interval;
     gct.root = cfg.root;
     gct.st = &st;
+    gct.evict = evict;
     gct.read_only = &reg.read_only;
     gc_options(&cfg, 0, &gct.opts);
     rc = gc_timer_start(&gct);
@@ -766,8 +799,12 @@ out:
     http_stop(msrv);
     http_stop(srv);
     gc_timer_stop(&gct);
+    /* The pull times of the last minute; read-only, the cache records nothing. */
+    if (evict && !atomic_load(&reg.read_only))
+        evict_flush(evict);
     auth_free(reg.auth);
     svc_free(reg.svc);
+    evict_free(evict);
     proxy_free(proxy);
     free(tls_cert);
     if (tls_key) {
@@ -832,11 +869,12 @@ static int gc_command(int argc, char **argv)
     struct command c;
     struct gc_opts o;
     struct gc_stats stats;
-    char line[512];
+    char line[640];
     int rc = command_open(&c, "gc", argc, argv, CLI_DRY);
 
     if (rc)
         return rc;
+    memset(&o, 0, sizeof(o));
     if (c.cfg.read_only && !c.cli.dry_run) {
         log_error("gc: the registry is read-only ([storage] read_only): nothing is removed; "
                   "--dry-run counts");
@@ -849,6 +887,9 @@ static int gc_command(int argc, char **argv)
                   "SIGUSR1 to start a run now");
     if (!rc) {
         gc_options(&c.cfg, c.cli.dry_run, &o);
+        rc = open_evict(&c.cfg, c.st.ix, &o.evict);
+    }
+    if (!rc) {
         rc = gc_run(c.cfg.root, c.st.bs, c.st.ix, c.st.us, &o, &stats);
         if (rc) {
             log_error("gc: %s", reg_strerror(rc));
@@ -857,6 +898,7 @@ static int gc_command(int argc, char **argv)
             printf("%s\n", line);
         }
     }
+    evict_free(o.evict);
     command_close(&c);
     return rc ? 1 : 0;
 }

@@ -88,6 +88,7 @@ static const char *const auth_reasons[METRICS_AUTH__COUNT] = {"missing", "invali
 
 static struct {
     atomic_ullong runs, failures, manifests, blobs, bytes, repos, uploads;
+    atomic_ullong evicted;          /* cached repositories evicted, by runs that failed later too */
     atomic_ullong last_end_ms;      /* unix milliseconds the last run ended; 0: none yet */
     atomic_ullong last_duration_us; /* how long it took */
 } gc;
@@ -215,6 +216,7 @@ void metrics_gc_run(int rc, const struct gc_stats *st)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     add(&gc.runs, 1);
+    add(&gc.evicted, st->evicted);
     if (rc) {
         add(&gc.failures, 1);
     } else {
@@ -468,6 +470,10 @@ static void render_proxy(struct out *o, struct registry *reg)
         for (r = 0; r < PROXY__RESULTS; r++)
             emit(o, "registry_proxy_requests_total{kind=\"%s\",result=\"%s\"} %llu\n", kinds[k],
                  results[r], (unsigned long long)st.n[k][r]);
+    scalar(o, "registry_proxy_evicted_repositories_total", "counter",
+           "Cached repositories evicted by garbage collection: unpulled for their proxy's "
+           "evict_after, holding only cached content.",
+           get(&gc.evicted));
 }
 
 static unsigned long long open_fds(void)

@@ -13,6 +13,7 @@
 #include "../common/array.h"
 #include "../common/err.h"
 #include "../common/log.h"
+#include "evict.h"
 
 /* Removals per write transaction: few enough that pushes waiting for the
  * write lock wait milliseconds, many enough that a big run is not one
@@ -441,7 +442,9 @@ int gc_run(const char *root, struct blobstore *bs, struct index *ix, struct uplo
             return REG_OK; /* a backup is copying files: next time */
         }
     }
-    if (o->untagged_delete)
+    if (o->evict)
+        rc = evict_run(o->evict, o->dry_run, &out->evicted, &out->evicted_manifests);
+    if (!rc && o->untagged_delete)
         rc = gc_manifests(ix, now - o->grace, o->dry_run, out);
     if (!rc)
         rc = gc_blobs(bs, ix, now - o->grace, o->dry_run, out);
@@ -466,11 +469,13 @@ void gc_format(const struct gc_stats *s, int dry, char *buf, size_t size)
     snprintf(buf, size,
              "gc%s: %s %llu manifests, %llu blobs (%llu bytes), %llu empty repositories, "
              "%llu upload sessions and %llu stray upload files (%llu bytes), "
-             "%llu orphan blob files (%llu bytes) in %.3f s",
+             "%llu orphan blob files (%llu bytes), %llu cached repositories evicted (%llu "
+             "manifests) in %.3f s",
              dry ? " (dry run)" : "", dry ? "would free" : "freed",
              (unsigned long long)s->manifests, (unsigned long long)s->blobs,
              (unsigned long long)s->blob_bytes, (unsigned long long)s->repos,
              (unsigned long long)s->uploads.sessions, (unsigned long long)s->uploads.files,
              (unsigned long long)s->uploads.bytes, (unsigned long long)s->orphans,
-             (unsigned long long)s->orphan_bytes, s->seconds);
+             (unsigned long long)s->orphan_bytes, (unsigned long long)s->evicted,
+             (unsigned long long)s->evicted_manifests, s->seconds);
 }

@@ -1,7 +1,8 @@
 /* Garbage collection: online and exact, from the reference counts the
  * index keeps, so it never walks manifests to decide what a blob is worth.
  *
- * A run removes, in this order: untagged manifests nothing needs (only with
+ * A run removes, in this order: cached repositories nobody pulls (with
+ * evict_after, evict.h), untagged manifests nothing needs (only with
  * untagged_delete), blobs no manifest references, repositories left empty,
  * idle upload sessions, and files that no index entry names (crash
  * leftovers). Whatever a client pushed or mounted within the grace period
@@ -19,11 +20,14 @@
 #include "../storage/index.h"
 #include "uploads.h"
 
+struct evict;
+
 struct gc_opts {
     int64_t grace;       /* seconds since the last push or mount before removal */
     int64_t upload_ttl;  /* seconds an upload session may stay idle */
     int untagged_delete; /* remove manifests no tag, index or referrer needs */
     int dry_run;         /* count what would go, remove nothing */
+    struct evict *evict; /* first evict idle cached repositories (evict.h); NULL: none */
 };
 
 struct gc_stats {
@@ -34,8 +38,10 @@ struct gc_stats {
     uint64_t orphans;      /* blob files no index entry named */
     uint64_t orphan_bytes; /* their bytes */
     struct uploads_swept uploads;
-    double seconds; /* how long the run took */
-    int skipped;    /* a backup holds the root: nothing was done */
+    uint64_t evicted;           /* cached repositories evicted (evict.h) */
+    uint64_t evicted_manifests; /* their manifests */
+    double seconds;             /* how long the run took */
+    int skipped;                /* a backup holds the root: nothing was done */
 };
 
 /* One run over the whole store. Safe beside a serving registry in the same

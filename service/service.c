@@ -11,6 +11,7 @@
 #include "../common/err.h"
 #include "../storage/blobstore.h"
 #include "../storage/index.h"
+#include "evict.h"
 #include "manifest.h"
 #include "proxy.h"
 #include "shared.h"
@@ -22,6 +23,7 @@ struct service {
     struct index *ix;
     struct uploads *us;
     struct proxy *proxy;  /* NULL: no pull-through cache */
+    struct evict *evict;  /* NULL: no cached repository is ever evicted */
     atomic_int read_only; /* the cache serves what it holds, and fetches nothing */
     atomic_int delete_enabled;
 };
@@ -76,6 +78,11 @@ static struct proxy *cache(struct service *s)
 void svc_set_proxy(struct service *s, struct proxy *p)
 {
     s->proxy = p;
+}
+
+void svc_set_evict(struct service *s, struct evict *e)
+{
+    s->evict = e;
 }
 
 int svc_proxy_stats(struct service *s, struct proxy_stats *out)
@@ -189,6 +196,8 @@ static int store(struct service *s, const char *repo, const struct manifest_info
         rc = index_put_tag(t, repo, tag, digest);
     if (!rc && tag) /* pushed: the cache no longer revalidates it */
         rc = index_del_cached(t, repo, tag);
+    if (!rc) /* and never evicts the repository */
+        rc = index_set_pushed(t, repo);
     if (!rc && m->subject) {
         desc = manifest_descriptor(m, digest, len);
         rc = desc ? index_put_referrer(t, repo, m->subject, digest, desc, strlen(desc))
@@ -289,6 +298,8 @@ int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *
     memset(out, 0, sizeof(*out));
     if (cache(s)) {
         rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
+        if (rc == REG_OK)
+            evict_used(s->evict, repo);
         if (rc != REG_E_NOT_FOUND)
             return rc;
     }
@@ -375,6 +386,8 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     } else if (rc == REG_OK && cache(s)) {
         proxy_blob_served(s->proxy, repo);
     }
+    if (!rc && cache(s))
+        evict_used(s->evict, repo);
     if (rc || fetching) { /* on its way: the bytes stream from the cache's fetch */
         out->stream = fetching;
         return rc;

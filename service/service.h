@@ -44,6 +44,10 @@ struct proxy;
 /* The pull-through cache (proxy.h; borrowed, NULL: none): misses in the
  * repositories it covers are fetched from their upstream. */
 void svc_set_proxy(struct service *s, struct proxy *p);
+struct evict;
+/* Eviction of cached repositories (evict.h; borrowed, NULL: none): every
+ * pull the cache serves is reported to it. */
+void svc_set_evict(struct service *s, struct evict *e);
 /* The pull-through cache's counts (proxy.h); REG_E_NOT_FOUND without one. */
 struct proxy_stats;
 int svc_proxy_stats(struct service *s, struct proxy_stats *out);

@@ -1105,6 +1105,29 @@ int index_list_referrers(struct index_txn *t, const char *repo, const char *subj
     return scan(t, DB_REFERRER, k.buf, k.len, NULL, list_one, &c);
 }
 
+/* The second parts of db's keys that start with a \0. */
+static int list_second(struct index_txn *t, int db, const char *a, index_name_cb cb, void *arg)
+{
+    char prefix[KEY_MAX];
+    size_t plen = strlen(a) + 1;
+    int more;
+
+    if (plen > KEY_MAX)
+        return REG_E_INTERNAL;
+    memcpy(prefix, a, plen);
+    return list_names(t, db, prefix, plen, NULL, SIZE_MAX, cb, arg, &more);
+}
+
+int index_repo_manifests(struct index_txn *t, const char *repo, index_name_cb cb, void *arg)
+{
+    return list_second(t, DB_MANIFEST, repo, cb, arg);
+}
+
+int index_repo_blobs(struct index_txn *t, const char *repo, index_name_cb cb, void *arg)
+{
+    return list_second(t, DB_REPO_BLOB, repo, cb, arg);
+}
+
 int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg)
 {
     char prefix[KEY_MAX];
@@ -1430,6 +1453,31 @@ int index_del_cached(struct index_txn *t, const char *repo, const char *tag)
     return rc == REG_E_NOT_FOUND ? REG_OK : rc;
 }
 
+/* No tag can be named so (a tag starts with a letter, digit or '_'). */
+#define PUSHED_MARK "#pushed"
+
+int index_set_pushed(struct index_txn *t, const char *repo)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    return kv_put(t, DB_CACHED, repo, PUSHED_MARK, &now, sizeof(now));
+}
+
+int index_get_pushed(struct index_txn *t, const char *repo)
+{
+    MDB_val v;
+
+    return kv_get(t, DB_CACHED, repo, PUSHED_MARK, &v, REG_E_NOT_FOUND);
+}
+
+static int del_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+    (void)arg;
+    (void)k;
+    (void)v;
+    return mdb_cursor_del(cur, 0) ? -1 : 0;
+}
+
 static int any_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
 {
     (void)cur;
@@ -1456,7 +1504,14 @@ int index_repo_empty(struct index_txn *t, const char *repo)
 
 int index_drop_repo(struct index_txn *t, const char *repo)
 {
-    return kv_del(t, DB_REPO, repo, NULL);
+    char prefix[KEY_MAX];
+    size_t plen = strlen(repo) + 1;
+    int rc = kv_del(t, DB_REPO, repo, NULL);
+
+    if (rc || plen > KEY_MAX)
+        return rc;
+    memcpy(prefix, repo, plen);
+    return scan(t, DB_CACHED, prefix, plen, NULL, del_one, NULL);
 }
 
 int index_drop_uploads(struct index_txn *t)

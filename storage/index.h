@@ -17,6 +17,9 @@
  *                                      while it has no blob record
  *   cached      repo \0 tag         -> when the pull-through cache last
  *                                      fetched or revalidated the tag
+ *               repo \0 ""          -> the repository holds cached content:
+ *                                      when it was last pulled through the cache
+ *               repo \0 "#pushed"   -> a client pushed a manifest into it
  *   meta        "version"           -> schema version
  *               "blob_bytes"        -> sum of the blob records' sizes
  *
@@ -164,6 +167,10 @@ int index_list_repos(struct index_txn *t, const char *last, size_t n, index_name
 /* Every referrer descriptor of subject in repo. */
 int index_list_referrers(struct index_txn *t, const char *repo, const char *subject,
                          index_value_cb cb, void *arg);
+/* Digests of the manifests of repo, and of the blobs visible in it, in
+ * order, until cb stops. */
+int index_repo_manifests(struct index_txn *t, const char *repo, index_name_cb cb, void *arg);
+int index_repo_blobs(struct index_txn *t, const char *repo, index_name_cb cb, void *arg);
 /* Repositories in which the blob is visible, in order, until cb stops. */
 int index_blob_repos(struct index_txn *t, const char *digest, index_name_cb cb, void *arg);
 
@@ -207,13 +214,18 @@ int index_recount(struct index_txn *t);
 int index_set_cached(struct index_txn *t, const char *repo, const char *tag, int64_t when);
 int index_get_cached(struct index_txn *t, const char *repo, const char *tag, int64_t *when);
 int index_del_cached(struct index_txn *t, const char *repo, const char *tag);
+/* A client pushed a manifest into repo, which then never counts as only
+ * cached (eviction). get: REG_OK when one did, REG_E_NOT_FOUND when not. */
+int index_set_pushed(struct index_txn *t, const char *repo);
+int index_get_pushed(struct index_txn *t, const char *repo);
 
 /* Forget a blob: its record and its links in every repository; references
  * manifests still hold on it become pending again. */
 int index_remove_blob(struct index_txn *t, const char *digest);
 /* REG_OK when repo holds no manifest, tag or blob, else REG_E_NOT_FOUND. */
 int index_repo_empty(struct index_txn *t, const char *repo);
-/* Drop repo from the catalog (check index_repo_empty first). */
+/* Drop repo from the catalog, with the cache's marks on it (check
+ * index_repo_empty first). */
 int index_drop_repo(struct index_txn *t, const char *repo);
 /* Forget every upload session (a backup holds no upload files). */
 int index_drop_uploads(struct index_txn *t);

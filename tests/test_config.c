@@ -676,7 +676,7 @@ Test(config_proxy, sections_become_upstreams_with_defaults)
     char err[512];
 
     cr_assert_eq(load("[proxy.hub]\nurl = https://registry-1.docker.io\nprefix = mirror/hub\n"
-                      "tag_ttl = 30s\nusername = u\npassword = p\n"
+                      "tag_ttl = 30s\nevict_after = 7d\nusername = u\npassword = p\n"
                       "[proxy.all]\nurl = http://127.0.0.1:5001\n",
                       &c, err, sizeof(err)),
                  REG_OK, "%s", err);
@@ -689,6 +689,8 @@ Test(config_proxy, sections_become_upstreams_with_defaults)
     cr_assert_str_eq(c.proxies[0].password, "p");
     cr_assert_str_eq(c.proxies[1].prefix, "");
     cr_assert_eq(c.proxies[1].tag_ttl, 300, "the default tag_ttl is 5m");
+    cr_assert_eq(c.proxies[0].evict_after, 7 * 86400);
+    cr_assert_eq(c.proxies[1].evict_after, 0, "by default nothing is evicted");
     config_free(&c);
 }
 
@@ -739,6 +741,7 @@ Test(config_proxy, bad_values_and_names_are_refused_with_their_line)
     expect_refused("proxy.a", "url", "https://user:secret@upstream.example");
     expect_refused("proxy.a", "prefix", "/m");
     expect_refused("proxy.a", "tag_ttl", "soon");
+    expect_refused("proxy.a", "evict_after", "-1d");
     expect_refused("proxy.a", "colour", "red");
 }
 

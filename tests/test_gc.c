@@ -107,7 +107,7 @@ static int blob_file_exists(const struct digest *d)
 
 static struct gc_stats run_gc(int64_t grace, int untagged)
 {
-    struct gc_opts o = {grace, 86400, untagged, 0};
+    struct gc_opts o = {grace, 86400, untagged, 0, NULL};
     struct gc_stats s;
 
     cr_assert_eq(gc_run(root, bs, ix, us, &o, &s), REG_OK);
@@ -147,7 +147,7 @@ Test(gc, grace_keeps_a_freshly_pushed_blob)
 Test(gc, dry_run_counts_but_removes_nothing)
 {
     struct digest a;
-    struct gc_opts o = {0, 86400, 0, 1};
+    struct gc_opts o = {0, 86400, 0, 1, NULL};
     struct gc_stats s;
 
     push("r", "dry", &a);
@@ -222,7 +222,7 @@ Test(gc, idle_upload_sessions_and_stray_files_go)
 {
     struct upload *u = NULL;
     char stray[PATH_MAX];
-    struct gc_opts o = {3600, 0, 0, 0};
+    struct gc_opts o = {3600, 0, 0, 0, NULL};
     struct gc_stats s;
     FILE *f;
 
@@ -245,7 +245,7 @@ Test(gc, idle_upload_sessions_and_stray_files_go)
 Test(gc, a_session_in_use_is_never_expired)
 {
     struct upload *u = NULL;
-    struct gc_opts o = {3600, 0, 0, 0};
+    struct gc_opts o = {3600, 0, 0, 0, NULL};
     struct gc_stats s;
 
     cr_assert_eq(upload_create(us, "r", 1, &u), REG_OK);
