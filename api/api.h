@@ -52,6 +52,14 @@ int api_name_valid(const char *s, size_t len);
 int api_tag_valid(const char *s, size_t len);
 
 /* Handlers, one file each. */
+struct svc_wait;
+/* How a handler waits for something on its way without holding a thread:
+ * w suspends r and resumes it (req_suspend/req_resume). */
+void api_wait_init(struct svc_wait *w, struct req *r);
+/* r's svc_wait for its begin, made on the first call (begin runs again
+ * after a wait) and let go of when the request ends. NULL without memory. */
+struct svc_wait *api_begin_wait(struct req *r);
+
 extern const struct handler api_base_get;
 extern const struct handler api_blob_get, api_blob_delete;
 extern const struct handler api_upload_start, api_upload_patch, api_upload_put, api_upload_get,

@@ -2,7 +2,52 @@
 #include <string.h>
 
 #include "../common/err.h"
+#include "../service/service.h"
 #include "api.h"
+
+static void wait_suspend(void *arg)
+{
+    req_suspend(arg);
+}
+
+static void wait_wake(void *arg)
+{
+    req_resume(arg);
+}
+
+void api_wait_init(struct svc_wait *w, struct req *r)
+{
+    *w = (struct svc_wait){wait_suspend, wait_wake, r, NULL, NULL};
+}
+
+/* A begin's wait, as the request's state. */
+struct begin_wait {
+    struct service *svc;
+    struct svc_wait w;
+};
+
+static void begin_wait_done(void *state, int aborted)
+{
+    struct begin_wait *b = state;
+
+    (void)aborted;
+    svc_wait_drop(b->svc, &b->w); /* b is the request's memory */
+}
+
+struct svc_wait *api_begin_wait(struct req *r)
+{
+    struct begin_wait *b = req_state(r);
+
+    if (b)
+        return &b->w;
+    b = req_alloc(r, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->svc = req_registry(r)->svc;
+    api_wait_init(&b->w, r);
+    req_set_state(r, b, begin_wait_done);
+    return &b->w;
+}
 
 static int base_begin(struct req *r, const struct route *rt)
 {

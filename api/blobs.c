@@ -18,17 +18,6 @@
  * pulls run before the budget says 429. */
 #define STREAM_BLOCK ((size_t)256 << 10)
 
-/* A request waits for bytes on their way (svc_wait) suspended. */
-static void wait_suspend(void *arg)
-{
-    req_suspend(arg);
-}
-
-static void wait_wake(void *arg)
-{
-    req_resume(arg);
-}
-
 struct blob_stream {
     struct svc_blob_reader *rd;
     uint64_t pos;      /* offset in the body of the next byte */
@@ -80,7 +69,7 @@ static int blob_stream_reply(struct req *r, const struct digest *d, unsigned sta
     bs = calloc(1, sizeof(*bs));
     if (!bs)
         return REG_E_NOMEM;
-    bs->w = (struct svc_wait){wait_suspend, wait_wake, r, NULL};
+    api_wait_init(&bs->w, r);
     rc = svc_blob_reader_open(req_registry(r)->svc, d, off, len, &bs->rd);
     if (!rc)
         rc = req_reply_stream(r, status, "application/octet-stream", len,
@@ -93,24 +82,10 @@ static int blob_stream_reply(struct req *r, const struct digest *d, unsigned sta
     return REG_OK;
 }
 
-/* A GET's state while it waits for a blob the cache is fetching. */
-struct blob_get {
-    struct service *svc;
-    struct svc_wait w;
-};
-
-static void blob_get_done(void *state, int aborted)
-{
-    struct blob_get *g = state;
-
-    (void)aborted;
-    svc_wait_drop(g->svc, &g->w); /* g is the request's memory */
-}
-
 static int blob_get_begin(struct req *r, const struct route *rt)
 {
     struct service *svc = req_registry(r)->svc;
-    struct blob_get *g = req_state(r);
+    struct svc_wait *w = api_begin_wait(r);
     struct svc_blob b;
     struct digest d;
     uint64_t off = 0, len;
@@ -120,16 +95,10 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     rc = digest_parse(rt->ref, strlen(rt->ref), &d);
     if (rc)
         return rc;
-    if (!g) { /* the first call; after a wait, begin runs again with it */
-        g = req_alloc(r, sizeof(*g));
-        if (!g)
-            return REG_E_NOMEM;
-        g->svc = svc;
-        g->w = (struct svc_wait){wait_suspend, wait_wake, r, NULL};
-        req_set_state(r, g, blob_get_done);
-    }
+    if (!w)
+        return REG_E_NOMEM;
     /* A HEAD is answered here, from the index: never a redirect. */
-    rc = svc_blob_open(svc, rt->name, &d, !req_is_head(r), &g->w, &b);
+    rc = svc_blob_open(svc, rt->name, &d, !req_is_head(r), w, &b);
     if (rc == REG_E_PENDING)
         return REG_OK;          /* begin runs again once the upstream has answered */
     if (rc == REG_E_UPSTREAM) { /* the detail names what the operator must fix */

@@ -160,6 +160,7 @@ static void put_end(struct req *r)
 
 static int get_begin(struct req *r, const struct route *rt)
 {
+    struct svc_wait *w = api_begin_wait(r);
     struct svc_manifest m;
     struct svc_ref ref;
     int rc = parse_reference(rt->ref, &ref);
@@ -168,7 +169,11 @@ static int get_begin(struct req *r, const struct route *rt)
      * (what the conformance suite and Distribution answer). */
     if (rc)
         return REG_E_MANIFEST_UNKNOWN;
-    rc = svc_manifest_get(req_registry(r)->svc, rt->name, &ref, !req_is_head(r), &m);
+    if (!w)
+        return REG_E_NOMEM;
+    rc = svc_manifest_get(req_registry(r)->svc, rt->name, &ref, !req_is_head(r), w, &m);
+    if (rc == REG_E_PENDING)
+        return REG_OK;          /* begin runs again once the upstream has answered */
     if (rc == REG_E_UPSTREAM) { /* the detail names what the operator must fix */
         api_error(r, rc, reg_detail());
         return REG_OK;

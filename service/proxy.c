@@ -28,6 +28,9 @@
 #define CONNECT_TIMEOUT 10
 #define MANIFEST_TIMEOUT 60
 #define STALL_TIMEOUT 60
+/* Blobs fetched at once, at most, and manifests asked about at once: past
+ * it a cold one gets a 429. */
+#define FLIGHTS_MAX 64
 
 struct proxy_up {
     char name[64];
@@ -70,8 +73,10 @@ struct proxy {
     pthread_mutex_t lock; /* guards flights and everything in them the fetcher changes */
     pthread_cond_t cond;  /* a flight has news */
     struct flight *flights;
-    unsigned nflights;   /* fetchers running */
-    atomic_int stopping; /* proxy_stop: every fetch ends, no new one starts */
+    unsigned nflights;    /* fetchers running */
+    struct mtask *mtasks; /* manifests being asked about */
+    unsigned ntasks;      /* their threads running */
+    atomic_int stopping;  /* proxy_stop: every fetch ends, no new one starts */
     atomic_ullong counts[PROXY__KINDS][PROXY__RESULTS]; /* proxy_stats */
 };
 
@@ -184,6 +189,82 @@ int proxy_writable(struct proxy *p, const char *repo)
     reg_detail_set("%s/ mirrors %s: push there, or outside %s/", up->prefix, upstream_url(up->u),
                    up->prefix);
     return REG_E_MIRRORED;
+}
+
+/* Someone suspended until a flight or a task has news. */
+struct waiter {
+    struct waiter *next;
+    struct svc_wait *w;
+    uint64_t until; /* wake once this many bytes are readable (or at the end) */
+};
+
+/* Under p->lock: wake the waiters on list that have what they wait for
+ * (have bytes are readable), or all of them. */
+static void wake_list(struct proxy *p, struct waiter **list, uint64_t have, int all)
+{
+    struct waiter **pp = list, *x;
+
+    while ((x = *pp) != NULL) {
+        if (all || have >= x->until) {
+            *pp = x->next;
+            x->w->wake(x->w->arg);
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* Under p->lock: wait on list until until bytes are readable, or the end.
+ * With w: suspend w's caller and return REG_E_PENDING; without: block
+ * (REG_OK once there is news: the caller looks again). */
+static int wait_on(struct proxy *p, struct waiter **list, struct svc_wait *w, uint64_t until)
+{
+    struct waiter *x;
+
+    if (!w) {
+        pthread_cond_wait(&p->cond, &p->lock);
+        return REG_OK;
+    }
+    x = malloc(sizeof(*x));
+    if (!x)
+        return REG_E_NOMEM;
+    x->w = w;
+    x->until = until;
+    x->next = *list;
+    *list = x;
+    w->suspend(w->arg);
+    return REG_E_PENDING;
+}
+
+/* Under p->lock: forget w's waiter on list, if it has one. */
+static void unwait(struct waiter **list, struct svc_wait *w)
+{
+    struct waiter **pp = list, *x;
+
+    while ((x = *pp) != NULL) {
+        if (x->w == w) {
+            *pp = x->next;
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+}
+
+/* Start fn(arg) on a detached thread of its own. */
+static int spawn(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc ? REG_E_NOMEM : REG_OK;
 }
 
 /* ---- manifests ------------------------------------------------------------------ */
@@ -390,67 +471,243 @@ static int mark_revalidated(struct proxy *p, const char *repo, const char *tag, 
     return index_end(t, rc);
 }
 
+/* What a pull of a manifest the cache must ask its upstream about comes
+ * to: the digest to serve (stored by then), and whether it is a stale tag.
+ * Waits on the upstream: runs on a task's thread (or a blocking caller's). */
+static int resolve(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
+                   const char *tag, const char *ref, const struct local *l, char *digest,
+                   int *stale)
+{
+    struct upstream_manifest head;
+    struct svc_manifest m;
+    int rc;
+
+    *stale = 0;
+    memset(&m, 0, sizeof(m));
+    if (!tag || !l->have_tag || !l->have_manifest) { /* never fetched (or gone) */
+        rc = fetch_manifest(p, up, repo, name, ref, tag, 0, &m);
+        count(p, PROXY_MANIFEST, fetched(rc));
+        snprintf(digest, DIGEST_STR_MAX, "%s", m.digest);
+        return rc;
+    }
+    /* Stale: has the tag moved? */
+    rc = upstream_manifest(up->u, name, tag, 1, p->max_manifest, &head);
+    if (!rc && !strcmp(head.digest, l->digest)) {
+        log_info("proxy %s: revalidated: %s:%s is still %s", up->name, repo, tag, l->digest);
+        count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
+        snprintf(digest, DIGEST_STR_MAX, "%s", l->digest);
+        return mark_revalidated(p, repo, tag, l->digest);
+    }
+    if (!rc) {
+        log_info("proxy %s: revalidated: %s:%s moved to %s", up->name, repo, tag, head.digest);
+        rc = fetch_manifest(p, up, repo, name, head.digest, tag, 0, &m);
+        if (!rc) {
+            count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
+            snprintf(digest, DIGEST_STR_MAX, "%s", m.digest);
+            return rc;
+        }
+    }
+    /* The upstream cannot say: what we have is better than nothing. */
+    log_warn("proxy %s: upstream error, serving stale %s:%s: %s%s%s", up->name, repo, tag,
+             reg_strerror(rc), reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
+    count(p, PROXY_MANIFEST, PROXY_STALE);
+    snprintf(digest, DIGEST_STR_MAX, "%s", l->digest);
+    *stale = 1;
+    return REG_OK;
+}
+
+/* A manifest the cache asks its upstream about, on a thread of its own:
+ * one per (repository, reference) at a time, whoever asks meanwhile waits
+ * for its answer. */
+struct mtask {
+    struct mtask *next;
+    struct proxy *p;
+    struct proxy_up *up;
+    char repo[SVC_NAME_MAX + 1];
+    char name[SVC_NAME_MAX + 1]; /* repo's name upstream */
+    char ref[DIGEST_STR_MAX];    /* the tag or digest asked for */
+    int by_tag;
+    struct local l; /* what the cache held when it was asked */
+    int done, rc, stale;
+    char digest[DIGEST_STR_MAX]; /* its answer: serve this one */
+    char detail[256];            /* reg_detail of a failure */
+    unsigned refs, served;
+    struct waiter *waiters;
+};
+
+static void mtask_put(struct mtask *t)
+{
+    if (--t->refs == 0)
+        free(t);
+}
+
+/* svc_wait.release of a wait on a task. */
+static void mtask_release(struct svc_wait *w)
+{
+    struct mtask *t = w->held;
+    struct proxy *p = t->p;
+
+    pthread_mutex_lock(&p->lock);
+    unwait(&t->waiters, w);
+    w->held = NULL;
+    mtask_put(t);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *mtask_run(void *arg)
+{
+    struct mtask *t = arg;
+    struct proxy *p = t->p;
+    struct mtask **pp;
+    int rc;
+
+    reg_detail_clear();
+    rc = resolve(p, t->up, t->repo, t->name, t->by_tag ? t->ref : NULL, t->ref, &t->l, t->digest,
+                 &t->stale);
+    pthread_mutex_lock(&p->lock);
+    if (rc && reg_detail())
+        snprintf(t->detail, sizeof(t->detail), "%s", reg_detail());
+    for (pp = &p->mtasks; *pp != t; pp = &(*pp)->next)
+        ;
+    *pp = t->next;
+    t->done = 1;
+    t->rc = rc;
+    p->ntasks--;
+    wake_list(p, &t->waiters, 0, 1);
+    mtask_put(t);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Under p->lock: the task asking about ref in repo, started if need be. */
+static int mtask_get(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
+                     const struct svc_ref *ref, const struct local *l, struct mtask **out)
+{
+    const char *r = ref->tag ? ref->tag : ref->d.str;
+    struct mtask *t;
+    int rc;
+
+    for (t = p->mtasks; t; t = t->next)
+        if (!strcmp(t->repo, repo) && !strcmp(t->ref, r) && t->by_tag == !!ref->tag) {
+            t->refs++;
+            *out = t;
+            return REG_OK;
+        }
+    if (atomic_load(&p->stopping)) {
+        reg_detail_set("the registry is stopping");
+        return REG_E_UPSTREAM;
+    }
+    if (p->ntasks >= FLIGHTS_MAX) {
+        reg_detail_set("%d manifests are being asked of upstreams already", FLIGHTS_MAX);
+        return REG_E_TOOMANY;
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return REG_E_NOMEM;
+    t->p = p;
+    t->up = up;
+    snprintf(t->repo, sizeof(t->repo), "%s", repo);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    snprintf(t->ref, sizeof(t->ref), "%s", r);
+    t->by_tag = !!ref->tag;
+    t->l = *l;
+    t->refs = 2; /* the task's thread, and the caller's */
+    rc = spawn(mtask_run, t);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->next = p->mtasks;
+    p->mtasks = t;
+    p->ntasks++;
+    *out = t;
+    return REG_OK;
+}
+
+/* Under p->lock, holding a reference on t (handed to w or dropped here):
+ * take t's answer, or wait for it. */
+static int on_task(struct proxy *p, struct mtask *t, struct svc_wait *w, char *digest, int *stale)
+{
+    int rc;
+
+    while (!t->done) {
+        rc = wait_on(p, &t->waiters, w, UINT64_MAX);
+        if (rc == REG_E_PENDING) {
+            w->held = t;
+            w->release = mtask_release;
+            return rc;
+        }
+        if (rc) {
+            mtask_put(t);
+            return rc;
+        }
+    }
+    rc = t->rc;
+    if (rc && t->detail[0])
+        reg_detail_set("%s", t->detail);
+    if (!rc && t->served++)
+        count(p, PROXY_MANIFEST, PROXY_HIT); /* one upstream answer served us both */
+    snprintf(digest, DIGEST_STR_MAX, "%s", t->digest);
+    *stale = t->stale;
+    mtask_put(t);
+    return rc;
+}
+
 int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
-                       struct svc_manifest *out)
+                       struct svc_wait *w, struct svc_manifest *out)
 {
     const char *name;
     struct proxy_up *up = find(p, repo, &name);
-    struct upstream_manifest head;
+    struct mtask *t = w ? w->held : NULL;
+    char digest[DIGEST_STR_MAX];
     struct local l;
-    int rc;
+    int rc, stale = 0;
 
     if (!up)
         return REG_E_NOT_FOUND;
     reg_detail_clear();
+    memset(out, 0, sizeof(*out));
+    if (t) { /* woken: the task has answered */
+        w->held = NULL;
+        pthread_mutex_lock(&p->lock);
+        rc = on_task(p, t, w, digest, &stale);
+        pthread_mutex_unlock(&p->lock);
+        goto answer;
+    }
     rc = look(p, repo, ref, &l);
     if (rc)
         return rc;
-    memset(out, 0, sizeof(*out));
     if (!ref->tag && l.have_manifest) { /* by digest: the bytes never change */
         if (l.repo_cached)
             count(p, PROXY_MANIFEST, PROXY_HIT);
         return read_local(p, repo, l.digest, with_data, out);
     }
-    if (!ref->tag) {
-        rc = fetch_manifest(p, up, repo, name, ref->d.str, NULL, with_data, out);
-        count(p, PROXY_MANIFEST, fetched(rc));
-        return rc;
-    }
-    if (l.have_tag && !l.cached) /* pushed here, not fetched: ours */
+    if (ref->tag && l.have_tag && !l.cached) /* pushed here, not fetched: ours */
         return l.have_manifest ? read_local(p, repo, l.digest, with_data, out)
                                : REG_E_MANIFEST_UNKNOWN;
-    if (!l.have_tag || !l.have_manifest) {
-        rc = fetch_manifest(p, up, repo, name, ref->tag, ref->tag, with_data, out);
-        count(p, PROXY_MANIFEST, fetched(rc));
-        return rc;
-    }
-    if ((int64_t)time(NULL) - l.when < up->tag_ttl) {
+    if (ref->tag && l.have_tag && l.have_manifest && (int64_t)time(NULL) - l.when < up->tag_ttl) {
         log_debug("proxy %s: hit: %s:%s", up->name, repo, ref->tag);
         count(p, PROXY_MANIFEST, PROXY_HIT);
         return read_local(p, repo, l.digest, with_data, out);
     }
-    /* Stale: has the tag moved? */
-    rc = upstream_manifest(up->u, name, ref->tag, 1, p->max_manifest, &head);
-    if (!rc && !strcmp(head.digest, l.digest)) {
-        log_info("proxy %s: revalidated: %s:%s is still %s", up->name, repo, ref->tag, l.digest);
-        count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
-        rc = mark_revalidated(p, repo, ref->tag, l.digest);
-        return rc ? rc : read_local(p, repo, l.digest, with_data, out);
+    /* The upstream must be asked. */
+    if (!w) {
+        rc = resolve(p, up, repo, name, ref->tag, ref->tag ? ref->tag : ref->d.str, &l, digest,
+                     &stale);
+    } else {
+        pthread_mutex_lock(&p->lock);
+        rc = mtask_get(p, up, repo, name, ref, &l, &t);
+        if (!rc)
+            rc = on_task(p, t, w, digest, &stale);
+        pthread_mutex_unlock(&p->lock);
     }
-    if (!rc) {
-        log_info("proxy %s: revalidated: %s:%s moved to %s", up->name, repo, ref->tag, head.digest);
-        rc = fetch_manifest(p, up, repo, name, head.digest, ref->tag, with_data, out);
-        if (!rc) {
-            count(p, PROXY_MANIFEST, PROXY_REVALIDATED);
-            return rc;
-        }
-    }
-    /* The upstream cannot say: what we have is better than nothing. */
-    log_warn("proxy %s: upstream error, serving stale %s:%s: %s%s%s", up->name, repo, ref->tag,
-             reg_strerror(rc), reg_detail() ? ": " : "", reg_detail() ? reg_detail() : "");
-    rc = read_local(p, repo, l.digest, with_data, out);
-    out->stale = 1;
-    count(p, PROXY_MANIFEST, rc ? PROXY_ERROR : PROXY_STALE);
+answer:
+    if (rc)
+        return rc;
+    rc = read_local(p, repo, digest, with_data, out);
+    out->stale = stale;
+    if (rc && stale)
+        count(p, PROXY_MANIFEST, PROXY_ERROR);
     return rc;
 }
 
@@ -484,15 +741,6 @@ static int link_if_used(struct proxy *p, const char *repo, const struct digest *
 /* Readers are woken after this many new bytes (or at the end), not on
  * every chunk the upstream sends. */
 #define WAKE_BATCH ((uint64_t)64 << 10)
-/* Fetches running at once, at most: past it a cold blob gets a 429. */
-#define FLIGHTS_MAX 64
-
-/* Someone suspended until a flight has news. */
-struct waiter {
-    struct waiter *next;
-    struct svc_wait *w;
-    uint64_t until; /* wake once this many bytes are readable (or at the end) */
-};
 
 static void flight_put(struct proxy *p, struct flight *f)
 {
@@ -520,56 +768,7 @@ static uint64_t readable(const struct flight *f)
  * them once f is done or has said its size). */
 static void wake(struct proxy *p, struct flight *f, int all)
 {
-    struct waiter **pp = &f->waiters, *x;
-    uint64_t r = readable(f);
-
-    while ((x = *pp) != NULL) {
-        if (all || r >= x->until) {
-            *pp = x->next;
-            x->w->wake(x->w->arg);
-            free(x);
-        } else {
-            pp = &x->next;
-        }
-    }
-    pthread_cond_broadcast(&p->cond);
-}
-
-/* Under p->lock: wait for f to have until bytes readable, or to be done.
- * With w: suspend w's caller and return REG_E_PENDING; without: block
- * (REG_OK once there is news: the caller looks again). */
-static int wait_on(struct proxy *p, struct flight *f, struct svc_wait *w, uint64_t until)
-{
-    struct waiter *x;
-
-    if (!w) {
-        pthread_cond_wait(&p->cond, &p->lock);
-        return REG_OK;
-    }
-    x = malloc(sizeof(*x));
-    if (!x)
-        return REG_E_NOMEM;
-    x->w = w;
-    x->until = until;
-    x->next = f->waiters;
-    f->waiters = x;
-    w->suspend(w->arg);
-    return REG_E_PENDING;
-}
-
-/* Under p->lock: forget w's waiter on f, if it has one. */
-static void unwait(struct flight *f, struct svc_wait *w)
-{
-    struct waiter **pp = &f->waiters, *x;
-
-    while ((x = *pp) != NULL) {
-        if (x->w == w) {
-            *pp = x->next;
-            free(x);
-        } else {
-            pp = &x->next;
-        }
-    }
+    wake_list(p, &f->waiters, readable(f), all);
 }
 
 /* The fetcher's state while bytes arrive. */
@@ -692,8 +891,6 @@ static int launch(struct proxy *p, const struct proxy_up *up, const char *repo, 
 {
     char path[4096];
     struct flight *f;
-    pthread_attr_t attr;
-    pthread_t t;
     int rc;
 
     if (atomic_load(&p->stopping)) {
@@ -724,14 +921,11 @@ static int launch(struct proxy *p, const struct proxy_up *up, const char *repo, 
     f->up = up;
     f->size = UINT64_MAX;
     f->refs = 2; /* the fetcher, and the caller's until it lets go */
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&t, &attr, fetcher, f);
-    pthread_attr_destroy(&attr);
+    rc = spawn(fetcher, f);
     if (rc) {
         close(f->spool);
         free(f);
-        return REG_E_NOMEM;
+        return rc;
     }
     f->next = p->flights;
     p->flights = f;
@@ -756,6 +950,19 @@ static struct flight *flight_find(struct proxy *p, const char *digest)
 static int ours(const struct flight *f, const struct proxy_up *up, const char *name)
 {
     return f->up == up && strcmp(f->name, name) == 0;
+}
+
+/* svc_wait.release of a wait on a flight. */
+static void flight_release(struct svc_wait *w)
+{
+    struct flight *f = w->held;
+    struct proxy *p = f->p;
+
+    pthread_mutex_lock(&p->lock);
+    unwait(&f->waiters, w);
+    w->held = NULL;
+    flight_put(p, f);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* on_flight's answer when f has landed (or someone else's fetch ended):
@@ -788,9 +995,10 @@ static int on_flight(struct proxy *p, struct flight *f, const struct proxy_up *u
             return REG_OK;
         }
         /* Not sized yet; or sized only at its end; or not ours: at the end. */
-        rc = wait_on(p, f, w, ours(f, up, name) && !f->sized ? 0 : UINT64_MAX);
+        rc = wait_on(p, &f->waiters, w, ours(f, up, name) && !f->sized ? 0 : UINT64_MAX);
         if (rc == REG_E_PENDING) {
             w->held = f;
+            w->release = flight_release;
             return rc;
         }
         if (rc) {
@@ -840,19 +1048,6 @@ int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, s
         if (rc != LOOK_AGAIN)
             return rc;
     }
-}
-
-void proxy_wait_drop(struct proxy *p, struct svc_wait *w)
-{
-    struct flight *f = w ? w->held : NULL;
-
-    if (!f)
-        return;
-    pthread_mutex_lock(&p->lock);
-    unwait(f, w);
-    w->held = NULL;
-    flight_put(p, f);
-    pthread_mutex_unlock(&p->lock);
 }
 
 struct proxy_tap {
@@ -911,7 +1106,8 @@ int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct
             break;
         }
         t->w = w;
-        rc = wait_on(p, f, w, t->pos + WAKE_BATCH < t->end ? t->pos + WAKE_BATCH : t->end);
+        rc =
+            wait_on(p, &f->waiters, w, t->pos + WAKE_BATCH < t->end ? t->pos + WAKE_BATCH : t->end);
         if (rc)
             break;
     }
@@ -940,7 +1136,7 @@ void proxy_tap_close(struct proxy_tap *t)
         return;
     pthread_mutex_lock(&t->p->lock);
     if (t->w)
-        unwait(t->f, t->w);
+        unwait(&t->f->waiters, t->w);
     flight_put(t->p, t->f);
     pthread_mutex_unlock(&t->p->lock);
     free(t);
@@ -952,7 +1148,7 @@ void proxy_stop(struct proxy *p)
         return;
     atomic_store(&p->stopping, 1);
     pthread_mutex_lock(&p->lock);
-    while (p->nflights)
+    while (p->nflights || p->ntasks)
         pthread_cond_wait(&p->cond, &p->lock);
     pthread_mutex_unlock(&p->lock);
 }

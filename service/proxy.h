@@ -48,9 +48,11 @@ int proxy_writable(struct proxy *p, const char *repo);
 
 /* Resolve ref in repo through the cache. REG_E_NOT_FOUND when no upstream
  * covers repo and the caller answers alone (then out is untouched);
- * otherwise what svc_manifest_get returns. */
+ * otherwise what svc_manifest_get returns. What needs the upstream is asked
+ * on a thread of its own, once for everyone asking the same meanwhile:
+ * REG_E_PENDING (svc_wait) until it has answered. */
 int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
-                       struct svc_manifest *out);
+                       struct svc_wait *w, struct svc_manifest *out);
 
 /* Blob d is not visible in repo: make it so from the cache or the
  * upstream. REG_E_NOT_FOUND when no upstream covers repo; REG_OK with
@@ -60,8 +62,6 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
  * REG_E_TOOMANY (too many fetches at once), ... */
 int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
                     uint64_t *size, int *fetching);
-/* Let go of what w waits on (svc_wait_drop). */
-void proxy_wait_drop(struct proxy *p, struct svc_wait *w);
 
 /* A blob's bytes while the cache fetches it: len bytes from off (len 0: to
  * the end). REG_E_NOT_FOUND when no fetch of d is under way (read the store

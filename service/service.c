@@ -291,13 +291,13 @@ int svc_manifest_read(struct index *ix, const char *repo, const struct svc_ref *
 }
 
 int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
-                     struct svc_manifest *out)
+                     struct svc_wait *w, struct svc_manifest *out)
 {
     int rc;
 
     memset(out, 0, sizeof(*out));
     if (cache(s)) {
-        rc = proxy_manifest_get(s->proxy, repo, ref, with_data, out);
+        rc = proxy_manifest_get(s->proxy, repo, ref, with_data, w, out);
         if (rc == REG_OK)
             evict_used(s->evict, repo);
         if (rc != REG_E_NOT_FOUND)
@@ -358,8 +358,9 @@ static int blob_size_of(struct service *s, const struct digest *d, uint64_t *siz
 
 void svc_wait_drop(struct service *s, struct svc_wait *w)
 {
-    if (w && w->held && s->proxy)
-        proxy_wait_drop(s->proxy, w);
+    (void)s;
+    if (w && w->held)
+        w->release(w);
 }
 
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,

@@ -68,6 +68,8 @@ struct svc_stats {
 int svc_stats(struct service *s, struct svc_stats *out);
 
 /* A manifest reference: a tag, or a digest. */
+struct svc_wait;
+
 struct svc_ref {
     const char *tag; /* NULL when by digest */
     struct digest d; /* when tag is NULL */
@@ -95,9 +97,10 @@ int svc_manifest_put(struct service *s, const char *repo, const struct svc_ref *
                      struct svc_manifest *out);
 /* Resolve ref in repo; with_data also copies the bytes out (a GET; a HEAD
  * needs only digest, type and length). REG_E_MANIFEST_UNKNOWN; in a
- * proxied repository also REG_E_UPSTREAM, and out->stale. */
+ * proxied repository also REG_E_UPSTREAM, out->stale, and REG_E_PENDING
+ * while the upstream is asked (svc_wait; NULL: block). */
 int svc_manifest_get(struct service *s, const char *repo, const struct svc_ref *ref, int with_data,
-                     struct svc_manifest *out);
+                     struct svc_wait *w, struct svc_manifest *out);
 /* By digest: remove the manifest with its tags (REG_E_IN_USE while an index
  * of repo lists it); by tag: remove the tag only. */
 int svc_manifest_delete(struct service *s, const char *repo, const struct svc_ref *ref);
@@ -123,7 +126,8 @@ struct svc_wait {
     void (*suspend)(void *arg);
     void (*wake)(void *arg);
     void *arg;
-    void *held;
+    void *held;                          /* the service's, with release */
+    void (*release)(struct svc_wait *w); /* lets go of held */
 };
 /* Let go of what w waits on, if anything. NULL is fine. */
 void svc_wait_drop(struct service *s, struct svc_wait *w);

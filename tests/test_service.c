@@ -212,7 +212,7 @@ Test(service, a_manifest_without_its_blobs_is_refused_and_nothing_is_stored)
     cr_assert_eq(svc_manifest_put(fx.svc, "app", &ref, NULL, body, strlen(body), &m),
                  REG_E_MANIFEST_BLOB_UNKNOWN);
     cr_assert_not_null(strstr(reg_detail(), l.str), "the detail names the missing blob");
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &ref, 1, &m), REG_E_MANIFEST_UNKNOWN);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &ref, 1, NULL, &m), REG_E_MANIFEST_UNKNOWN);
     cr_assert_eq(fixture_refcount(c.str), 0);
     free(body);
 }
@@ -226,8 +226,8 @@ Test(service, a_put_manifest_reads_back_by_tag_and_by_digest)
 
     push_image("app", "v1", &c, &l, digest);
     dig = by_digest(digest);
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 1, &a), REG_OK);
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &dig, 1, &b), REG_OK);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 1, NULL, &a), REG_OK);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &dig, 1, NULL, &b), REG_OK);
     cr_assert_str_eq(a.digest, digest);
     cr_assert_str_eq(a.media_type, MT_OCI_MANIFEST);
     cr_assert_eq(a.len, b.len);
@@ -235,7 +235,7 @@ Test(service, a_put_manifest_reads_back_by_tag_and_by_digest)
     free(a.data);
     free(b.data);
     /* A HEAD needs no copy of the bytes. */
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 0, &a), REG_OK);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 0, NULL, &a), REG_OK);
     cr_assert_null(a.data);
     cr_assert_eq(a.len, b.len);
 }
@@ -323,9 +323,9 @@ Test(service, deleting_a_tag_keeps_the_manifest)
 
     push_image("app", "v1", &c, &l, digest);
     cr_assert_eq(svc_manifest_delete(fx.svc, "app", &tag), REG_OK);
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 0, &m), REG_E_MANIFEST_UNKNOWN);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &tag, 0, NULL, &m), REG_E_MANIFEST_UNKNOWN);
     dig = by_digest(digest);
-    cr_assert_eq(svc_manifest_get(fx.svc, "app", &dig, 0, &m), REG_OK);
+    cr_assert_eq(svc_manifest_get(fx.svc, "app", &dig, 0, NULL, &m), REG_OK);
 }
 
 Test(service, deletes_are_refused_when_disabled)
