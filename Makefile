@@ -6,8 +6,9 @@
 #   make check        unit + black-box tests (no sanitizers)
 #   make check-asan   the same suites under AddressSanitizer + UBSan
 #   make fuzz         each libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (never part of make test)
-#   make bench        benchmarks (never part of make test)
+#   make bench        benchmarks (never part of make test): bench/run.sh, bench/cache.sh, bench/s3.sh
 #   make bench-cache  the pull-through cache's benchmark alone (also part of make bench)
+#   make bench-s3     the S3 benchmark alone: both servers on a throw-away Ceph RGW (also part of make bench)
 #   make install      binary, man page, sample config, systemd unit (PREFIX, DESTDIR)
 #   make lint         cppcheck + clang-tidy;  make format  clang-format -i
 
@@ -225,11 +226,17 @@ conformance-compare: deps-test $(BUILD)/registry $(BUILD)/conformance
 bench: deps-test $(BUILD)/registry
 	./bench/run.sh
 	./bench/cache.sh
+	./bench/s3.sh
 
 # The pull-through cache against Distribution 2.8 as its upstream (bench/README.md).
 .PHONY: bench-cache
 bench-cache: deps-test $(BUILD)/registry
 	./bench/cache.sh
+
+# Ours and Distribution 2.8 with their blobs on one throw-away Ceph RGW (bench/README.md).
+.PHONY: bench-s3
+bench-s3: deps-test $(BUILD)/registry
+	./bench/s3.sh
 
 # An existing registry.conf is never overwritten; the one installed keeps its
 # data in /var/lib/registry, the systemd unit's state directory.

@@ -4,9 +4,12 @@
   pull.py push ADDR REPO TAG LAYER_FILE...
       Push each LAYER_FILE as a blob (POST a session, then PUT ?digest= with
       the body: both servers store that), a small image config, and an OCI
-      image manifest under TAG. Prints "MANIFEST_DIGEST BYTES_PER_CLIENT",
-      where BYTES_PER_CLIENT is the manifest's length plus the config's and
-      every layer's size. Not timed; run it before any clock starts.
+      image manifest under TAG, all on one keep-alive connection. Prints
+      "MANIFEST_DIGEST BYTES_PER_CLIENT SECONDS", where BYTES_PER_CLIENT is
+      the manifest's length plus the config's and every layer's size, and
+      SECONDS the time from the connection to the manifest's 201 (the files
+      are read into memory and hashed before it). bench/run.sh pushes untimed;
+      bench/s3.sh times it.
 
   pull.py pull ADDR REPO TAG CLIENTS MANIFEST_DIGEST
       Start CLIENTS processes. Each opens its own connection, waits until all
@@ -53,8 +56,11 @@ def call(c, method, path, body=b"", headers=None, want=(201,)):
     return r
 
 
-def push_blob(c, repo, data):
-    d = "sha256:" + hashlib.sha256(data).hexdigest()
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_blob(c, repo, data, d):
     r = call(c, "POST", f"/v2/{repo}/blobs/uploads/", want=(202,))
     loc = r.getheader("Location") or ""
     u = urllib.parse.urlsplit(loc)
@@ -64,18 +70,23 @@ def push_blob(c, repo, data):
 
 
 def push(addr, repo, tag, files):
-    c = conn(addr)
-    layers = []
+    blobs = []
     for fn in files:
         with open(fn, "rb") as f:
             data = f.read()
-        d = push_blob(c, repo, data)
+        blobs.append((data, sha256(data)))
+    t0 = time.monotonic()
+    c = conn(addr)
+    layers = []
+    for data, d in blobs:
+        push_blob(c, repo, data, d)
         layers.append({"mediaType": OCI_LAYER, "digest": d, "size": len(data)})
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
     }, separators=(",", ":")).encode()
-    cd = push_blob(c, repo, config)
+    cd = sha256(config)
+    push_blob(c, repo, config, cd)
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": len(config)},
@@ -83,9 +94,11 @@ def push(addr, repo, tag, files):
     }, indent=3).encode()
     call(c, "PUT", f"/v2/{repo}/manifests/{tag}", manifest,
          {"Content-Type": OCI_MANIFEST})
+    t1 = time.monotonic()
+    c.close()
     md = "sha256:" + hashlib.sha256(manifest).hexdigest()
     total = len(manifest) + len(config) + sum(l["size"] for l in layers)
-    print(f"{md} {total}")
+    print(f"{md} {total} {t1 - t0:.6f}")
 
 
 def get_all(c, path, buf, headers=None):

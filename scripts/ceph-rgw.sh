@@ -12,7 +12,12 @@
 #                                   then remove DIR
 #
 # The daemons run as the calling user, with authentication off (loopback
-# only). Logs stay in DIR/log until stop.
+# only). Logs stay in DIR/log until stop; radosgw's (DIR/log/client.rgw.log)
+# has a line per S3 request ("beast: ..."), which bench/s3.sh counts.
+#
+# CEPH_RGW_BLOCK_GB: size of the OSD's sparse block file (default 8); only
+# what is written takes disk space. Deleted objects keep theirs until RGW's
+# garbage collection, two hours later.
 set -eu
 
 usage() {
@@ -77,6 +82,8 @@ fail() {
 
 start() {
     [ ! -e "$dir" ] || { echo "ceph-rgw: $dir exists" >&2; exit 1; }
+    block_gb=${CEPH_RGW_BLOCK_GB:-8}
+    case $block_gb in '' | *[!0-9]* | 0*) echo "ceph-rgw: CEPH_RGW_BLOCK_GB: '$block_gb'" >&2; exit 2 ;; esac
     mkdir -p "$dir/log" "$dir/run" "$dir/mon" "$dir/osd" "$dir/rgw"
     dir=$(cd "$dir" && pwd)
     fsid=$(cat /proc/sys/kernel/random/uuid)
@@ -128,7 +135,7 @@ osd_data = $dir/osd/\$cluster-\$id
 osd_objectstore = bluestore
 bluestore_block_path = $dir/osd/block
 bluestore_block_create = true
-bluestore_block_size = 8589934592
+bluestore_block_size = $((block_gb * 1073741824))
 bluestore_fsck_on_mount = false
 
 [client.rgw]
