@@ -469,3 +469,17 @@ int server_log_find(struct server *s, const char *needle, char *buf, size_t size
     fclose(f);
     return n;
 }
+
+int in_catalog(struct server *s, const char *repo)
+{
+    struct resp r;
+    char want[300];
+    int found;
+
+    http(s, "GET", "/v2/_catalog?n=1000", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    snprintf(want, sizeof(want), "\"%s\"", repo);
+    found = strstr(r.body, want) != NULL;
+    resp_free(&r);
+    return found;
+}

@@ -49,6 +49,8 @@ void resp_free(struct resp *r);
 /* method on path: the status, and the first error code into code (may be
  * NULL). */
 long http_status(struct server *s, const char *method, const char *path, char *code, size_t csize);
+/* Whether s's catalog lists repo. */
+int in_catalog(struct server *s, const char *repo);
 /* PUT body as the manifest repo:ref with Content-Type ct (NULL: none); the
  * status. *out (may be NULL) takes the response, to resp_free. */
 long http_put_manifest(struct server *s, const char *repo, const char *ref, const char *ct,
