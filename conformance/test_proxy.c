@@ -785,6 +785,42 @@ Test(proxy, an_upstream_that_never_answers_holds_no_serving_thread)
     cr_assert_eq(p.status, 502, "the pull ended %ld", p.status);
 }
 
+/* A server told to stop while a pull waits on a mute upstream ends that
+ * wait (the client gets a 502) and exits cleanly after shutdown_timeout,
+ * not after the upstream's 60 s. */
+Test(proxy, a_stop_ends_the_waits_on_a_mute_upstream)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    char conf[400], url[600], byte;
+    struct puller p;
+    pthread_t th;
+    int l = socket(AF_INET, SOCK_STREAM, 0), c;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(l, 4), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    snprintf(conf, sizeof(conf),
+             "[server]\nshutdown_timeout = 1\n"
+             "[proxy.mute]\nurl = http://127.0.0.1:%u\nprefix = mute\n",
+             ntohs(a.sin_port));
+    server_start(&srv, conf);
+    snprintf(url, sizeof(url), "%s/v2/mute/library/x/manifests/v1", srv.base);
+    p = (struct puller){url, 0, 0, 0};
+    cr_assert_eq(pthread_create(&th, NULL, pull, &p), 0);
+    c = accept(l, NULL, NULL);
+    cr_assert_geq(c, 0);
+    cr_assert_eq(read(c, &byte, 1), 1); /* the mirror's request has begun */
+    cr_assert_eq(server_stop(&srv), 0, "the registry did not exit cleanly");
+    pthread_join(th, NULL);
+    cr_assert_eq(p.status, 502, "the waiting pull ended %ld", p.status);
+    close(c);
+    close(l);
+}
+
 /* ---- metrics --------------------------------------------------------------------------- */
 
 /* registry_proxy_requests_total{kind,result} on the mirror's page. */
