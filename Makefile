@@ -164,7 +164,8 @@ check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance fuz
 	REGISTRY_BIN=$(BUILD)/registry CONFORMANCE_AUTH=token ./conformance/run
 	REGISTRY_BIN=$(BUILD)/registry ./conformance/clients/run.sh
 	REGISTRY_BIN=$(BUILD)/registry ./scripts/with-ceph.sh sh -c 'CONFORMANCE_STORAGE=s3 \
-	    ./conformance/run && CLIENT_STORAGE=s3 ./conformance/clients/run.sh skopeo podman'
+	    ./conformance/run && CLIENT_STORAGE=s3 \
+	    ./conformance/clients/run.sh skopeo podman ctr docker buildah'
 
 # The server under test is the sanitized one; the test programs need not be.
 # container.sh builds the image from the sources whatever the server binary is,

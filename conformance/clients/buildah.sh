@@ -91,6 +91,9 @@ push_checked() {
 }
 push_checked oci application/vnd.oci.image.manifest.v1+json
 push_checked docker application/vnd.docker.distribution.manifest.v2+json
+# shellcheck disable=SC2046 # digests, one per word
+registry_blobs_stored "both formats' configs and layers are in the registry's blob store" \
+    $(jq -r '.config.digest, .layers[].digest' "$WORK/oci.json" "$WORK/docker.json" 2>/dev/null | sort -u)
 
 # --- remove everything locally ----------------------------------------------------------
 check "buildah rm --all" bd rm --all

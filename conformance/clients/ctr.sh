@@ -92,6 +92,9 @@ if check "ctr images push --plain-http test/ctr:v1" ct -n push images push --pla
         fi
     done
     expect_eq "curl GET every test/ctr blob: content matches its digest" "$bad" 0
+    # shellcheck disable=SC2046 # digests, one per word
+    registry_blobs_stored "test/ctr's config and layers are in the registry's blob store" \
+        $(blobs_of "$SRC_MAN")
 fi
 
 check "ctr images import --all-platforms (index oci-archive) as $R/test/ctr-multi:v1" \
@@ -114,6 +117,9 @@ if check "ctr images push --plain-http test/ctr-multi:v1 (index + 2 manifests)" 
             fail "platform manifest $pd missing or different"
         fi
     done
+    # shellcheck disable=SC2046 # digests, one per word
+    registry_blobs_stored "test/ctr-multi's configs and layers are in the registry's blob store" \
+        $(for pd in $(jq -r '.manifests[].digest' "$IDX_BLOB"); do blobs_of "$(oci_blob_path "$IDX" "$pd")"; done)
 fi
 
 # --- pull back into a fresh namespace ---------------------------------------------------

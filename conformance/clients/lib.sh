@@ -127,7 +127,8 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM HUP
 
 # --- the registry under test -----------------------------------------------------
 # registry_start [CONFIG_TEXT]: start a server on a free 127.0.0.1 port with a fresh
-# root. Sets REG_PID, REG_ADDR (host:port), REG_ROOT, REG_LOG, REG_DIR.
+# root. Sets REG_PID, REG_ADDR (host:port), REG_ROOT, REG_LOG, REG_DIR, and
+# REG_S3_PREFIX (its key prefix in the bucket with CLIENT_STORAGE=s3, else empty).
 # REG_LISTEN, if set, replaces 127.0.0.1:0 (e.g. [::1]:0).
 # Returns non-zero (after reporting a failure) if it does not become ready.
 REG_N=0
@@ -144,10 +145,11 @@ registry_start() {
         printf '%b\n' "$config_text" >"$REG_DIR/registry.conf"
         args+=(--config "$REG_DIR/registry.conf")
     fi
+    REG_S3_PREFIX=
     if [ "${CLIENT_STORAGE:-fs}" = s3 ]; then
         # Blobs on the RADOS Gateway, each server under its own key prefix.
-        if ! "$REPO_ROOT/scripts/s3-conf.sh" "clients-$(basename "$WORK")-$REG_N/" \
-            >>"$REG_DIR/registry.conf"; then
+        REG_S3_PREFIX=clients-$(basename "$WORK")-$REG_N/
+        if ! "$REPO_ROOT/scripts/s3-conf.sh" "$REG_S3_PREFIX" >>"$REG_DIR/registry.conf"; then
             fail "no RADOS Gateway for CLIENT_STORAGE=s3 (REGISTRY_S3_ENV)"
             return 1
         fi
@@ -175,6 +177,39 @@ registry_start() {
         return 1
     fi
     note "registry $REG_ADDR (pid $REG_PID, root $REG_ROOT)"
+}
+
+# registry_blobs_stored DESC DIGEST...: pass when every DIGEST is a blob in the
+# running server's store, where CLIENT_STORAGE says it is: a file under
+# REG_ROOT/blobs/ on the file backend; on S3 an object under REG_S3_PREFIX in
+# the bucket (a signed HEAD with the gateway's keys) and no file under
+# REG_ROOT/blobs/, so a server that quietly kept its blobs on local disk fails.
+registry_blobs_stored() {
+    local desc=$1 d hex code bad=0 n=0 where="files under the root"
+    shift
+    [ -z "$REG_S3_PREFIX" ] || where="objects in the S3 bucket under $REG_S3_PREFIX"
+    for d in "$@"; do
+        n=$((n + 1))
+        hex=${d#sha256:}
+        if [ -n "$REG_S3_PREFIX" ]; then
+            # shellcheck disable=SC1090
+            code=$(. "$REGISTRY_S3_ENV" && run curl -sS -o /dev/null -w '%{http_code}' -I --noproxy '*' \
+                -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --aws-sigv4 "aws:amz:$S3_REGION:s3" \
+                --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+                "$S3_ENDPOINT/registry-tests/${REG_S3_PREFIX}blobs/sha256/$hex" 2>&1)
+            [ "$code" = 200 ] || { note "no object ${REG_S3_PREFIX}blobs/sha256/$hex (HEAD: $code)"; bad=1; }
+            [ ! -e "$REG_ROOT/blobs/sha256/${hex:0:2}/$hex" ] ||
+                { note "$d is a local file under $REG_ROOT/blobs"; bad=1; }
+        elif [ ! -f "$REG_ROOT/blobs/sha256/${hex:0:2}/$hex" ]; then
+            note "no file $REG_ROOT/blobs/sha256/${hex:0:2}/$hex"
+            bad=1
+        fi
+    done
+    if [ "$bad" -eq 0 ] && [ "$n" -gt 0 ]; then
+        pass "$desc ($n blobs, $where)"
+    else
+        fail "$desc"
+    fi
 }
 
 # registry_stop [PID]: SIGTERM the server and require exit status 0 (under
