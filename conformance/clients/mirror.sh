@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The pull-through cache as a transparent registry mirror (a proxy with an
-# empty prefix), with the two clients that use one. Debian's docker-registry
+# empty prefix), with the three clients that use one. Debian's docker-registry
 # (Distribution 2.8) on loopback holds library/app:v1 and an amd64+arm64 index
 # library/multi:v1, pushed with skopeo from locally built OCI layouts (random
 # content: no other registry has them). A private dockerd whose daemon.json
 # lists our registry in "registry-mirrors" pulls app:v1 (docker.io/library/
 # app:v1), app@DIGEST and multi:v1; a private containerd runs `ctr images pull
-# --hosts-dir` with a hosts.toml that sends docker.io to the mirror. Checked:
-# docker's image ID is the config digest and its repo digest the upstream's
-# manifest (or index) digest; ctr's image has that digest and every blob
-# hashes to its name; docker and ctr both fetched every blob from our
-# registry; the upstream's access log shows only our registry's user agent and
-# one GET per blob for both clients; an image the upstream lacks fails to
-# pull; with the upstream stopped, both pull again from the cache.
+# --hosts-dir` with a hosts.toml that sends docker.io to the mirror; podman,
+# with a registries.conf naming our registry as docker.io's [[registry.mirror]]
+# and docker.io itself unreachable, pulls docker.io/library/app:v1 and multi:v1,
+# then app:v1 again through a mirror location with a namespace (a second proxy
+# of the same upstream under the prefix mirror/docker.io). Checked:
+# docker's and podman's image ID is the config digest and the repo digest the
+# upstream's manifest (or index) digest; ctr's image has that digest and every
+# blob hashes to its name; podman's layers are the source diff_ids; all three
+# fetched every blob from our registry; the upstream's access log shows only
+# our registry's user agent and one GET per blob for all of them; an image the
+# upstream lacks fails to pull; with the upstream stopped, all three pull again
+# from the cache.
 # Usage: REGISTRY_BIN=build/registry conformance/clients/mirror.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -21,6 +26,7 @@ require_tool "$DOCKERD"
 require_tool unshare
 require_tool containerd
 require_tool ctr
+require_tool podman
 require_tool skopeo
 require_tool jq
 require_tool curl
@@ -54,7 +60,10 @@ check "skopeo copy --all oci:IDX:v1 -> the upstream's library/multi:v1" \
 # Everything the upstream logs from here on is the mirror's doing.
 DIST_MARK=$(wc -l <"$DIST_DIR/log")
 
-registry_start "[proxy.hub]\nurl = http://$DIST_ADDR\nprefix =\ntag_ttl = 5m" || finish
+# The same upstream twice: as the mirror (empty prefix) and under a prefix,
+# for podman's registries.conf mirror with a namespace.
+registry_start "[proxy.hub]\nurl = http://$DIST_ADDR\nprefix =\ntag_ttl = 5m
+[proxy.hubprefix]\nurl = http://$DIST_ADDR\nprefix = mirror/docker.io\ntag_ttl = 5m" || finish
 
 # reg_gets PATH: how many GETs of PATH our registry answered 200.
 reg_gets() { grep -c " GET $1 200 " "$REG_LOG"; }
@@ -167,6 +176,102 @@ fi
 # ctr_gets PATH: GETs of PATH our registry answered since docker was done.
 ctr_gets() { tail -n +"$((REG_DOCKER_MARK + 1))" "$REG_LOG" | grep -c " GET $1 200 "; }
 every_blob "containerd fetched the config and every layer from the mirror" 1 ctr_gets
+REG_CTR_MARK=$(wc -l <"$REG_LOG")
+
+# --- podman, with the registry as docker.io's mirror in registries.conf ------------------
+# A registries.conf of its own (CONTAINERS_REGISTRIES_CONF) lists the registry
+# as the mirror of docker.io. podman tries a mirror first and falls back to the
+# registry itself, so every podman command here has HTTP(S)_PROXY set to a
+# closed loopback port: Go never proxies a loopback address, so the mirror is
+# reached, and docker.io's registry-1.docker.io cannot be (no proxy, no DNS),
+# whatever network this host has. A pull that does not come from the mirror fails.
+NOWHERE=http://127.0.0.1:1
+pmm() {
+    CONTAINERS_REGISTRIES_CONF=$1 HTTPS_PROXY=$NOWHERE HTTP_PROXY=$NOWHERE NO_PROXY='' \
+        https_proxy=$NOWHERE http_proxy=$NOWHERE no_proxy='' run podman "${CT_STORAGE_OPTS[@]}" "${@:2}"
+}
+PM_CONF=$WORK/registries-mirror.conf
+cat >"$PM_CONF" <<CONF
+unqualified-search-registries = []
+
+[[registry]]
+location = "docker.io"
+
+[[registry.mirror]]
+location = "$REG_ADDR"
+insecure = true
+CONF
+# The prefix form: the mirror's location carries a namespace, so podman asks for
+# mirror/docker.io/library/app, the proxy under that prefix.
+PM_PREFIX_CONF=$WORK/registries-prefix.conf
+cat >"$PM_PREFIX_CONF" <<CONF
+unqualified-search-registries = []
+
+[[registry]]
+prefix = "docker.io"
+location = "docker.io"
+
+[[registry.mirror]]
+location = "$REG_ADDR/mirror/docker.io"
+insecure = true
+CONF
+SRC_DIFFS=$(jq -c .rootfs.diff_ids "$(oci_blob_path "$SRC" "$CFG")")
+# pm_pulled DESC CONF REF ID: podman pull REF with registries.conf CONF, at debug
+# level into $WORK/pm-pull.out; pass when it succeeds with image ID ID and
+# tried no source but a mirror (no "Trying to access \"docker.io/...").
+pm_pulled() {
+    if ! pmm "$2" --log-level=debug pull -q "$3" >"$WORK/pm-pull.out" 2>&1; then
+        fail "$1"
+        grep -E 'Trying to access|level=(error|warning)|^Error' "$WORK/pm-pull.out" | tail -n 8 | sed 's/^/      | /'
+        return 1
+    fi
+    if grep -q 'Trying to access \\"docker.io/' "$WORK/pm-pull.out"; then
+        fail "$1: podman fell back to docker.io"
+    elif [ "sha256:$(pmm "$2" image inspect --format '{{.Id}}' "$3" 2>/dev/null)" != "$4" ]; then
+        fail "$1: image ID sha256:$(pmm "$2" image inspect --format '{{.Id}}' "$3" 2>/dev/null), want $4"
+    else
+        pass "$1"
+        return 0
+    fi
+    return 1
+}
+if pm_pulled "podman pull docker.io/library/app:v1 (registries.conf mirror, image ID the config digest)" \
+    "$PM_CONF" "$IMG" "$CFG"; then
+    expect_eq "podman's repo digest is the upstream's manifest digest" \
+        "$(pmm "$PM_CONF" image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' "$IMG" 2>/dev/null | xargs)" \
+        "docker.io/library/app@$DIGEST"
+    expect_eq "podman's layers unpack to the source diff_ids" \
+        "$(pmm "$PM_CONF" image inspect --format '{{json .RootFS.Layers}}' "$IMG" 2>/dev/null | jq -c .)" \
+        "$SRC_DIFFS"
+fi
+# pm_gets PATH: GETs of PATH our registry answered since containerd was done.
+pm_gets() { tail -n +"$((REG_CTR_MARK + 1))" "$REG_LOG" | grep -c " GET $1 200 "; }
+expect_eq "podman fetched library/app:v1's manifest from the mirror" \
+    "$(pm_gets /v2/library/app/manifests/v1)" 1
+every_blob "podman fetched the config and every layer from the mirror" 1 pm_gets
+if [ -n "$ARCH_MAN" ] && pm_pulled "podman pull docker.io/library/multi:v1 (the index; image ID the $ARCH config)" \
+    "$PM_CONF" docker.io/library/multi:v1 "$(head -n1 <<<"$ARCH_BLOBS")"; then
+    expect_eq "podman's repo digests name the index and the $ARCH manifest" \
+        "$(pmm "$PM_CONF" image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' docker.io/library/multi:v1 2>/dev/null |
+            xargs -n1 | sort | xargs)" \
+        "$(printf 'docker.io/library/multi@%s\n' "$IDX_DIGEST" "$ARCH_MAN" | sort | xargs)"
+fi
+# Our 404 is the mirror failing: podman then tries docker.io, which it cannot reach.
+if pmm "$PM_CONF" --log-level=debug pull -q docker.io/library/nosuch:v1 >"$WORK/pm-nosuch.out" 2>&1; then
+    fail "podman pull of an image the upstream lacks succeeded"
+elif grep -q 'Mirrors also failed: \[[^]]*nosuch:v1: reading manifest v1 in [^]]*manifest unknown' "$WORK/pm-nosuch.out" &&
+    grep -q 'registry-1\.docker\.io.*127\.0\.0\.1:1: ' "$WORK/pm-nosuch.out"; then
+    pass "podman pull of an image the upstream lacks fails: mirror 'manifest unknown', docker.io unreachable"
+else
+    fail "podman pull of an image the upstream lacks failed, but not with the mirror's 404 and no docker.io"
+    grep -E 'Error|Mirrors' "$WORK/pm-nosuch.out" | tail -n 4 | sed 's/^/      | /'
+fi
+check "podman rmi app:v1" pmm "$PM_CONF" rmi "$IMG"
+mark=$(wc -l <"$REG_LOG")
+pm_pulled "podman pull docker.io/library/app:v1 (registries.conf mirror location with the prefix mirror/docker.io)" \
+    "$PM_PREFIX_CONF" "$IMG" "$CFG"
+n=$(tail -n +"$((mark + 1))" "$REG_LOG" | grep -cE " GET /v2/mirror/docker.io/library/app/(manifests/v1|blobs/sha256:[0-9a-f]{64}) 200 ")
+expect_eq "podman fetched the manifest and 4 blobs under mirror/docker.io/ (GETs in our log)" "$n" 5
 
 # --- what the upstream saw ---------------------------------------------------------------
 others=$(tail -n +"$((DIST_MARK + 1))" "$DIST_DIR/log" | grep '"[A-Z]* /v2/' | grep -vc '"registry-proxy/1')
@@ -178,11 +283,11 @@ else
     fail "the upstream never logged GET /v2/library/app/manifests/v1"
 fi
 for d in $BLOBS; do
-    expect_eq "the upstream was asked for app's blob ${d:7:12} once for docker and ctr" \
+    expect_eq "the upstream was asked for app's blob ${d:7:12} once for docker, ctr and podman" \
         "$(dist_gets "/v2/library/app/blobs/$d")" 1
 done
 for d in $ARCH_BLOBS; do
-    expect_eq "the upstream was asked for multi's blob ${d:7:12} once for docker and ctr" \
+    expect_eq "the upstream was asked for multi's blob ${d:7:12} once for docker, ctr and podman" \
         "$(dist_gets "/v2/library/multi/blobs/$d")" 1
 done
 
@@ -199,6 +304,10 @@ if check "with the upstream stopped, ctr images pull --hosts-dir $IMG (new names
     # shellcheck disable=SC2086
     ctr_blobs_ok "its blobs hash to their digests" cached $DIGEST $BLOBS
 fi
+
+check "podman rmi app:v1" pmm "$PM_CONF" rmi "$IMG"
+pm_pulled "with the upstream stopped, podman pull docker.io/library/app:v1 (registries.conf mirror)" \
+    "$PM_CONF" "$IMG" "$CFG"
 
 ctrd_stop
 dockerd_stop
