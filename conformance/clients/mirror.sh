@@ -179,16 +179,20 @@ every_blob "containerd fetched the config and every layer from the mirror" 1 ctr
 REG_CTR_MARK=$(wc -l <"$REG_LOG")
 
 # --- podman, with the registry as docker.io's mirror in registries.conf ------------------
-# A registries.conf of its own (CONTAINERS_REGISTRIES_CONF) lists the registry
-# as the mirror of docker.io. podman tries a mirror first and falls back to the
-# registry itself, so every podman command here has HTTP(S)_PROXY set to a
-# closed loopback port: Go never proxies a loopback address, so the mirror is
-# reached, and docker.io's registry-1.docker.io cannot be (no proxy, no DNS),
-# whatever network this host has. A pull that does not come from the mirror fails.
+# The per-user registries.conf in containers_env's temp HOME lists the registry
+# as the mirror of docker.io (that file, unlike CONTAINERS_REGISTRIES_CONF,
+# keeps the system's registries.conf.d drop-ins out). podman tries a mirror
+# first and falls back to the registry itself, so every podman command here has
+# HTTP(S)_PROXY set to a closed loopback port: Go never proxies a loopback
+# address, so the mirror is reached, and docker.io's registry-1.docker.io
+# cannot be (no proxy, no DNS), whatever network this host has. A pull that
+# does not come from the mirror fails.
 NOWHERE=http://127.0.0.1:1
+# pmm CONF ARGS...: podman ARGS with CONF as the per-user registries.conf.
 pmm() {
-    CONTAINERS_REGISTRIES_CONF=$1 HTTPS_PROXY=$NOWHERE HTTP_PROXY=$NOWHERE NO_PROXY='' \
-        https_proxy=$NOWHERE http_proxy=$NOWHERE no_proxy='' run podman "${CT_STORAGE_OPTS[@]}" "${@:2}"
+    cp "$1" "$HOME/.config/containers/registries.conf" || return 1
+    HTTPS_PROXY=$NOWHERE HTTP_PROXY=$NOWHERE NO_PROXY='' https_proxy=$NOWHERE http_proxy=$NOWHERE \
+        no_proxy='' run podman "${CT_STORAGE_OPTS[@]}" "${@:2}"
 }
 PM_CONF=$WORK/registries-mirror.conf
 cat >"$PM_CONF" <<CONF
