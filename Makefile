@@ -170,7 +170,7 @@ check: $(BUILD)/registry $(UNIT_BINS) $(BUILD)/blackbox $(BUILD)/conformance fuz
 # The server under test is the sanitized one; the test programs need not be.
 # container.sh builds the image from the sources whatever the server binary is,
 # so it runs in `make check` only; so do the S3 conformance and client runs
-# (about 80 s; the S3 black-box tests run in both passes).
+# (about 2 min; the S3 black-box tests run in both passes).
 check-asan: $(BUILD)/asan/registry $(UNIT_BINS_ASAN) $(BUILD)/blackbox $(BUILD)/conformance
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	REGISTRY_BIN=$(BUILD)/asan/registry ./scripts/with-ceph.sh ./tests/run.sh $(TEST_JOBS) $(UNIT_BINS_ASAN) $(BUILD)/blackbox
