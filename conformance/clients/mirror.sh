@@ -10,7 +10,8 @@
 # with a registries.conf naming our registry as docker.io's [[registry.mirror]]
 # and docker.io itself unreachable, pulls docker.io/library/app:v1 and multi:v1,
 # then app:v1 again through a mirror location with a namespace (a second proxy
-# of the same upstream under the prefix mirror/docker.io). Checked:
+# of the same upstream under the prefix mirror/docker.io) and docker.io
+# blocked. Checked:
 # docker's and podman's image ID is the config digest and the repo digest the
 # upstream's manifest (or index) digest; ctr's image has that digest and every
 # blob hashes to its name; podman's layers are the source diff_ids; all three
@@ -206,7 +207,8 @@ location = "$REG_ADDR"
 insecure = true
 CONF
 # The prefix form: the mirror's location carries a namespace, so podman asks for
-# mirror/docker.io/library/app, the proxy under that prefix.
+# mirror/docker.io/library/app, the proxy under that prefix. Here docker.io is
+# also blocked: podman 4 then still uses its mirrors, and never docker.io.
 PM_PREFIX_CONF=$WORK/registries-prefix.conf
 cat >"$PM_PREFIX_CONF" <<CONF
 unqualified-search-registries = []
@@ -214,6 +216,7 @@ unqualified-search-registries = []
 [[registry]]
 prefix = "docker.io"
 location = "docker.io"
+blocked = true
 
 [[registry.mirror]]
 location = "$REG_ADDR/mirror/docker.io"
@@ -272,7 +275,7 @@ else
 fi
 check "podman rmi app:v1" pmm "$PM_CONF" rmi "$IMG"
 mark=$(wc -l <"$REG_LOG")
-pm_pulled "podman pull docker.io/library/app:v1 (registries.conf mirror location with the prefix mirror/docker.io)" \
+pm_pulled "podman pull docker.io/library/app:v1 (mirror location with the prefix mirror/docker.io, docker.io blocked)" \
     "$PM_PREFIX_CONF" "$IMG" "$CFG"
 n=$(tail -n +"$((mark + 1))" "$REG_LOG" | grep -cE " GET /v2/mirror/docker.io/library/app/(manifests/v1|blobs/sha256:[0-9a-f]{64}) 200 ")
 expect_eq "podman fetched the manifest and 4 blobs under mirror/docker.io/ (GETs in our log)" "$n" 5
