@@ -102,14 +102,19 @@ else
     grep " /v2/" "$REG_LOG" | tail -n 10 | sed 's/^/      | /'
 fi
 every_blob "docker fetched the config and every layer from the mirror" 1 reg_gets
-# By digest, with the image gone: the manifest comes from the mirror again.
+# By digest, with the image gone: the config and layers come from the mirror
+# again. The manifest may not: dockerd 20.10 keeps the manifests it pulled in
+# its containerd content store until that store's garbage collection runs, so
+# whether it asks again for app@DIGEST's manifest is a matter of timing (it
+# fetched it by digest above, after resolving the tag).
 check "docker rmi app:v1" dk rmi app:v1
 mark=$(wc -l <"$REG_LOG")
+# dk_gets PATH: GETs of PATH our registry answered since the rmi.
+dk_gets() { tail -n +"$((mark + 1))" "$REG_LOG" | grep -c " GET $1 200 "; }
 if check "docker pull app@DIGEST" dk pull "app@$DIGEST"; then
     expect_eq "its image ID is the config digest" \
         "$(dk image inspect --format '{{.Id}}' "app@$DIGEST" 2>/dev/null)" "$CFG"
-    expect_eq "docker fetched the manifest by digest from the mirror" \
-        "$(tail -n +"$((mark + 1))" "$REG_LOG" | grep -c " GET /v2/library/app/manifests/$DIGEST 200 ")" 1
+    every_blob "docker fetched the config and every layer again from the mirror" 1 dk_gets
 fi
 if [ -z "$ARCH_MAN" ]; then
     skip "no $ARCH image in the test index: docker pull multi:v1 not run"
