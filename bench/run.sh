@@ -17,7 +17,6 @@
 #   DISTRIBUTION_BIN   Distribution (default /usr/bin/docker-registry)
 #   TMPDIR             where the temporary roots go (needs about 11x BENCH_SIZE_MB MiB,
 #                      plus 3x the image, free)
-# shellcheck disable=SC2317  # stop_pid and cleanup are reached from traps
 set -u
 export LC_ALL=C
 
@@ -35,40 +34,16 @@ LAYERS=8         # layers of the pulled image
 ours_bin=${REGISTRY_BIN:-$top/build/registry}
 dist_bin=${DISTRIBUTION_BIN:-/usr/bin/docker-registry}
 
-die() { echo "bench: $*" >&2; exit 1; }
+prog=bench
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-for v in SIZE_MB REPS SMALL_N CONC LIMIT; do
-    case ${!v} in
-    '' | *[!0-9]* | 0*) die "$v must be a positive integer (got '${!v}')" ;;
-    esac
-done
-[ "$SIZE_MB" -le 65536 ] || die "BENCH_SIZE_MB too large"
-[ "$REPS" -le 15 ] || die "BENCH_REPS at most 15"
+check_args SIZE_MB REPS SMALL_N CONC LIMIT
 [ "$SMALL_N" -le 100000 ] || die "BENCH_SMALL_COUNT at most 100000"
-
-# The whole run is bounded: re-run this script under timeout(1). SIGTERM
-# from it goes through the trap below, which stops the servers.
-if [ -z "${BENCH_UNDER_TIMEOUT:-}" ] && command -v timeout >/dev/null; then
-    BENCH_UNDER_TIMEOUT=1 exec timeout --foreground -k 60 "$LIMIT" bash "$0" "$@"
-fi
-
-for tool in curl python3 sha256sum awk getconf; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+under_timeout "$@"
+need_tools curl python3 sha256sum awk getconf
 [ -x "$ours_bin" ] || die "$ours_bin not found (run make first)"
-
-# Distribution: Debian's package. Install it if missing (as root).
-if [ ! -x "$dist_bin" ]; then
-    [ "$(id -u)" -eq 0 ] || die "$dist_bin missing; run: sudo apt-get install docker-registry"
-    echo "bench: installing docker-registry"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends docker-registry >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; } ||
-        die "could not install docker-registry"
-    [ -x "$dist_bin" ] || die "$dist_bin still missing after install"
-    # The package may start its own service on :5000. It does not conflict
-    # with the free ports used here, so it is left alone.
-fi
+install_distribution
 
 CH_MB=$((SIZE_MB / 4))
 [ "$CH_MB" -ge 1 ] || CH_MB=1
@@ -77,71 +52,25 @@ while [ $((CHUNK_MB * 4)) -gt "$CH_MB" ] && [ "$CHUNK_MB" -gt 1 ]; do CHUNK_MB=$
 BIG_BYTES=$((SIZE_MB * 1048576))
 CH_BYTES=$((CH_MB * 1048576))
 MAXT=$((60 + SIZE_MB))  # curl --max-time for one big transfer (>= 1 MB/s)
-LAYER_MB=$((SIZE_MB / LAYERS))
-[ "$LAYER_MB" -le 25 ] || LAYER_MB=25
-[ "$LAYER_MB" -ge 1 ] || LAYER_MB=1
-IMG_MB=$((LAYERS * LAYER_MB))
+image_sizes
 PULL_MAXT=$((120 + PULL_CLIENTS * IMG_MB / 10))  # the whole pull (>= 10 MB/s in all)
-CLK_TCK=$(getconf CLK_TCK)
-case $CLK_TCK in '' | *[!0-9]* | 0) die "getconf CLK_TCK: '$CLK_TCK'" ;; esac
+clk_tck
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/regbench.XXXXXX") || die "mktemp failed"
 ours_pid=
 dist_pid=
 child=
 
-stop_pid() { # PID: SIGTERM, then SIGKILL after 15 s; only this PID
-    local p=$1 i
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
-    for i in $(seq 1 150); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    return 0
-}
-cleanup() {
-    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
-    stop_pid "$ours_pid"
-    stop_pid "$dist_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT
-trap 'echo "bench: terminated (BENCH_TIMEOUT=${LIMIT}s reached?)" >&2; exit 143' TERM
-
-# Run a command in the background and wait for it, so that a signal reaches
-# the trap at once; optional stdin file as first argument when it is "-i FILE".
-run() {
-    local rc
-    if [ "$1" = -i ]; then
-        local in=$2
-        shift 2
-        "$@" <"$in" &
-    else
-        "$@" </dev/null &
-    fi
-    child=$!
-    wait "$child"
-    rc=$?
-    child=
-    return $rc
-}
+cleanup_pids="ours_pid dist_pid"
+set_traps
 
 now_ns() { date +%s%N; }
 
 # Disk: sources (3 big + 3 chunked + small + image) and two servers holding a copy.
 need_mb=$(((REPS * (SIZE_MB + CH_MB) + IMG_MB) * 3 + 200))
-avail_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-[ "$avail_mb" -ge "$need_mb" ] || die "need ${need_mb} MiB free in $(dirname "$work"), have ${avail_mb}"
+need_space "$need_mb"
 
 # ---------------------------------------------------------------- servers
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 mkdir -p "$work/ours" "$work/dist" "$work/src" "$work/tmp"
 cat >"$work/ours/registry.conf" <<EOC
 [storage]
@@ -149,9 +78,7 @@ delete = true
 [log]
 level = warn
 EOC
-"$ours_bin" serve --config "$work/ours/registry.conf" --listen 127.0.0.1:0 \
-    --root "$work/ours/root" --ready-file "$work/ours/ready" >"$work/ours/log" 2>&1 &
-ours_pid=$!
+spawn_ours
 
 dist_port=$(free_port) || die "no free port"
 cat >"$work/dist/config.yml" <<EOC
@@ -174,33 +101,9 @@ EOC
 "$dist_bin" serve "$work/dist/config.yml" >"$work/dist/log" 2>&1 &
 dist_pid=$!
 
-ours_base=
-dist_base=http://127.0.0.1:$dist_port
-for _ in $(seq 1 100); do
-    [ -z "$ours_base" ] && [ -s "$work/ours/ready" ] && ours_base=http://$(cat "$work/ours/ready")
-    if [ -n "$ours_base" ] && curl -fs -o /dev/null --max-time 2 "$dist_base/v2/"; then
-        break
-    fi
-    sleep 0.1
-done
-if ! kill -0 "$ours_pid" 2>/dev/null || [ -z "$ours_base" ]; then
-    tail -5 "$work/ours/log" >&2
-    die "our registry did not start"
-fi
-curl -fs -o /dev/null --max-time 2 "$ours_base/v2/" || die "our registry does not answer /v2/"
-if ! kill -0 "$dist_pid" 2>/dev/null || ! curl -fs -o /dev/null --max-time 2 "$dist_base/v2/"; then
-    tail -5 "$work/dist/log" >&2
-    die "docker-registry did not start on 127.0.0.1:$dist_port"
-fi
-
-ours_ver=$("$ours_bin" version 2>/dev/null | head -1)
-dist_ver=$("$dist_bin" --version 2>/dev/null | awk '{ print $NF }')
+wait_servers
+versions
 echo "bench: ours: $ours_ver (pid $ours_pid, ${ours_base#http://}); distribution $dist_ver (pid $dist_pid, 127.0.0.1:$dist_port)"
-
-SERVERS="ours dist"
-base_of() { if [ "$1" = ours ]; then echo "$ours_base"; else echo "$dist_base"; fi; }
-pid_of() { if [ "$1" = ours ]; then echo "$ours_pid"; else echo "$dist_pid"; fi; }
-name_of() { if [ "$1" = ours ]; then echo "ours"; else echo "distribution"; fi; }
 
 # ---------------------------------------------------------------- results
 declare -A RUNS  # "metric srv" -> space-separated values (or FAIL)
@@ -208,32 +111,9 @@ declare -A DEAD  # srv -> 1 once the server is gone
 NOTES=()
 failures=0
 
-record() { RUNS["$1 $2"]="${RUNS["$1 $2"]:-}${RUNS["$1 $2"]:+ }$3"; }
-fail() { # METRIC SRV MESSAGE
-    record "$1" "$2" FAIL
-    failures=$((failures + 1))
-    NOTES+=("$(name_of "$2"): $1: $3")
-    echo "bench: FAIL $(name_of "$2") $1: $3" >&2
-}
-alive() { # SRV METRIC: false (and recorded) if the server has exited
-    local s=$1
-    [ -n "${DEAD[$s]:-}" ] && { record "$2" "$s" FAIL; return 1; }
-    if ! kill -0 "$(pid_of "$s")" 2>/dev/null; then
-        DEAD[$s]=1
-        fail "$2" "$s" "server process exited; last log lines: $(tail -3 "$work/$s/log" | tr '\n' ' ')"
-        return 1
-    fi
-}
-cpu_ticks() { # PID -> utime + stime of the whole process (all threads), in clock ticks
-    # Fields after "PID (comm) ": utime and stime are the 12th and 13th.
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
-}
 rss_mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
-quiesce() { sync; sleep 0.5; }   # flush dirty pages outside the timed window
-
-# Each server sees the same request sequence; the order alternates per run.
-order() { if [ $(($1 % 2)) -eq 1 ]; then echo ours dist; else echo dist ours; fi; }
+# Each server sees the same request sequence; the order alternates per run
+# (order in lib.sh).
 
 # ---------------------------------------------------------------- data
 echo "bench: generating test data (${REPS}x ${SIZE_MB} MiB, ${REPS}x ${CH_MB} MiB, ${REPS}x2x ${SMALL_N} x 4 KiB, ${LAYERS} x ${LAYER_MB} MiB layers)"
@@ -276,18 +156,6 @@ for i in $(seq 1 3); do
     done
     sleep 1
 done
-
-with_digest() { case $1 in *\?*) echo "$1&digest=$2" ;; *) echo "$1?digest=$2" ;; esac; }
-absolute() { case $1 in http://* | https://*) echo "$1" ;; *) echo "$2$1" ;; esac; }
-
-# curl upload of FILE streamed from stdin (-T FILE would append the file
-# name to a URL ending in '/'), with a Content-Length, no Expect, no chunking.
-upload() { # METHOD URL FILE -> "code time" in $work/tmp/up
-    run -i "$3" curl -sS -o "$work/tmp/body" -w '%{http_code} %{time_total}\n' \
-        --max-time "$MAXT" -X "$1" -T - \
-        -H 'Content-Type: application/octet-stream' -H 'Expect:' \
-        -H 'Transfer-Encoding:' -H "Content-Length: $(stat -c %s "$3")" "$2" >"$work/tmp/up"
-}
 
 big_push() { # SRV REP
     local s=$1 r=$2 base code t t1 loc url
@@ -515,15 +383,6 @@ for s in $SERVERS; do
 done
 
 # ---------------------------------------------------------------- report
-median() { # "v1 v2 ..." -> median of the numeric ones, FAIL if none
-    echo "$1" | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -n |
-        awk '{ v[++n] = $1 } END { if (!n) print "FAIL"; else if (n % 2) print v[(n + 1) / 2]
-                                    else print (v[n / 2] + v[n / 2 + 1]) / 2 }'
-}
-fmt() { # VALUE DECIMALS
-    case $1 in FAIL | n/a) echo "$1" ;; *) calc "$1" "$2" ;; esac
-}
-
 METRICS="push_big get_big get_big_cpu chunked pull pull_cpu small_post small_postput small_head rss_idle rss_after rss_peak"
 label() {
     case $1 in
@@ -554,7 +413,7 @@ better() {
 {
     echo "# Registry benchmark: ours vs Distribution"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); loopback."
+    host_line
     echo "ours: $ours_ver; distribution: docker-registry $dist_ver (Debian)."
     echo "BENCH_SIZE_MB=$SIZE_MB, median of $REPS runs, small blobs over $CONC connections; workload took $((t_end - t_start)) s."
     echo "MB/s = 10^6 bytes per second. CPU-s = the server process's user + system time (/proc/PID/stat, 1/${CLK_TCK} s ticks). Ratio = ours / distribution."
@@ -562,15 +421,7 @@ better() {
     echo "| metric | ours | distribution | ratio | better |"
     echo "|---|---:|---:|---:|---|"
     for m in $METRICS; do
-        o=$(fmt "$(median "${RUNS["$m ours"]:-}")" "$(decimals "$m")")
-        if [ "$m" = small_post ]; then
-            d=n/a
-        else
-            d=$(fmt "$(median "${RUNS["$m dist"]:-}")" "$(decimals "$m")")
-        fi
-        ratio=n/a
-        case "$o $d" in *FAIL* | *n/a*) ;; *) awk "BEGIN { exit !($d > 0) }" && ratio=$(calc "$o / $d" 2) ;; esac
-        echo "| $(label "$m") | $o | $d | $ratio | $(better "$m") |"
+        if [ "$m" = small_post ]; then metric_row "$m" n/a; else metric_row "$m"; fi
     done
     echo
     echo "Distribution 2.8 answers a monolithic POST with 202 and stores nothing, so it"
@@ -581,30 +432,8 @@ better() {
     for m in $METRICS; do
         echo "- $m: ours ${RUNS["$m ours"]:-none}; distribution ${RUNS["$m dist"]:-n/a}"
     done
-    if [ ${#NOTES[@]} -gt 0 ]; then
-        echo
-        echo "## Problems seen"
-        echo
-        for n in "${NOTES[@]}"; do echo "- $n"; done
-    fi
-    for s in $SERVERS; do
-        lines=$(wc -l <"$work/$s/log")
-        if [ "$lines" -gt 0 ]; then
-            echo
-            echo "## $(name_of "$s") log ($lines lines at warn level or above; last 5)"
-            echo
-            echo '```'
-            tail -5 "$work/$s/log" | cut -c1-300
-            echo '```'
-        fi
-    done
+    problems
+    server_logs
 } >"$work/report.md"
 
-mkdir -p "$here/results"
-cp "$work/report.md" "$here/results/latest.md"
-echo
-cat "$work/report.md"
-echo
-echo "bench: written to bench/results/latest.md"
-[ "$failures" -eq 0 ] || { echo "bench: some measurements failed (see Problems seen)" >&2; exit 1; }
-exit 0
+finish latest.md
