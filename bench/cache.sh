@@ -26,7 +26,6 @@
 #   REGISTRY_BIN         our server (default build/registry)
 #   DISTRIBUTION_BIN     Distribution (default /usr/bin/docker-registry)
 #   TMPDIR               where data and roots go (needs about 3x the image free)
-# shellcheck disable=SC2317  # stop_pid and cleanup are reached from traps
 set -u
 export LC_ALL=C
 
@@ -44,33 +43,18 @@ MIRROR=mirror           # our proxy's prefix
 ours_bin=${REGISTRY_BIN:-$top/build/registry}
 dist_bin=${DISTRIBUTION_BIN:-/usr/bin/docker-registry}
 
-die() { echo "bench-cache: $*" >&2; exit 1; }
+prog=bench-cache
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-for v in SIZE_MB REPS CLIENTS LIMIT; do
-    case ${!v} in
-    '' | *[!0-9]* | 0*) die "$v must be a positive integer (got '${!v}')" ;;
-    esac
-done
-[ "$SIZE_MB" -le 65536 ] || die "BENCH_SIZE_MB too large"
-[ "$REPS" -le 15 ] || die "BENCH_REPS at most 15"
+check_args SIZE_MB REPS CLIENTS LIMIT
 [ "$CLIENTS" -le 64 ] || die "BENCH_CACHE_CLIENTS at most 64"
-
-# The whole run is bounded: re-run this script under timeout(1). SIGTERM
-# from it goes through the trap below, which stops the servers.
-if [ -z "${BENCH_UNDER_TIMEOUT:-}" ] && command -v timeout >/dev/null; then
-    BENCH_UNDER_TIMEOUT=1 exec timeout --foreground -k 60 "$LIMIT" bash "$0" "$@"
-fi
-
-for tool in curl python3 awk; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+under_timeout "$@"
+need_tools curl python3 awk
 [ -x "$ours_bin" ] || die "$ours_bin not found (run make first)"
 [ -x "$dist_bin" ] || die "$dist_bin missing; run: sudo apt-get install docker-registry (make bench does)"
 
-LAYER_MB=$((SIZE_MB / LAYERS))
-[ "$LAYER_MB" -le 25 ] || LAYER_MB=25
-[ "$LAYER_MB" -ge 1 ] || LAYER_MB=1
-IMG_MB=$((LAYERS * LAYER_MB))
+image_sizes
 PULL_MAXT=$((120 + CLIENTS * IMG_MB / 10))  # one pull (>= 10 MB/s in all)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/regbench-cache.XXXXXX") || die "mktemp failed"
@@ -78,49 +62,14 @@ up_pid=
 cache_pid=
 child=
 
-stop_pid() { # PID: SIGTERM, then SIGKILL after 15 s; only this PID
-    local p=$1 i
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
-    for i in $(seq 1 150); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    return 0
-}
-cleanup() {
-    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
-    stop_pid "$cache_pid"
-    stop_pid "$up_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "bench-cache: interrupted" >&2; exit 130' INT
-trap 'echo "bench-cache: terminated (BENCH_TIMEOUT=${LIMIT}s reached?)" >&2; exit 143' TERM
-
-# Run a command in the background and wait for it, so that a signal reaches
-# the trap at once.
-run() {
-    local rc
-    "$@" </dev/null &
-    child=$!
-    wait "$child"
-    rc=$?
-    child=
-    return $rc
-}
+cleanup_pids="cache_pid up_pid"
+set_traps
 
 # Disk: the layers, the upstream's copy, one cache's copy, and room.
 need_mb=$((IMG_MB * 3 + 200))
-avail_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-[ "$avail_mb" -ge "$need_mb" ] || die "need ${need_mb} MiB free in $(dirname "$work"), have ${avail_mb}"
+need_space "$need_mb"
 
 # ---------------------------------------------------------------- servers
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 # Servers get a clean environment: both read REGISTRY_* as configuration.
 clean_env=(env -i PATH="$PATH" HOME="${HOME:-/}" TMPDIR="$work/tmp")
 mkdir -p "$work/src" "$work/tmp"
@@ -220,8 +169,7 @@ dist_start "$work/up" info || die "docker-registry (the upstream) did not start"
 up_pid=$DIST_PID
 UP_ADDR=$DIST_ADDR
 
-ours_ver=$("$ours_bin" version 2>/dev/null | head -1)
-dist_ver=$("$dist_bin" --version 2>/dev/null | awk '{ print $NF }')
+versions
 echo "bench-cache: ours $ours_ver; upstream and second cache: distribution $dist_ver (upstream pid $up_pid, $UP_ADDR)"
 
 # ---------------------------------------------------------------- the image
@@ -241,11 +189,7 @@ declare -A RUNS  # "metric row" -> space-separated values (or FAIL)
 NOTES=()
 failures=0
 
-record() { RUNS["$1 $2"]="${RUNS["$1 $2"]:-}${RUNS["$1 $2"]:+ }$3"; }
 problem() { failures=$((failures + 1)); NOTES+=("$1"); echo "bench-cache: FAIL $1" >&2; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
-quiesce() { sync; sleep 0.5; }  # flush dirty pages outside the timed window
-order() { if [ $(($1 % 2)) -eq 1 ]; then echo ours dist; else echo dist ours; fi; }
 
 # Wait until the upstream's log has not grown for a second (at most 60 s):
 # a cache may still be storing what it fetched after its client is done.
@@ -346,12 +290,6 @@ done
 t_end=$(date +%s)
 
 # ---------------------------------------------------------------- report
-median() { # "v1 v2 ..." -> median of the numeric ones, FAIL if none
-    echo "$1" | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -n |
-        awk '{ v[++n] = $1 } END { if (!n) print "FAIL"; else if (n % 2) print v[(n + 1) / 2]
-                                    else print (v[n / 2] + v[n / 2 + 1]) / 2 }'
-}
-fmt() { case $1 in FAIL | n/a) echo "$1" ;; *) calc "$1" "$2" ;; esac; }
 med() { median "${RUNS["$1 $2"]:-}"; }
 
 ROWS="direct ours.cold ours.warm dist.cold dist.warm directN ours.coldN dist.coldN"
@@ -372,7 +310,7 @@ base_row() { case $1 in *N) echo directN ;; *) echo direct ;; esac; }
 {
     echo "# Pull-through cache benchmark"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); loopback."
+    host_line
     echo "ours: $ours_ver; upstream and the second cache: docker-registry $dist_ver (Debian), filesystem storage."
     echo "Image: ${LAYERS} random layers of ${LAYER_MB} MiB, a config and an OCI manifest (${IMG_MB} MiB, ${NBLOBS} blobs); median of $REPS runs; workload took $((t_end - t_start)) s."
     echo "Every cache starts empty for each first pull; the second pull follows the first on the same cache."
@@ -397,12 +335,7 @@ base_row() { case $1 in *N) echo directN ;; *) echo direct ;; esac; }
         echo "- $row: seconds ${RUNS["s $row"]:-none}; MB/s ${RUNS["mbs $row"]:-none};" \
             "upstream blob GETs ${RUNS["gets $row"]:-none}, blob HEADs ${RUNS["heads $row"]:-none}, manifest requests ${RUNS["man $row"]:-none}"
     done
-    if [ ${#NOTES[@]} -gt 0 ]; then
-        echo
-        echo "## Problems seen"
-        echo
-        for n in "${NOTES[@]}"; do echo "- $n"; done
-    fi
+    problems
     # Distribution warns at every start in proxy mode that it cannot delete
     # repositories; that line is left out.
     for f in "$work"/ours.*/log "$work"/dist.*/log; do
@@ -417,11 +350,4 @@ base_row() { case $1 in *N) echo directN ;; *) echo direct ;; esac; }
     done
 } >"$work/report.md"
 
-mkdir -p "$here/results"
-cp "$work/report.md" "$here/results/cache.md"
-echo
-cat "$work/report.md"
-echo
-echo "bench-cache: written to bench/results/cache.md"
-[ "$failures" -eq 0 ] || { echo "bench-cache: some measurements failed (see Problems seen)" >&2; exit 1; }
-exit 0
+finish cache.md
