@@ -25,7 +25,6 @@
 #   TMPDIR             where the data and our root go (about BENCH_REPS x
 #                      (BENCH_SIZE_MB + the image) free); Ceph's files go to
 #                      /tmp (about 3x that)
-# shellcheck disable=SC2317  # stop_pid and cleanup are reached from traps
 set -u
 export LC_ALL=C
 
@@ -40,24 +39,17 @@ LAYERS=8  # layers of the pushed and pulled image
 ours_bin=${REGISTRY_BIN:-$top/build/registry}
 dist_bin=${DISTRIBUTION_BIN:-/usr/bin/docker-registry}
 
-die() { echo "bench-s3: $*" >&2; exit 1; }
+prog=bench-s3
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-for v in SIZE_MB REPS LIMIT; do
-    case ${!v} in
-    '' | *[!0-9]* | 0*) die "$v must be a positive integer (got '${!v}')" ;;
-    esac
-done
-[ "$SIZE_MB" -le 65536 ] || die "BENCH_SIZE_MB too large"
-[ "$REPS" -le 15 ] || die "BENCH_REPS at most 15"
+check_args SIZE_MB REPS LIMIT
 if [ -n "$PART_MB" ]; then
     case $PART_MB in '' | *[!0-9]* | 0*) die "BENCH_S3_PART_MB must be a positive integer" ;; esac
     if [ "$PART_MB" -lt 5 ] || [ "$PART_MB" -gt 1024 ]; then die "BENCH_S3_PART_MB: 5..1024"; fi
 fi
 
-LAYER_MB=$((SIZE_MB / LAYERS))
-[ "$LAYER_MB" -le 25 ] || LAYER_MB=25
-[ "$LAYER_MB" -ge 1 ] || LAYER_MB=1
-IMG_MB=$((LAYERS * LAYER_MB))
+image_sizes
 BIG_BYTES=$((SIZE_MB * 1048576))
 # Local data: the sources, plus our root (the index and at most two parts
 # per upload session).
@@ -106,76 +98,23 @@ if [ ! -f "$rgw_log" ] || [ ! -S "$rgw_asok" ]; then
     die "no radosgw log or admin socket under $ceph_dir"
 fi
 [ -x "$ours_bin" ] || die "$ours_bin not found (run make first)"
-
-# Distribution: Debian's package. Install it if missing (as root).
-if [ ! -x "$dist_bin" ]; then
-    [ "$(id -u)" -eq 0 ] || die "$dist_bin missing; run: sudo apt-get install docker-registry"
-    echo "bench-s3: installing docker-registry"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends docker-registry >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; } ||
-        die "could not install docker-registry"
-    [ -x "$dist_bin" ] || die "$dist_bin still missing after install"
-fi
+install_distribution
 
 MAXT=$((60 + SIZE_MB))          # curl --max-time for one big transfer (>= 1 MB/s)
 IMG_MAXT=$((120 + IMG_MB))      # one push or pull of the image
-CLK_TCK=$(getconf CLK_TCK)
-case $CLK_TCK in '' | *[!0-9]* | 0) die "getconf CLK_TCK: '$CLK_TCK'" ;; esac
+clk_tck
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/regbench-s3.XXXXXX") || die "mktemp failed"
 ours_pid=
 dist_pid=
 child=
 
-stop_pid() { # PID: SIGTERM, then SIGKILL after 15 s; only this PID
-    local p=$1 i
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
-    for i in $(seq 1 150); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-    return 0
-}
-cleanup() {
-    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
-    stop_pid "$ours_pid"
-    stop_pid "$dist_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "bench-s3: interrupted" >&2; exit 130' INT
-trap 'echo "bench-s3: terminated (BENCH_TIMEOUT=${LIMIT}s reached?)" >&2; exit 143' TERM
+cleanup_pids="ours_pid dist_pid"
+set_traps
 
-# Run a command in the background and wait for it, so that a signal reaches
-# the trap at once; optional stdin file as first argument when it is "-i FILE".
-run() {
-    local rc
-    if [ "$1" = -i ]; then
-        local in=$2
-        shift 2
-        "$@" <"$in" &
-    else
-        "$@" </dev/null &
-    fi
-    child=$!
-    wait "$child"
-    rc=$?
-    child=
-    return $rc
-}
-
-avail_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-[ "$avail_mb" -ge "$data_mb" ] || die "need ${data_mb} MiB free in $(dirname "$work"), have ${avail_mb}"
+need_space "$data_mb"
 
 # ---------------------------------------------------------------- servers
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # A bucket per server, new in every run (a gateway named in REGISTRY_S3_ENV
 # may hold earlier runs' blobs, which would turn pushes into dedups).
 tag=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
@@ -193,9 +132,7 @@ mkdir -p "$work/ours" "$work/dist" "$work/src" "$work/tmp"
 } >"$work/ours/registry.conf"
 "$top/scripts/s3-conf.sh" "" "$dist_bucket" >/dev/null || die "creating bucket $dist_bucket failed"
 
-"$ours_bin" serve --config "$work/ours/registry.conf" --listen 127.0.0.1:0 \
-    --root "$work/ours/root" --ready-file "$work/ours/ready" >"$work/ours/log" 2>&1 &
-ours_pid=$!
+spawn_ours
 
 dist_port=$(free_port) || die "no free port"
 cat >"$work/dist/config.yml" <<EOC
@@ -237,37 +174,14 @@ done
 env "${dist_env[@]}" "$dist_bin" serve "$work/dist/config.yml" >"$work/dist/log" 2>&1 &
 dist_pid=$!
 
-ours_base=
-dist_base=http://127.0.0.1:$dist_port
-for _ in $(seq 1 100); do
-    [ -z "$ours_base" ] && [ -s "$work/ours/ready" ] && ours_base=http://$(cat "$work/ours/ready")
-    if [ -n "$ours_base" ] && curl -fs -o /dev/null --max-time 2 "$dist_base/v2/"; then
-        break
-    fi
-    sleep 0.1
-done
-if ! kill -0 "$ours_pid" 2>/dev/null || [ -z "$ours_base" ]; then
-    tail -5 "$work/ours/log" >&2
-    die "our registry did not start"
-fi
-curl -fs -o /dev/null --max-time 2 "$ours_base/v2/" || die "our registry does not answer /v2/"
-if ! kill -0 "$dist_pid" 2>/dev/null || ! curl -fs -o /dev/null --max-time 2 "$dist_base/v2/"; then
-    tail -5 "$work/dist/log" >&2
-    die "docker-registry did not start on 127.0.0.1:$dist_port"
-fi
-
-ours_ver=$("$ours_bin" version 2>/dev/null | head -1)
-dist_ver=$("$dist_bin" --version 2>/dev/null | awk '{ print $NF }')
+wait_servers
+versions
 rgw_ver=$(radosgw --version 2>/dev/null | awk '{ print $3 }')
 echo "bench-s3: ours: $ours_ver (pid $ours_pid, ${ours_base#http://}, bucket $ours_bucket);" \
     "distribution $dist_ver (pid $dist_pid, 127.0.0.1:$dist_port, bucket $dist_bucket);" \
     "radosgw $rgw_ver at $S3_ENDPOINT"
 
-SERVERS="ours dist"
-base_of() { if [ "$1" = ours ]; then echo "$ours_base"; else echo "$dist_base"; fi; }
-pid_of() { if [ "$1" = ours ]; then echo "$ours_pid"; else echo "$dist_pid"; fi; }
 bucket_of() { if [ "$1" = ours ]; then echo "$ours_bucket"; else echo "$dist_bucket"; fi; }
-name_of() { if [ "$1" = ours ]; then echo "ours"; else echo "distribution"; fi; }
 
 # ---------------------------------------------------------------- S3 requests
 # radosgw logs one line per HTTP request it answers, at debug_rgw level 1
@@ -330,28 +244,6 @@ declare -A DEAD   # srv -> 1 once the server is gone
 NOTES=()
 failures=0
 
-record() { RUNS["$1 $2"]="${RUNS["$1 $2"]:-}${RUNS["$1 $2"]:+ }$3"; }
-fail() { # METRIC SRV MESSAGE
-    record "$1" "$2" FAIL
-    failures=$((failures + 1))
-    NOTES+=("$(name_of "$2"): $1: $3")
-    echo "bench-s3: FAIL $(name_of "$2") $1: $3" >&2
-}
-alive() { # SRV METRIC: false (and recorded) if the server has exited
-    local s=$1
-    [ -n "${DEAD[$s]:-}" ] && { record "$2" "$s" FAIL; return 1; }
-    if ! kill -0 "$(pid_of "$s")" 2>/dev/null; then
-        DEAD[$s]=1
-        fail "$2" "$s" "server process exited; last log lines: $(tail -3 "$work/$s/log" | tr '\n' ' ')"
-        return 1
-    fi
-}
-cpu_ticks() { # PID -> utime + stime of the whole process (all threads), in clock ticks
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
-}
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
-quiesce() { sync; sleep 0.5; }   # flush dirty pages outside the timed window
-
 # Opens a step's window: flush, then mark the gateway's log.
 window_open() { # METRIC SRV
     quiesce
@@ -368,9 +260,6 @@ window_close() { # METRIC SRV REP
     [ "$3" != 1 ] || KINDS["$1 $2"]=$S3_KINDS
 }
 
-# Order of the servers alternates per run.
-order() { if [ $(($1 % 2)) -eq 1 ]; then echo ours dist; else echo dist ours; fi; }
-
 # ---------------------------------------------------------------- data
 echo "bench-s3: generating test data (${REPS}x ${SIZE_MB} MiB, ${REPS}x ${LAYERS} x ${LAYER_MB} MiB layers)"
 declare -A BIG_D
@@ -384,18 +273,6 @@ for r in $(seq 1 "$REPS"); do
 done
 
 # ---------------------------------------------------------------- steps
-with_digest() { case $1 in *\?*) echo "$1&digest=$2" ;; *) echo "$1?digest=$2" ;; esac; }
-absolute() { case $1 in http://* | https://*) echo "$1" ;; *) echo "$2$1" ;; esac; }
-
-# curl upload of FILE streamed from stdin (-T FILE would append the file
-# name to a URL ending in '/'), with a Content-Length, no Expect, no chunking.
-upload() { # METHOD URL FILE -> "code time" in $work/tmp/up
-    run -i "$3" curl -sS -o "$work/tmp/body" -w '%{http_code} %{time_total}\n' \
-        --max-time "$MAXT" -X "$1" -T - \
-        -H 'Content-Type: application/octet-stream' -H 'Expect:' \
-        -H 'Transfer-Encoding:' -H "Content-Length: $(stat -c %s "$3")" "$2" >"$work/tmp/up"
-}
-
 # Push of the big blob, as bench/run.sh does it: ours a monolithic POST
 # ?digest= with the body; Distribution (which ignores a POST's body) POST for
 # a session, then PUT ?digest= with the body, both timed.
@@ -511,15 +388,6 @@ done
 t_end=$(date +%s)
 
 # ---------------------------------------------------------------- report
-median() { # "v1 v2 ..." -> median of the numeric ones, FAIL if none
-    echo "$1" | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -n |
-        awk '{ v[++n] = $1 } END { if (!n) print "FAIL"; else if (n % 2) print v[(n + 1) / 2]
-                                    else print (v[n / 2] + v[n / 2 + 1]) / 2 }'
-}
-fmt() { # VALUE DECIMALS
-    case $1 in FAIL | n/a) echo "$1" ;; *) calc "$1" "$2" ;; esac
-}
-
 METRICS="push_big push_big_cpu push_big_req get_big get_big_cpu get_big_req push_img push_img_req pull_img pull_img_req"
 label() {
     case $1 in
@@ -547,7 +415,7 @@ better() {
 {
     echo "# Registry benchmark on S3 (Ceph RGW): ours vs Distribution"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r); loopback."
+    host_line
     echo "ours: $ours_ver; distribution: docker-registry $dist_ver (Debian); one single-node Ceph $rgw_ver RADOS Gateway (one bluestore OSD in a file), a bucket per server."
     if [ -n "$PART_MB" ]; then
         echo "Part size ${PART_MB} MiB for both (ours: part_size; distribution: chunksize)."
@@ -561,13 +429,7 @@ better() {
     echo
     echo "| metric | ours | distribution | ratio | better |"
     echo "|---|---:|---:|---:|---|"
-    for m in $METRICS; do
-        o=$(fmt "$(median "${RUNS["$m ours"]:-}")" "$(decimals "$m")")
-        d=$(fmt "$(median "${RUNS["$m dist"]:-}")" "$(decimals "$m")")
-        ratio=n/a
-        case "$o $d" in *FAIL* | *n/a*) ;; *) awk "BEGIN { exit !($d > 0) }" && ratio=$(calc "$o / $d" 2) ;; esac
-        echo "| $(label "$m") | $o | $d | $ratio | $(better "$m") |"
-    done
+    for m in $METRICS; do metric_row "$m"; done
     echo
     echo "## S3 requests by operation (run 1)"
     echo
@@ -585,30 +447,8 @@ better() {
     for m in $METRICS; do
         echo "- $m: ours ${RUNS["$m ours"]:-none}; distribution ${RUNS["$m dist"]:-none}"
     done
-    if [ ${#NOTES[@]} -gt 0 ]; then
-        echo
-        echo "## Problems seen"
-        echo
-        for n in "${NOTES[@]}"; do echo "- $n"; done
-    fi
-    for s in $SERVERS; do
-        lines=$(wc -l <"$work/$s/log")
-        if [ "$lines" -gt 0 ]; then
-            echo
-            echo "## $(name_of "$s") log ($lines lines at warn level or above; last 5)"
-            echo
-            echo '```'
-            tail -5 "$work/$s/log" | cut -c1-300
-            echo '```'
-        fi
-    done
+    problems
+    server_logs
 } >"$work/report.md"
 
-mkdir -p "$here/results"
-cp "$work/report.md" "$here/results/s3.md"
-echo
-cat "$work/report.md"
-echo
-echo "bench-s3: written to bench/results/s3.md"
-[ "$failures" -eq 0 ] || { echo "bench-s3: some measurements failed (see Problems seen)" >&2; exit 1; }
-exit 0
+finish s3.md
