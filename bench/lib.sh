@@ -292,3 +292,72 @@ finish() {
     [ "$failures" -eq 0 ] || { echo "$prog: some measurements failed (see Problems seen)" >&2; exit 1; }
     exit 0
 }
+
+# The big blob of run.sh and s3.sh: $work/src/big.REP, BIG_BYTES long, its
+# digest BIG_D[REP], pushed to bench/bigREP.
+
+# push_big_blob SRV REP: the timed push of the big blob. Ours: a monolithic
+# POST ?digest= with the body. Distribution 2.8 ignores a body on POST (202,
+# nothing stored): POST for a session, then PUT ?digest= with the body; both
+# are timed. Sets PUSH_T (seconds); false (and recorded, as push_big) if a
+# status is not the one wanted.
+push_big_blob() {
+    local s=$1 r=$2 base code t t1 loc url
+    base=$(base_of "$s")
+    if [ "$s" = ours ]; then
+        upload POST "$base/v2/bench/big$r/blobs/uploads/?digest=${BIG_D[$r]}" "$work/src/big.$r"
+        read -r code t <"$work/tmp/up"
+        [ "$code" = 201 ] || { fail push_big "$s" "monolithic POST: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return 1; }
+    else
+        run curl -sS -o /dev/null -w '%{http_code} %{time_total} %header{location}\n' --max-time 30 \
+            -X POST -H 'Content-Length: 0' "$base/v2/bench/big$r/blobs/uploads/" >"$work/tmp/out"
+        read -r code t1 loc <"$work/tmp/out"
+        [ "$code" = 202 ] || { fail push_big "$s" "POST session: HTTP ${code:-none}"; return 1; }
+        url=$(with_digest "$(absolute "$loc" "$base")" "${BIG_D[$r]}")
+        upload PUT "$url" "$work/src/big.$r"
+        read -r code t <"$work/tmp/up"
+        [ "$code" = 201 ] || { fail push_big "$s" "PUT: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return 1; }
+        t=$(calc "$t + $t1" 6)
+    fi
+    PUSH_T=$t
+}
+
+# big_head_check SRV REP: untimed, after the push: a HEAD of the big blob
+# answers its size, else a note for the report.
+big_head_check() {
+    local s=$1 r=$2 len
+    len=$(curl -sI --max-time 30 "$(base_of "$s")/v2/bench/big$r/blobs/${BIG_D[$r]}" | tr -d '\r' |
+        awk 'tolower($1) == "content-length:" { print $2 }')
+    [ "$len" = "$BIG_BYTES" ] || NOTES+=("$(name_of "$s"): HEAD after big push run $r: Content-Length '${len}', expected $BIG_BYTES")
+}
+
+# big_get SRV REP: the timed GET of the big blob to /dev/null: get_big in
+# MB/s, and get_big_cpu, the server's CPU-s (user + system, all threads)
+# over the GET scaled to 1 GiB. In run 1 an untimed GET also checks the
+# bytes' sha256. The script's step_open METRIC SRV (false: skip the step)
+# and step_close METRIC SRV REP are called before and after the GET.
+big_get() {
+    local s=$1 r=$2 base code t size c0 c1
+    base=$(base_of "$s")
+    alive "$s" get_big || return
+    step_open get_big "$s" || return
+    c0=$(cpu_ticks "$(pid_of "$s")")
+    run curl -sS -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' --max-time "$MAXT" \
+        "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/out"
+    c1=$(cpu_ticks "$(pid_of "$s")")
+    step_close get_big "$s" "$r"
+    read -r code t size <"$work/tmp/out"
+    if [ "$code" != 200 ] || [ "$size" != "$BIG_BYTES" ]; then
+        fail get_big "$s" "GET: HTTP ${code:-none}, ${size:-0} bytes (want 200, $BIG_BYTES)"
+        return
+    fi
+    record get_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
+    [ -n "$c0" ] && [ -n "$c1" ] &&
+        record get_big_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK * 1073741824 / $BIG_BYTES" 3)"
+    if [ "$r" = 1 ]; then # untimed (and in s3.sh uncounted), once: the bytes are right
+        local got
+        run bash -c 'curl -s --max-time "$1" "$2" | sha256sum' _ "$MAXT" "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/sum"
+        got=sha256:$(cut -d' ' -f1 "$work/tmp/sum")
+        [ "$got" = "${BIG_D[$r]}" ] || NOTES+=("$(name_of "$s"): GET returned wrong content (sha256 $got)")
+    fi
+}

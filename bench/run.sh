@@ -157,61 +157,18 @@ for i in $(seq 1 3); do
     sleep 1
 done
 
-big_push() { # SRV REP
-    local s=$1 r=$2 base code t t1 loc url
-    base=$(base_of "$s")
+big_push() { # SRV REP: push_big_blob and big_head_check in lib.sh
+    local s=$1 r=$2
     alive "$s" push_big || return
     quiesce
-    if [ "$s" = ours ]; then
-        upload POST "$base/v2/bench/big$r/blobs/uploads/?digest=${BIG_D[$r]}" "$work/src/big.$r"
-        read -r code t <"$work/tmp/up"
-        [ "$code" = 201 ] || { fail push_big "$s" "monolithic POST: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return; }
-    else
-        # Distribution 2.8 ignores a body on POST (202, nothing stored): POST
-        # for a session, then PUT ?digest= with the body. Both are timed.
-        run curl -sS -o /dev/null -w '%{http_code} %{time_total} %header{location}\n' --max-time 30 \
-            -X POST -H 'Content-Length: 0' "$base/v2/bench/big$r/blobs/uploads/" >"$work/tmp/out"
-        read -r code t1 loc <"$work/tmp/out"
-        [ "$code" = 202 ] || { fail push_big "$s" "POST session: HTTP ${code:-none}"; return; }
-        url=$(with_digest "$(absolute "$loc" "$base")" "${BIG_D[$r]}")
-        upload PUT "$url" "$work/src/big.$r"
-        read -r code t <"$work/tmp/up"
-        [ "$code" = 201 ] || { fail push_big "$s" "PUT: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return; }
-        t=$(calc "$t + $t1" 6)
-    fi
-    record push_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
-    # Untimed check: the blob is there with its size.
-    local len
-    len=$(curl -sI --max-time 30 "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" | tr -d '\r' |
-        awk 'tolower($1) == "content-length:" { print $2 }')
-    [ "$len" = "$BIG_BYTES" ] || NOTES+=("$(name_of "$s"): HEAD after big push run $r: Content-Length '${len}', expected $BIG_BYTES")
+    push_big_blob "$s" "$r" || return
+    record push_big "$s" "$(calc "$BIG_BYTES / 1e6 / $PUSH_T")"
+    big_head_check "$s" "$r"
 }
 
-big_get() { # SRV REP
-    local s=$1 r=$2 base code t size c0 c1
-    base=$(base_of "$s")
-    alive "$s" get_big || return
-    quiesce
-    c0=$(cpu_ticks "$(pid_of "$s")")
-    run curl -sS -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' --max-time "$MAXT" \
-        "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/out"
-    c1=$(cpu_ticks "$(pid_of "$s")")
-    read -r code t size <"$work/tmp/out"
-    if [ "$code" != 200 ] || [ "$size" != "$BIG_BYTES" ]; then
-        fail get_big "$s" "GET: HTTP ${code:-none}, ${size:-0} bytes (want 200, $BIG_BYTES)"
-        return
-    fi
-    record get_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
-    # Server CPU (user + system, all threads) over the GET, scaled to 1 GiB.
-    [ -n "$c0" ] && [ -n "$c1" ] &&
-        record get_big_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK * 1073741824 / $BIG_BYTES" 3)"
-    if [ "$r" = 1 ]; then # untimed, once: the bytes are right
-        local got
-        run bash -c 'curl -s --max-time "$1" "$2" | sha256sum' _ "$MAXT" "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/sum"
-        got=sha256:$(cut -d' ' -f1 "$work/tmp/sum")
-        [ "$got" = "${BIG_D[$r]}" ] || NOTES+=("$(name_of "$s"): GET returned wrong content (sha256 $got)")
-    fi
-}
+# big_get (lib.sh) flushes before its GET and does nothing after it.
+step_open() { quiesce; }
+step_close() { :; }
 
 chunked() { # SRV REP
     local s=$1 r=$2 base t n

@@ -273,67 +273,28 @@ for r in $(seq 1 "$REPS"); do
 done
 
 # ---------------------------------------------------------------- steps
-# Push of the big blob, as bench/run.sh does it: ours a monolithic POST
-# ?digest= with the body; Distribution (which ignores a POST's body) POST for
-# a session, then PUT ?digest= with the body, both timed.
+# Push of the big blob, as bench/run.sh does it (push_big_blob in lib.sh:
+# ours a monolithic POST ?digest= with the body; Distribution, which ignores
+# a POST's body, POST for a session, then PUT ?digest= with the body, both
+# timed), with the server's CPU and the S3 requests counted.
 big_push() { # SRV REP
-    local s=$1 r=$2 base code t t1 loc url c0 c1
-    base=$(base_of "$s")
+    local s=$1 r=$2 c0 c1
     alive "$s" push_big || return
     window_open push_big "$s" || return
     c0=$(cpu_ticks "$(pid_of "$s")")
-    if [ "$s" = ours ]; then
-        upload POST "$base/v2/bench/big$r/blobs/uploads/?digest=${BIG_D[$r]}" "$work/src/big.$r"
-        read -r code t <"$work/tmp/up"
-        [ "$code" = 201 ] || { fail push_big "$s" "monolithic POST: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return; }
-    else
-        run curl -sS -o /dev/null -w '%{http_code} %{time_total} %header{location}\n' --max-time 30 \
-            -X POST -H 'Content-Length: 0' "$base/v2/bench/big$r/blobs/uploads/" >"$work/tmp/out"
-        read -r code t1 loc <"$work/tmp/out"
-        [ "$code" = 202 ] || { fail push_big "$s" "POST session: HTTP ${code:-none}"; return; }
-        url=$(with_digest "$(absolute "$loc" "$base")" "${BIG_D[$r]}")
-        upload PUT "$url" "$work/src/big.$r"
-        read -r code t <"$work/tmp/up"
-        [ "$code" = 201 ] || { fail push_big "$s" "PUT: HTTP ${code:-none} $(head -c 200 "$work/tmp/body")"; return; }
-        t=$(calc "$t + $t1" 6)
-    fi
+    push_big_blob "$s" "$r" || return
     c1=$(cpu_ticks "$(pid_of "$s")")
     window_close push_big "$s" "$r"
-    record push_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
+    record push_big "$s" "$(calc "$BIG_BYTES / 1e6 / $PUSH_T")"
     [ -n "$c0" ] && [ -n "$c1" ] &&
         record push_big_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK * 1073741824 / $BIG_BYTES" 3)"
     # Untimed, uncounted check: the blob is there with its size.
-    local len
-    len=$(curl -sI --max-time 30 "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" | tr -d '\r' |
-        awk 'tolower($1) == "content-length:" { print $2 }')
-    [ "$len" = "$BIG_BYTES" ] || NOTES+=("$(name_of "$s"): HEAD after big push run $r: Content-Length '${len}', expected $BIG_BYTES")
+    big_head_check "$s" "$r"
 }
 
-big_get() { # SRV REP
-    local s=$1 r=$2 base code t size c0 c1
-    base=$(base_of "$s")
-    alive "$s" get_big || return
-    window_open get_big "$s" || return
-    c0=$(cpu_ticks "$(pid_of "$s")")
-    run curl -sS -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' --max-time "$MAXT" \
-        "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/out"
-    c1=$(cpu_ticks "$(pid_of "$s")")
-    window_close get_big "$s" "$r"
-    read -r code t size <"$work/tmp/out"
-    if [ "$code" != 200 ] || [ "$size" != "$BIG_BYTES" ]; then
-        fail get_big "$s" "GET: HTTP ${code:-none}, ${size:-0} bytes (want 200, $BIG_BYTES)"
-        return
-    fi
-    record get_big "$s" "$(calc "$BIG_BYTES / 1e6 / $t")"
-    [ -n "$c0" ] && [ -n "$c1" ] &&
-        record get_big_cpu "$s" "$(calc "($c1 - $c0) / $CLK_TCK * 1073741824 / $BIG_BYTES" 3)"
-    if [ "$r" = 1 ]; then # untimed and uncounted, once: the bytes are right
-        local got
-        run bash -c 'curl -s --max-time "$1" "$2" | sha256sum' _ "$MAXT" "$base/v2/bench/big$r/blobs/${BIG_D[$r]}" >"$work/tmp/sum"
-        got=sha256:$(cut -d' ' -f1 "$work/tmp/sum")
-        [ "$got" = "${BIG_D[$r]}" ] || NOTES+=("$(name_of "$s"): GET returned wrong content (sha256 $got)")
-    fi
-}
+# big_get (lib.sh) counts the S3 requests of its GET.
+step_open() { window_open "$@"; }
+step_close() { window_close "$@"; }
 
 # The image: bench/pull.py push (POST + PUT per blob, as bench/run.sh pushes
 # its image, then the manifest under a tag) on one connection, timed by
