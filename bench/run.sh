@@ -112,6 +112,16 @@ NOTES=()
 failures=0
 
 rss_mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+rss_samples() { # METRIC: each server's VmRSS, three samples a second apart after 2 s
+    local i s
+    sleep 2
+    for i in $(seq 1 3); do
+        for s in $SERVERS; do
+            alive "$s" "$1" && record "$1" "$s" "$(rss_mib "$(pid_of "$s")" VmRSS)"
+        done
+        sleep 1
+    done
+}
 # Each server sees the same request sequence; the order alternates per run
 # (order in lib.sh).
 
@@ -149,13 +159,7 @@ done
 
 # ---------------------------------------------------------------- measurements
 # RSS at idle: three samples a second apart, after a short settle.
-sleep 2
-for i in $(seq 1 3); do
-    for s in $SERVERS; do
-        alive "$s" rss_idle && record rss_idle "$s" "$(rss_mib "$(pid_of "$s")" VmRSS)"
-    done
-    sleep 1
-done
+rss_samples rss_idle
 
 big_push() { # SRV REP: push_big_blob and big_head_check in lib.sh
     local s=$1 r=$2
@@ -328,13 +332,7 @@ done
 t_end=$(date +%s)
 
 # RSS after the workload: three samples a second apart; peak from VmHWM.
-sleep 2
-for i in $(seq 1 3); do
-    for s in $SERVERS; do
-        alive "$s" rss_after && record rss_after "$s" "$(rss_mib "$(pid_of "$s")" VmRSS)"
-    done
-    sleep 1
-done
+rss_samples rss_after
 for s in $SERVERS; do
     alive "$s" rss_peak && record rss_peak "$s" "$(rss_mib "$(pid_of "$s")" VmHWM)"
 done
