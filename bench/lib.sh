@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # Helpers shared by bench/run.sh, bench/cache.sh and bench/s3.sh; sourced by
 # them after they set `prog` (the prefix of their messages). The functions
-# read the scripts' own variables: work (the temporary root), child, LIMIT,
-# SIZE_MB, REPS, LAYERS, cleanup_pids, ours_bin, dist_bin, and for the
-# side-by-side helpers ours_pid, dist_pid, ours_base, dist_base, DEAD, RUNS,
-# NOTES, failures, MAXT.
+# read the scripts' own variables: here, work (the temporary root), child,
+# LIMIT, SIZE_MB, REPS, LAYERS, cleanup_pids, ours_bin, dist_bin, RUNS,
+# NOTES, failures; the side-by-side helpers (run.sh, s3.sh) also ours_pid,
+# dist_pid, dist_port, DEAD, MAXT, CLK_TCK, BIG_BYTES and BIG_D. metric_row
+# calls the script's label, decimals and better; big_get its step_open and
+# step_close.
 # shellcheck disable=SC2034,SC2154,SC2317  # variables shared with the scripts; cleanup runs from a trap
 
 # die MESSAGE: print it with the script's prefix and exit 1.
