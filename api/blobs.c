@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/err.h"
 #include "../service/service.h"
@@ -52,25 +51,25 @@ static void blob_stream_done(void *arg)
     free(bs);
 }
 
-static int blob_stream_reply(struct req *r, const struct digest *d, unsigned status, uint64_t off,
-                             uint64_t len)
+static int blob_stream_reply(struct req *r, struct svc_blob *b, const struct digest *d,
+                             unsigned status, uint64_t off, uint64_t len)
 {
-    struct blob_stream *bs;
-    int rc;
+    struct blob_stream *bs = NULL;
+    int rc = REG_OK;
 
-    if (req_is_head(r)) { /* from the index alone */
+    if (req_is_head(r)) /* from the index alone */
         req_reply_head(r, status, "application/octet-stream", len);
-        return REG_OK;
-    }
-    if (len == 0) { /* the empty blob: nothing to ask the store for */
+    else if (len == 0) /* the empty blob: nothing to ask the store for */
         req_reply_buf(r, status, "application/octet-stream", "", 0);
-        return REG_OK;
+    else if (!(bs = calloc(1, sizeof(*bs))))
+        rc = REG_E_NOMEM;
+    if (bs) {
+        api_wait_init(&bs->w, r);
+        rc = svc_blob_reader_open(req_registry(r)->svc, b, d, off, len, &bs->rd);
     }
-    bs = calloc(1, sizeof(*bs));
+    svc_blob_close(b); /* what the reader did not take */
     if (!bs)
-        return REG_E_NOMEM;
-    api_wait_init(&bs->w, r);
-    rc = svc_blob_reader_open(req_registry(r)->svc, d, off, len, &bs->rd);
+        return rc;
     if (!rc)
         rc = req_reply_stream(r, status, "application/octet-stream", len,
                               len < STREAM_BLOCK ? (size_t)len : STREAM_BLOCK, blob_stream_read, bs,
@@ -100,8 +99,8 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     /* A HEAD is answered here, from the index: never a redirect. */
     rc = svc_blob_open(svc, rt->name, &d, !req_is_head(r), w, &b);
     if (rc == REG_E_PENDING)
-        return REG_OK;          /* begin runs again once the upstream has answered */
-    if (rc == REG_E_UPSTREAM) { /* the detail names what the operator must fix */
+        return REG_OK; /* begin runs again once the upstream has answered */
+    if (rc == REG_E_UPSTREAM || rc == REG_E_TOOMANY) { /* the detail says what, or how many */
         api_error(r, rc, reg_detail());
         return REG_OK;
     }
@@ -110,7 +109,7 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     req_set_header(r, "Docker-Content-Digest", d.str);
     if (b.url) { /* a backend that serves the bytes itself */
         rc = req_set_header(r, "Location", b.url);
-        free(b.url);
+        svc_blob_close(&b);
         if (!rc)
             req_reply(r, 307);
         return rc;
@@ -120,8 +119,7 @@ static int blob_get_begin(struct req *r, const struct route *rt)
     req_set_header(r, "Accept-Ranges", "bytes");
     rc = range_parse(req_header(r, "Range"), b.size, &off, &len, &partial);
     if (rc == REG_E_RANGE) {
-        if (b.fd >= 0)
-            close(b.fd);
+        svc_blob_close(&b);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, b.size);
         req_set_header(r, "Content-Range", buf);
         return REG_E_RANGE;
@@ -132,7 +130,7 @@ static int blob_get_begin(struct req *r, const struct route *rt)
         req_set_header(r, "Content-Range", buf);
     }
     if (b.stream)
-        return blob_stream_reply(r, &d, partial ? 206 : 200, off, len);
+        return blob_stream_reply(r, &b, &d, partial ? 206 : 200, off, len);
     req_reply_fd(r, partial ? 206 : 200, "application/octet-stream", b.fd, off, len);
     return REG_OK;
 }

@@ -653,20 +653,31 @@ static int on_task(struct proxy *p, struct mtask *t, struct svc_wait *w, char *d
     return rc;
 }
 
-int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
-                       struct svc_wait *w, struct svc_manifest *out)
+/* manifest_get's answer when what it found was gone when it read it
+ * (evicted or deleted meanwhile). Not a reg_err. */
+#define GONE (-2)
+
+/* What read_local says, with a manifest found a moment ago and missing
+ * now told apart. */
+static int reread(struct proxy *p, const char *repo, const char *digest, int with_data,
+                  struct svc_manifest *out)
 {
-    const char *name;
-    struct proxy_up *up = find(p, repo, &name);
+    int rc = read_local(p, repo, digest, with_data, out);
+
+    return rc == REG_E_MANIFEST_UNKNOWN ? GONE : rc;
+}
+
+/* One pass of proxy_manifest_get: what is at hand, else the upstream's
+ * answer (through a task), read from the store. */
+static int manifest_get(struct proxy *p, struct proxy_up *up, const char *repo, const char *name,
+                        const struct svc_ref *ref, int with_data, struct svc_wait *w,
+                        struct svc_manifest *out)
+{
     struct mtask *t = w ? w->held : NULL;
     char digest[DIGEST_STR_MAX];
     struct local l;
     int rc, stale = 0;
 
-    if (!up)
-        return REG_E_NOT_FOUND;
-    reg_detail_clear();
-    memset(out, 0, sizeof(*out));
     if (t) { /* woken: the task has answered */
         w->held = NULL;
         pthread_mutex_lock(&p->lock);
@@ -680,15 +691,14 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
     if (!ref->tag && l.have_manifest) { /* by digest: the bytes never change */
         if (l.repo_cached)
             count(p, PROXY_MANIFEST, PROXY_HIT);
-        return read_local(p, repo, l.digest, with_data, out);
+        return reread(p, repo, l.digest, with_data, out);
     }
     if (ref->tag && l.have_tag && !l.cached) /* pushed here, not fetched: ours */
-        return l.have_manifest ? read_local(p, repo, l.digest, with_data, out)
-                               : REG_E_MANIFEST_UNKNOWN;
+        return l.have_manifest ? reread(p, repo, l.digest, with_data, out) : REG_E_MANIFEST_UNKNOWN;
     if (ref->tag && l.have_tag && l.have_manifest && (int64_t)time(NULL) - l.when < up->tag_ttl) {
         log_debug("proxy %s: hit: %s:%s", up->name, repo, ref->tag);
         count(p, PROXY_MANIFEST, PROXY_HIT);
-        return read_local(p, repo, l.digest, with_data, out);
+        return reread(p, repo, l.digest, with_data, out);
     }
     /* The upstream must be asked. */
     if (!w) {
@@ -704,25 +714,45 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
 answer:
     if (rc)
         return rc;
-    rc = read_local(p, repo, digest, with_data, out);
+    rc = reread(p, repo, digest, with_data, out);
     out->stale = stale;
     if (rc && stale)
         count(p, PROXY_MANIFEST, PROXY_ERROR);
     return rc;
 }
 
+int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *ref, int with_data,
+                       struct svc_wait *w, struct svc_manifest *out)
+{
+    const char *name;
+    struct proxy_up *up = find(p, repo, &name);
+    int rc;
+
+    if (!up)
+        return REG_E_NOT_FOUND;
+    reg_detail_clear();
+    memset(out, 0, sizeof(*out));
+    rc = manifest_get(p, up, repo, name, ref, with_data, w, out);
+    /* Evicted (or deleted) between the look and the read: once more, which
+     * asks the upstream. */
+    if (rc == GONE)
+        rc = manifest_get(p, up, repo, name, ref, with_data, w, out);
+    return rc == GONE ? REG_E_MANIFEST_UNKNOWN : rc;
+}
+
 /* ---- blobs ------------------------------------------------------------------------ */
 
 /* Link d into repo when it is stored and a manifest of repo uses it: a
  * layer another repository's pull already brought. REG_E_BLOB_UNKNOWN when
- * it cannot be. */
-static int link_if_used(struct proxy *p, const char *repo, const struct digest *d)
+ * it cannot be; *used then says whether a manifest of repo uses it. */
+static int link_if_used(struct proxy *p, const char *repo, const struct digest *d, int *used)
 {
     struct index_txn *t = NULL;
     struct index_blob b;
     char user[DIGEST_STR_MAX];
     int rc = index_begin(p->ix, INDEX_WRITE, &t);
 
+    *used = 0;
     if (rc)
         return rc;
     rc = index_repo_has_blob(t, repo, d->str);
@@ -730,11 +760,10 @@ static int link_if_used(struct proxy *p, const char *repo, const struct digest *
         index_abort(t);
         return REG_OK;
     }
+    *used = index_in_use(t, repo, d->str, user, sizeof(user)) == REG_E_IN_USE;
     rc = index_get_blob(t, d->str, &b);
     if (!rc)
-        rc = index_in_use(t, repo, d->str, user, sizeof(user)) == REG_E_IN_USE
-                 ? index_link_blob(t, repo, d->str)
-                 : REG_E_BLOB_UNKNOWN;
+        rc = *used ? index_link_blob(t, repo, d->str) : REG_E_BLOB_UNKNOWN;
     return index_end(t, rc);
 }
 
@@ -944,12 +973,34 @@ static struct flight *flight_find(struct proxy *p, const char *digest)
 }
 
 /* Whether f fetches what repo's upstream would give it: the same upstream
- * repository. Another's fetch of the same digest is waited for, never
- * joined: its bytes reach repo only through a manifest of repo that uses
- * them (link_if_used). */
+ * repository. */
 static int ours(const struct flight *f, const struct proxy_up *up, const char *name)
 {
     return f->up == up && strcmp(f->name, name) == 0;
+}
+
+struct proxy_tap {
+    struct proxy *p;
+    struct flight *f;       /* while it reads the spool; NULL once it reads the store */
+    struct blob_reader *br; /* the store's reader, once the blob has landed */
+    uint64_t pos, end;      /* the next byte to hand out, and the end of the range */
+    struct svc_wait *w;     /* the last one waited with */
+};
+
+/* Under p->lock: a tap over all of f, taking the caller's reference. */
+static int tap_new(struct proxy *p, struct flight *f, struct proxy_tap **out)
+{
+    struct proxy_tap *t = calloc(1, sizeof(*t));
+
+    if (!t) {
+        flight_put(p, f);
+        return REG_E_NOMEM;
+    }
+    t->p = p;
+    t->f = f;
+    t->end = f->size;
+    *out = t;
+    return REG_OK;
 }
 
 /* svc_wait.release of a wait on a flight. */
@@ -969,33 +1020,34 @@ static void flight_release(struct svc_wait *w)
  * look for the blob again. Not a reg_err. */
 #define LOOK_AGAIN (-1)
 
-/* Under p->lock, holding a reference on f (handed to w or dropped here):
- * answer from f, or wait on it. */
+/* Under p->lock, holding a reference on f (handed to w, to the tap, or
+ * dropped here): answer from f, or wait on it. A request joins f when f
+ * fetches from its own upstream repository, or when a manifest of its
+ * repository uses the blob (used): link_if_used would link it once it has
+ * landed, so nothing reaches a repository it could not reach anyway. */
 static int on_flight(struct proxy *p, struct flight *f, const struct proxy_up *up, const char *name,
-                     struct svc_wait *w, uint64_t *size, int *fetching)
+                     int used, struct svc_wait *w, struct proxy_tap **tap)
 {
-    int rc;
+    int join = ours(f, up, name) || used, rc;
 
     for (;;) {
         if (f->done) {
             rc = f->rc && ours(f, up, name) ? f->rc : REG_OK;
             if (rc && f->detail[0])
                 reg_detail_set("%s", f->detail);
-            if (!f->rc && ours(f, up, name) && f->served++)
+            if (!f->rc && join && f->served++)
                 count(p, PROXY_BLOB, PROXY_HIT); /* one upstream GET served us both */
             flight_put(p, f);
             return rc ? rc : LOOK_AGAIN;
         }
-        if (ours(f, up, name) && f->sized && f->size != UINT64_MAX) {
-            *size = f->size;
-            *fetching = 1;
+        /* An empty blob is never streamed: nothing could be held back. */
+        if (join && f->sized && f->size != UINT64_MAX && f->size > 0) {
             if (f->served++)
                 count(p, PROXY_BLOB, PROXY_HIT);
-            flight_put(p, f);
-            return REG_OK;
+            return tap_new(p, f, tap);
         }
-        /* Not sized yet; or sized only at its end; or not ours: at the end. */
-        rc = wait_on(p, &f->waiters, w, ours(f, up, name) && !f->sized ? 0 : UINT64_MAX);
+        /* Not sized yet; or sized only at its end; or not joined: at the end. */
+        rc = wait_on(p, &f->waiters, w, join && !f->sized ? 0 : UINT64_MAX);
         if (rc == REG_E_PENDING) {
             w->held = f;
             w->release = flight_release;
@@ -1009,28 +1061,28 @@ static int on_flight(struct proxy *p, struct flight *f, const struct proxy_up *u
 }
 
 int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
-                    uint64_t *size, int *fetching)
+                    struct proxy_tap **tap)
 {
     const char *name;
     struct proxy_up *up = find(p, repo, &name);
     struct flight *f = w ? w->held : NULL;
-    int rc;
+    int rc, used = 0, waited = f != NULL;
 
-    *fetching = 0;
+    *tap = NULL;
     if (!up)
         return REG_E_NOT_FOUND;
     reg_detail_clear();
-    if (f) { /* woken: what became of the flight waited on */
-        w->held = NULL;
-        pthread_mutex_lock(&p->lock);
-        rc = on_flight(p, f, up, name, w, size, fetching);
-        pthread_mutex_unlock(&p->lock);
-        if (rc != LOOK_AGAIN)
-            return rc;
-    }
     for (;;) {
-        rc = link_if_used(p, repo, d);
-        if (rc == REG_OK && !f)
+        if (f) { /* woken: what became of the flight waited on */
+            w->held = NULL;
+            pthread_mutex_lock(&p->lock);
+            rc = on_flight(p, f, up, name, used, w, tap);
+            pthread_mutex_unlock(&p->lock);
+            if (rc != LOOK_AGAIN)
+                return rc;
+        }
+        rc = link_if_used(p, repo, d, &used);
+        if (rc == REG_OK && !waited)
             count(p, PROXY_BLOB, PROXY_HIT); /* another repository's pull brought it */
         if (rc != REG_E_BLOB_UNKNOWN)
             return rc;
@@ -1043,45 +1095,41 @@ int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, s
             rc = launch(p, up, repo, name, d, &f);
         }
         if (!rc)
-            rc = on_flight(p, f, up, name, w, size, fetching);
+            rc = on_flight(p, f, up, name, used, w, tap);
         pthread_mutex_unlock(&p->lock);
         if (rc != LOOK_AGAIN)
             return rc;
+        f = NULL;
+        waited = 1;
     }
 }
 
-struct proxy_tap {
-    struct proxy *p;
-    struct flight *f;
-    uint64_t pos, end;  /* the next byte to hand out, and the end of the range */
-    struct svc_wait *w; /* the last one waited with */
-};
-
-int proxy_tap_open(struct proxy *p, const struct digest *d, uint64_t off, uint64_t len,
-                   struct proxy_tap **out)
+uint64_t proxy_tap_size(const struct proxy_tap *t)
 {
-    struct proxy_tap *t;
-    struct flight *f;
-    int rc = REG_OK;
+    return t->end;
+}
 
-    *out = NULL;
-    pthread_mutex_lock(&p->lock);
-    f = flight_find(p, d->str);
-    if (!f || !f->sized || f->size == UINT64_MAX)
-        rc = REG_E_NOT_FOUND; /* in the store by now, or never to be streamed */
-    else if (off >= f->size || (len && len > f->size - off))
-        rc = REG_E_RANGE;
-    else if (!(t = calloc(1, sizeof(*t))))
-        rc = REG_E_NOMEM;
-    if (!rc) {
-        f->refs++;
-        t->p = p;
-        t->f = f;
-        t->pos = off;
-        t->end = len ? off + len : f->size;
-        *out = t;
-    }
-    pthread_mutex_unlock(&p->lock);
+int proxy_tap_range(struct proxy_tap *t, uint64_t off, uint64_t len)
+{
+    if (off > t->end || (len && len > t->end - off))
+        return REG_E_RANGE;
+    t->pos = off;
+    if (len)
+        t->end = off + len;
+    return REG_OK;
+}
+
+/* Under p->lock: f has landed in the store: read the rest from there, and
+ * let go of f (its spool goes with the last reference). */
+static int tap_to_store(struct proxy_tap *t)
+{
+    struct flight *f = t->f;
+    int rc = blobstore_reader_open(t->p->bs, &f->d, t->pos, t->end - t->pos, &t->br);
+
+    if (t->w)
+        unwait(&f->waiters, t->w);
+    flight_put(t->p, f);
+    t->f = NULL;
     return rc;
 }
 
@@ -1089,20 +1137,26 @@ int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct
 {
     struct proxy *p = t->p;
     struct flight *f = t->f;
-    uint64_t r;
+    uint64_t r = 0;
     ssize_t got;
     int rc = REG_OK;
 
     *n = 0;
     if (t->pos >= t->end)
         return REG_OK;
+    if (t->br)
+        goto store;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        if (f->done && !f->rc) {
+            rc = tap_to_store(t);
+            break;
+        }
         r = readable(f);
         if (r > t->pos)
             break;
         if (f->done) {
-            rc = f->rc ? f->rc : REG_E_INTERNAL; /* a landed blob is readable to its end */
+            rc = f->rc;
             break;
         }
         t->w = w;
@@ -1114,6 +1168,8 @@ int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct
     pthread_mutex_unlock(&p->lock);
     if (rc)
         return rc;
+    if (t->br)
+        goto store;
     if (r > t->end)
         r = t->end;
     if (max > r - t->pos)
@@ -1128,17 +1184,25 @@ int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct
     t->pos += (uint64_t)got;
     *n = (size_t)got;
     return REG_OK;
+store:
+    rc = blob_reader_read(t->br, buf, max, n);
+    if (!rc)
+        t->pos += *n;
+    return rc;
 }
 
 void proxy_tap_close(struct proxy_tap *t)
 {
     if (!t)
         return;
-    pthread_mutex_lock(&t->p->lock);
-    if (t->w)
-        unwait(&t->f->waiters, t->w);
-    flight_put(t->p, t->f);
-    pthread_mutex_unlock(&t->p->lock);
+    if (t->f) {
+        pthread_mutex_lock(&t->p->lock);
+        if (t->w)
+            unwait(&t->f->waiters, t->w);
+        flight_put(t->p, t->f);
+        pthread_mutex_unlock(&t->p->lock);
+    }
+    blob_reader_close(t->br);
     free(t);
 }
 

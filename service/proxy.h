@@ -56,20 +56,23 @@ int proxy_manifest_get(struct proxy *p, const char *repo, const struct svc_ref *
 
 /* Blob d is not visible in repo: make it so from the cache or the
  * upstream. REG_E_NOT_FOUND when no upstream covers repo; REG_OK with
- * *fetching 0 when it is visible now; REG_OK with *fetching 1 and *size when
- * it is on its way (read it with a tap); REG_E_PENDING (svc_wait) until the
- * upstream has said its size; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM,
- * REG_E_TOOMANY (too many fetches at once), ... */
-int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
-                    uint64_t *size, int *fetching);
-
-/* A blob's bytes while the cache fetches it: len bytes from off (len 0: to
- * the end). REG_E_NOT_FOUND when no fetch of d is under way (read the store
- * instead). Read: up to max bytes, *n 0 at the end, REG_E_PENDING while
- * none has arrived (svc_wait); the error of a fetch that failed. */
+ * *tap NULL when it is visible now; REG_OK with *tap (the caller's, to
+ * close) when it is on its way: the tap reads it as it arrives, all of it
+ * unless narrowed. REG_E_PENDING (svc_wait) until the upstream has said
+ * its size; REG_E_BLOB_UNKNOWN, REG_E_UPSTREAM, REG_E_TOOMANY (too many
+ * fetches at once), ... */
 struct proxy_tap;
-int proxy_tap_open(struct proxy *p, const struct digest *d, uint64_t off, uint64_t len,
-                   struct proxy_tap **out);
+int proxy_blob_open(struct proxy *p, const char *repo, const struct digest *d, struct svc_wait *w,
+                    struct proxy_tap **tap);
+/* The blob's size (before any proxy_tap_range). */
+uint64_t proxy_tap_size(const struct proxy_tap *t);
+/* Read len bytes from off (len 0: to the end) instead; before any read.
+ * REG_E_RANGE. */
+int proxy_tap_range(struct proxy_tap *t, uint64_t off, uint64_t len);
+/* Up to max bytes, *n 0 at the end, REG_E_PENDING while none has arrived
+ * (svc_wait); the error of a fetch that failed. Once the blob has landed
+ * the tap reads the store. The last byte comes only after the digest
+ * matched. */
 int proxy_tap_read(struct proxy_tap *t, void *buf, size_t max, size_t *n, struct svc_wait *w);
 /* NULL is fine. */
 void proxy_tap_close(struct proxy_tap *t);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/err.h"
 #include "../storage/blobstore.h"
@@ -363,16 +364,21 @@ void svc_wait_drop(struct service *s, struct svc_wait *w)
         w->release(w);
 }
 
+/* Bytes from the store, or from the cache while it fetches them. */
+struct svc_blob_reader {
+    struct blob_reader *br;
+    struct proxy_tap *tap;
+};
+
 int svc_blob_open(struct service *s, const char *repo, const struct digest *d, int can_redirect,
                   struct svc_wait *w, struct svc_blob *out)
 {
     struct index_txn *t = NULL;
-    int rc, fetching = 0;
+    struct proxy_tap *tap = NULL;
+    int rc;
 
+    memset(out, 0, sizeof(*out));
     out->fd = -1;
-    out->url = NULL;
-    out->size = 0;
-    out->stream = 0;
     rc = index_begin(s->ix, INDEX_READ, &t);
     if (rc)
         return rc;
@@ -381,18 +387,29 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     rc = index_repo_has_blob(t, repo, d->str);
     index_abort(t);
     if (rc == REG_E_BLOB_UNKNOWN && cache(s)) {
-        int prc = proxy_blob_open(s->proxy, repo, d, w, &out->size, &fetching);
+        int prc = proxy_blob_open(s->proxy, repo, d, w, &tap);
 
         rc = prc == REG_E_NOT_FOUND ? rc : prc;
-    } else if (rc == REG_OK && cache(s)) {
-        proxy_blob_served(s->proxy, repo);
+    } else {
+        svc_wait_drop(s, w); /* here now: nothing more to wait for */
+        if (rc == REG_OK && cache(s))
+            proxy_blob_served(s->proxy, repo);
     }
     if (!rc && cache(s))
         evict_used(s->evict, repo);
-    if (rc || fetching) { /* on its way: the bytes stream from the cache's fetch */
-        out->stream = fetching;
-        return rc;
+    if (!rc && tap) { /* on its way: the bytes stream from the cache's fetch */
+        out->rd = calloc(1, sizeof(*out->rd));
+        if (!out->rd) {
+            proxy_tap_close(tap);
+            return REG_E_NOMEM;
+        }
+        out->rd->tap = tap;
+        out->size = proxy_tap_size(tap);
+        out->stream = 1;
+        return REG_OK;
     }
+    if (rc)
+        return rc;
     rc = blobstore_open_read(s->bs, d, &out->fd, can_redirect ? &out->url : NULL, &out->size);
     if (rc == REG_E_UNSUPPORTED || (!rc && out->fd < 0)) {
         /* A backend without descriptors (S3): the size is the index's, the
@@ -407,23 +424,36 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
     return rc;
 }
 
-/* Bytes from the store, or from the cache while it fetches them. */
-struct svc_blob_reader {
-    struct blob_reader *br;
-    struct proxy_tap *tap;
-};
-
-int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
-                         struct svc_blob_reader **out)
+void svc_blob_close(struct svc_blob *b)
 {
-    struct svc_blob_reader *r = calloc(1, sizeof(*r));
-    int rc = r ? REG_E_NOT_FOUND : REG_E_NOMEM;
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+    free(b->url);
+    b->url = NULL;
+    svc_blob_reader_close(b->rd);
+    b->rd = NULL;
+}
+
+int svc_blob_reader_open(struct service *s, struct svc_blob *b, const struct digest *d,
+                         uint64_t off, uint64_t len, struct svc_blob_reader **out)
+{
+    struct svc_blob_reader *r = b->rd;
+    int rc;
 
     *out = NULL;
-    if (r && s->proxy)
-        rc = proxy_tap_open(s->proxy, d, off, len, &r->tap);
-    if (rc == REG_E_NOT_FOUND)
-        rc = blobstore_reader_open(s->bs, d, off, len, &r->br);
+    if (r) { /* the fetch svc_blob_open joined */
+        rc = proxy_tap_range(r->tap, off, len);
+        if (rc)
+            return rc;
+        b->rd = NULL;
+        *out = r;
+        return REG_OK;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return REG_E_NOMEM;
+    rc = blobstore_reader_open(s->bs, d, off, len, &r->br);
     if (rc) {
         free(r);
         return rc;

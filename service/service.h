@@ -107,12 +107,17 @@ int svc_manifest_delete(struct service *s, const char *repo, const struct svc_re
 
 /* ---- blobs -------------------------------------------------------------------- */
 
+struct svc_blob_reader;
 struct svc_blob {
-    uint64_t size; /* bytes */
-    int fd;        /* to read from (the caller closes it), or -1 */
-    char *url;     /* or where to send the client (malloc'd, the caller frees), or NULL */
-    int stream;    /* or neither: pull the bytes with svc_blob_reader_open */
+    uint64_t size;              /* bytes */
+    int fd;                     /* to read from, or -1 */
+    char *url;                  /* or where to send the client (malloc'd), or NULL */
+    int stream;                 /* or neither: pull the bytes with svc_blob_reader_open */
+    struct svc_blob_reader *rd; /* a fetch under way that stream reads */
 };
+/* Let go of what svc_blob_open handed out and svc_blob_reader_open did not
+ * take (fd, url, a fetch's reader). */
+void svc_blob_close(struct svc_blob *b);
 
 /* How a caller that must not block (a libmicrohttpd thread) waits for bytes
  * on their way (a blob the pull-through cache is fetching). An operation
@@ -145,16 +150,15 @@ int svc_blob_open(struct service *s, const char *repo, const struct digest *d, i
                   struct svc_wait *w, struct svc_blob *out);
 
 /* A blob's bytes pulled as they are sent: len bytes from off (len 0: to the
- * end). Open starts the read (S3: the GET), so REG_E_BLOB_UNKNOWN (the
- * bytes are missing from the store) and REG_E_RANGE show before any byte
- * goes out. Read hands out up to max bytes, at least one (*n 0: the end).
- * With no byte at hand it waits: S3 on the calling thread; a blob the cache
- * is still fetching through w (REG_E_PENDING). Such a blob's last byte is
- * handed out only once the whole blob matched its digest. Use after
- * svc_blob_open said so (stream). */
-struct svc_blob_reader;
-int svc_blob_reader_open(struct service *s, const struct digest *d, uint64_t off, uint64_t len,
-                         struct svc_blob_reader **out);
+ * end) of the blob b (svc_blob_open said stream). Open starts the read (S3:
+ * the GET), so REG_E_BLOB_UNKNOWN (the bytes are missing from the store)
+ * and REG_E_RANGE show before any byte goes out; it takes b's reader of a
+ * fetch under way. Read hands out up to max bytes, at least one (*n 0: the
+ * end). With no byte at hand it waits: S3 on the calling thread; a blob
+ * the cache is still fetching through w (REG_E_PENDING). Such a blob's last
+ * byte is handed out only once the whole blob matched its digest. */
+int svc_blob_reader_open(struct service *s, struct svc_blob *b, const struct digest *d,
+                         uint64_t off, uint64_t len, struct svc_blob_reader **out);
 int svc_blob_reader_read(struct svc_blob_reader *r, void *buf, size_t max, size_t *n,
                          struct svc_wait *w);
 /* NULL is fine. */
