@@ -51,6 +51,7 @@ static const struct err_map err_table[REG_E__COUNT] = {
     [REG_E_READ_ONLY] = {405, "UNSUPPORTED"},
     [REG_E_UPSTREAM] = {502, "UNKNOWN"},
     [REG_E_MIRRORED] = {405, "UNSUPPORTED"},
+    [REG_E_PENDING] = {500, "UNKNOWN"}, /* never answered: the request waits instead */
 };
 
 void api_error(struct req *r, int err, const char *detail)

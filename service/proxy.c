@@ -2,6 +2,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -935,7 +936,7 @@ static int launch(struct proxy *p, const struct proxy_up *up, const char *repo, 
         return REG_E_NOMEM;
     /* Unlinked at once: a crash leaves nothing of it behind. */
     snprintf(path, sizeof(path), "%s/proxy-spool.XXXXXX", blobstore_index_dir(p->bs));
-    f->spool = mkstemp(path);
+    f->spool = mkostemp(path, O_CLOEXEC);
     if (f->spool < 0) {
         rc = reg_errno(errno);
         free(f);
