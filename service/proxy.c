@@ -647,7 +647,7 @@ static int on_task(struct proxy *p, struct mtask *t, struct svc_wait *w, char *d
     if (rc && t->detail[0])
         reg_detail_set("%s", t->detail);
     if (!rc && t->served++)
-        count(p, PROXY_MANIFEST, PROXY_HIT); /* one upstream answer served us both */
+        count(p, PROXY_MANIFEST, t->stale ? PROXY_STALE : PROXY_HIT); /* one answer for both */
     snprintf(digest, DIGEST_STR_MAX, "%s", t->digest);
     *stale = t->stale;
     mtask_put(t);
