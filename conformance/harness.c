@@ -483,3 +483,14 @@ int in_catalog(struct server *s, const char *repo)
     resp_free(&r);
     return found;
 }
+
+void write_users(struct server *s)
+{
+    char cmd[1200];
+    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
+
+    snprintf(cmd, sizeof(cmd),
+             "(echo secret | %s passwd alice && echo pw2 | %s passwd bob) > %s 2>/dev/null", bin,
+             bin, server_file(s, "htpasswd", NULL));
+    cr_assert_eq(system(cmd), 0, "registry passwd");
+}

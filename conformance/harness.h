@@ -32,6 +32,9 @@ void server_launch(struct server *s, const char *config_text);
 /* Path of name under s->root; writes text there when text is not NULL.
  * The returned path is valid for the next three calls. */
 const char *server_file(struct server *s, const char *name, const char *text);
+/* s's htpasswd file (server_file "htpasswd"): alice/secret and bob/pw2,
+ * made with `registry passwd`. */
+void write_users(struct server *s);
 /* Start again on the same root (after a stop or a kill). */
 void server_restart(struct server *s);
 /* SIGTERM and wait; returns the exit code (0 on a clean stop). */

@@ -18,18 +18,6 @@
 
 static struct server srv;
 
-/* Users alice/secret (all rights), bob/pw2 (rules decide). */
-static void write_users(void)
-{
-    char cmd[1200];
-    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
-
-    snprintf(cmd, sizeof(cmd),
-             "(echo secret | %s passwd alice && echo pw2 | %s passwd bob) > %s 2>/dev/null", bin,
-             bin, server_file(&srv, "htpasswd", NULL));
-    cr_assert_eq(system(cmd), 0, "registry passwd");
-}
-
 static void make_key(const char *name, const char *algo_opts)
 {
     char cmd[1200];
@@ -50,7 +38,7 @@ static void start_mode(const char *mode, const char *extra)
     char cfg[4096];
 
     server_prepare(&srv);
-    write_users();
+    write_users(&srv);
     make_key("key.pem", "-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
     snprintf(cfg, sizeof(cfg),
              "[storage]\ndelete = true\n[auth]\nmode = %s\nhtpasswd = %s\nkey = %s\n" RULES "%s",

@@ -549,6 +549,24 @@ Test(proxy, an_upstream_in_basic_mode_is_pulled_through_with_the_configured_cred
     pulls_through_auth("basic");
 }
 
+/* Push a fresh len-byte image as repo upstream, fetch its manifest through
+ * slow/, and start a pull of its layer in *th; return once the mirror's
+ * upload session (under uploads) holds bytes of it, or the pull ended. */
+static void start_cold_pull(const char *repo, size_t len, const char *uploads, struct image *im,
+                            char *url, size_t url_size, struct puller *p, pthread_t *th)
+{
+    char path[600];
+
+    push_upstream(repo, "v1", len, im);
+    snprintf(path, sizeof(path), "/v2/slow/%s/manifests/v1", repo);
+    expect_body(path, im->body, strlen(im->body));
+    snprintf(url, url_size, "%s/v2/slow/%s/blobs/%s", srv.base, repo, im->layer);
+    *p = (struct puller){url, 0, 0, 0};
+    cr_assert_eq(pthread_create(th, NULL, pull, p), 0);
+    while (dir_bytes(uploads) == 0 && !p->complete)
+        usleep(1000);
+}
+
 /* The upstream dies in the middle of a blob. To know it is the middle
  * without timing anything: as soon as the first bytes reach the upload
  * session the blob goes into, the mirror is stopped (SIGSTOP); the upstream
@@ -577,14 +595,7 @@ Test(proxy, an_upstream_killed_in_the_middle_of_a_blob_leaves_nothing_and_the_ne
         if (up.pid <= 0)
             dist_launch(&up);
         snprintf(repo, sizeof(repo), "library/big%d", attempt);
-        push_upstream(repo, "v1", len, &im);
-        snprintf(path, sizeof(path), "/v2/slow/%s/manifests/v1", repo);
-        expect_body(path, im.body, strlen(im.body));
-        snprintf(url, sizeof(url), "%s/v2/slow/%s/blobs/%s", srv.base, repo, im.layer);
-        p = (struct puller){url, 0, 0, 0};
-        cr_assert_eq(pthread_create(&th, NULL, pull, &p), 0);
-        while (dir_bytes(uploads) == 0 && !p.complete)
-            usleep(1000);
+        start_cold_pull(repo, len, uploads, &im, url, sizeof(url), &p, &th);
         kill(srv.pid, SIGSTOP);
         held = dir_bytes(uploads);
         cut = held > 0 && held + slack < len;
@@ -645,14 +656,7 @@ Test(proxy, a_cold_blob_streams_to_the_client_while_it_is_fetched)
      * attempt is made again with a fresh blob. */
     for (attempt = 0; attempt < 4 && !cut; attempt++) {
         snprintf(repo, sizeof(repo), "library/stream%d", attempt);
-        push_upstream(repo, "v1", len, &im);
-        snprintf(path, sizeof(path), "/v2/slow/%s/manifests/v1", repo);
-        expect_body(path, im.body, strlen(im.body));
-        snprintf(url, sizeof(url), "%s/v2/slow/%s/blobs/%s", srv.base, repo, im.layer);
-        p = (struct puller){url, 0, 0, 0};
-        cr_assert_eq(pthread_create(&th, NULL, pull, &p), 0);
-        while (dir_bytes(uploads) == 0 && !p.complete)
-            usleep(1000);
+        start_cold_pull(repo, len, uploads, &im, url, sizeof(url), &p, &th);
         kill(up.pid, SIGSTOP);
         /* A bound, not a timing: without streaming no byte ever comes. */
         for (i = 0; i < 3000 && p.bytes == 0; i++)
@@ -759,6 +763,24 @@ Test(proxy, clients_asking_for_one_cold_manifest_at_once_cause_one_upstream_get)
     free(im.data);
 }
 
+/* A loopback socket that takes connections (the kernel's backlog) and
+ * answers nothing until the test reads or closes them; *port is its port. */
+static int mute_upstream(unsigned *port)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(l, 4), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
 /* GET url with a bound on the whole exchange; 0 when it did not end well. */
 static long status_within(const char *url, long seconds)
 {
@@ -780,24 +802,18 @@ static long status_within(const char *url, long seconds)
  * pull waits on it, and the pull gets a 502 once the upstream goes away. */
 Test(proxy, an_upstream_that_never_answers_holds_no_serving_thread)
 {
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
     char conf[400], url[600], req[4096];
     struct puller p;
     pthread_t th;
     size_t got = 0;
     ssize_t n;
-    int l = socket(AF_INET, SOCK_STREAM, 0), c;
+    unsigned port;
+    int l, c;
 
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(l, 4), 0);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    l = mute_upstream(&port);
     snprintf(conf, sizeof(conf),
              "[server]\nthreads = 1\n[proxy.mute]\nurl = http://127.0.0.1:%u\nprefix = mute\n",
-             ntohs(a.sin_port));
+             port);
     server_start(&srv, conf);
     snprintf(url, sizeof(url), "%s/v2/mute/library/x/manifests/v1", srv.base);
     p = (struct puller){url, 0, 0, 0};
@@ -828,24 +844,18 @@ Test(proxy, an_upstream_that_never_answers_holds_no_serving_thread)
  * not after the upstream's 60 s. */
 Test(proxy, a_stop_ends_the_waits_on_a_mute_upstream)
 {
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
     char conf[400], url[600], byte;
     struct timespec t0, t1;
     struct puller p;
     pthread_t th;
-    int l = socket(AF_INET, SOCK_STREAM, 0), c;
+    unsigned port;
+    int l, c;
 
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(l, 4), 0);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    l = mute_upstream(&port);
     snprintf(conf, sizeof(conf),
              "[server]\nshutdown_timeout = 1\n"
              "[proxy.mute]\nurl = http://127.0.0.1:%u\nprefix = mute\n",
-             ntohs(a.sin_port));
+             port);
     server_start(&srv, conf);
     snprintf(url, sizeof(url), "%s/v2/mute/library/x/manifests/v1", srv.base);
     p = (struct puller){url, 0, 0, 0};

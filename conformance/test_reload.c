@@ -29,7 +29,7 @@ static const char *bin(void)
 }
 
 /* htpasswd lines for "user:password" pairs, into the root's htpasswd. */
-static void write_users(const char *const *pairs)
+static void write_htpasswd(const char *const *pairs)
 {
     char cmd[4096] = "(true", *p;
     size_t len = strlen(cmd);
@@ -117,7 +117,7 @@ static void start_basic(void)
     char conf[1024];
 
     server_prepare(&srv);
-    write_users(users);
+    write_htpasswd(users);
     snprintf(conf, sizeof(conf), BASIC_CONF, server_file(&srv, "htpasswd", NULL));
     server_launch(&srv, conf);
 }
@@ -134,7 +134,7 @@ Test(reload, hup_applies_new_rules_groups_users_and_log_level)
     cr_assert_eq(as(carol, "GET", "/v2/", NULL, 0, NULL, 0), 401);
     cr_assert_eq(server_log_find(&srv, "checking the password", NULL, 0), 0, "debug at info");
 
-    write_users(users);
+    write_htpasswd(users);
     snprintf(conf, sizeof(conf),
              "[auth]\nmode = basic\nhtpasswd = %s\nrule = group:writers * *\n"
              "[groups]\nwriters = alice, carol\n[log]\nlevel = debug\n",

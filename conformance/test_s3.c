@@ -537,17 +537,6 @@ Test(s3, fsck_rehashes_objects_and_lists_the_bucket_against_the_index)
 
 static int token_mode; /* the server under test runs [auth] mode = token */
 
-static void write_users(void)
-{
-    char cmd[1200];
-    const char *bin = getenv("REGISTRY_BIN") ? getenv("REGISTRY_BIN") : "build/registry";
-
-    snprintf(cmd, sizeof(cmd),
-             "(echo secret | %s passwd alice && echo pw2 | %s passwd bob) > %s 2>/dev/null", bin,
-             bin, server_file(&srv, "htpasswd", NULL));
-    cr_assert_eq(system(cmd), 0, "registry passwd");
-}
-
 static void start_guarded(const char *mode)
 {
     char extra[1400], cmd[800];
@@ -555,7 +544,7 @@ static void start_guarded(const char *mode)
     need_gateway();
     token_mode = !strcmp(mode, "token");
     server_prepare(&srv);
-    write_users();
+    write_users(&srv);
     snprintf(cmd, sizeof(cmd),
              "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
              "-out %s 2>/dev/null",
