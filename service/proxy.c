@@ -57,7 +57,6 @@ struct flight {
     uint64_t size;               /* the upstream's Content-Length; UINT64_MAX: not said */
     int sized;                   /* the upstream has answered (size set, or never will be) */
     uint64_t have;               /* bytes in the spool */
-    int verified;                /* every byte is in and matched the digest: the last may go */
     int done, rc;
     char detail[256];       /* reg_detail of a failure, for the waiters' threads */
     unsigned served;        /* requests answered from it: all but the first are hits */
@@ -790,8 +789,6 @@ static uint64_t readable(const struct flight *f)
 {
     if (f->done)
         return f->rc ? 0 : f->have;
-    if (f->verified)
-        return f->have;
     if (!f->sized || f->size == UINT64_MAX || f->have == 0)
         return 0;
     return f->have < f->size ? f->have : f->size - 1;
@@ -872,14 +869,6 @@ static int fetch_blob(struct flight *f)
     rc = upstream_blob(up->u, f->name, f->digest, fetch_size, fetch_data, &x);
     if (!rc && atomic_load(&p->stopping))
         rc = REG_E_UPSTREAM;
-    /* The clients may have the last byte once the digest matched, before
-     * the commit's flushes: their copy needs no durability of ours. */
-    if (!rc && upload_matches(x.u, &f->d) == REG_OK) {
-        pthread_mutex_lock(&p->lock);
-        f->verified = 1;
-        wake(p, f, 1);
-        pthread_mutex_unlock(&p->lock);
-    }
     if (!rc) {
         rc = upload_finish(x.u, &f->d, &size);
         if (rc == REG_E_DIGEST_INVALID) {

@@ -368,18 +368,6 @@ static int blob_known(struct index *ix, const struct digest *d)
     return rc == REG_OK;
 }
 
-int upload_matches(struct upload *u, const struct digest *expect)
-{
-    struct digest got;
-
-    if (u->failed)
-        return REG_E_UPLOAD_INVALID;
-    if (expect->algo != u->h.algo)
-        return REG_E_UNSUPPORTED;
-    hasher_peek(&u->h, &got);
-    return strcmp(got.str, expect->str) == 0 ? REG_OK : REG_E_DIGEST_INVALID;
-}
-
 int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size)
 {
     struct index_txn *t = NULL;

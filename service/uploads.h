@@ -53,11 +53,6 @@ int upload_checkpoint(struct upload *u);
  * blob's size is written to *size. The session must still be released. */
 int upload_finish(struct upload *u, const struct digest *expect, uint64_t *size);
 
-/* Whether the bytes so far hash to expect, the session going on: REG_OK,
- * REG_E_DIGEST_INVALID, or REG_E_UNSUPPORTED when expect is of another
- * algorithm than the running hash (only upload_finish can tell then). */
-int upload_matches(struct upload *u, const struct digest *expect);
-
 /* End the session and remove its bytes. Must still be released. */
 int upload_cancel(struct upload *u);
 
