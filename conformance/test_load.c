@@ -202,11 +202,15 @@ Test(load, ten_thousand_idle_connections_cost_little_and_give_their_descriptors_
     for (i = 0; i < n; i++)
         close(fds[i]);
     free(fds);
-    /* Closing 10,000 sockets takes the server a moment, longer on a busy
-     * machine: wait up to 60 s (a leak never gets there). */
-    for (i = 0; i < 1200 && fd_count(srv.pid) > fd0 + 2; i++)
+    /* Closing 10,000 sockets takes the server a moment, much longer on a
+     * busy machine under AddressSanitizer (a CI run beside other suites
+     * once needed more than 60 s): wait up to 180 s (a leak never gets
+     * there), and say where the count stopped. */
+    for (i = 0; i < 3600 && fd_count(srv.pid) > fd0 + 2; i++)
         usleep(50 * 1000);
-    cr_assert_leq(fd_count(srv.pid), fd0 + 2, "descriptors back to where they started");
+    fd_peak = fd_count(srv.pid);
+    cr_assert_leq(fd_peak, fd0 + 2, "descriptors back to where they started: %d, from %d", fd_peak,
+                  fd0);
 }
 
 /* ---- a crowd of mixed clients ------------------------------------------------- */
