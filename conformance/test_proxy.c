@@ -751,11 +751,11 @@ Test(proxy, clients_asking_for_one_cold_manifest_at_once_cause_one_upstream_get)
     ps = (struct pull_set){url, N, strlen(im.body)};
     kill(up.pid, SIGSTOP);
     cr_assert_eq(pthread_create(&th, NULL, pull_all, &ps), 0);
-    /* The eight, and the /metrics request that counts them. */
+    /* The eight, and the /metrics request that counts them; the upstream
+     * is stopped, so none can end before SIGCONT. */
     for (i = 0; i < 3000 && metric("registry_http_requests_in_flight") < N + 1; i++)
         usleep(10 * 1000);
-    cr_expect_eq(metric("registry_http_requests_in_flight"), N + 1,
-                 "the requests never overlapped");
+    cr_expect_lt(i, 3000, "the eight requests never were in the mirror at once");
     kill(up.pid, SIGCONT);
     pthread_join(th, NULL);
     snprintf(needle, sizeof(needle), "GET /v2/library/many/manifests/v1");
